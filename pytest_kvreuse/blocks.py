@@ -1,0 +1,77 @@
+"""BlockStream: the flat-array shape every analysis reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class BlockStream:
+    """All full KV blocks of a trace, request after request.
+
+    ``keys[i]`` is a dense integer naming the whole prefix up to and including block ``i``
+    (equal keys <=> identical prefix); ``request[i]`` is the request that block belongs to
+    (non-decreasing). Per request: ``prompt_tokens`` (partial tail included),
+    ``timestamps`` (NaN when unknown) and ``sessions`` (dense ids, -1 when unknown).
+    """
+
+    keys: np.ndarray
+    request: np.ndarray
+    block_size: int
+    prompt_tokens: np.ndarray
+    timestamps: np.ndarray
+    sessions: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_requests(self) -> int:
+        return int(self.prompt_tokens.shape[0])
+
+    @property
+    def num_blocks(self) -> int:
+        return int(self.keys.shape[0])
+
+    @property
+    def total_tokens(self) -> int:
+        return self.num_blocks * self.block_size
+
+    @property
+    def request_starts(self) -> np.ndarray:
+        """Index of each request's first block, plus the end: shape (num_requests + 1,)."""
+        return np.searchsorted(self.request, np.arange(self.num_requests + 1), side="left")
+
+    @property
+    def has_sessions(self) -> bool:
+        return bool(self.sessions.size) and bool((self.sessions >= 0).any())
+
+
+def dense_ids(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """Map arbitrary comparable values to 0..n_unique-1 (first-seen order is not needed:
+    only equality reaches the results)."""
+    if values.size == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    uniq, inverse = np.unique(values, return_inverse=True)
+    return smallest_index_dtype(inverse.reshape(-1), len(uniq)), int(len(uniq))
+
+
+def smallest_index_dtype(a: np.ndarray, bound: int) -> np.ndarray:
+    # int32 halves memory and sort time for every trace that fits (all but absurd ones).
+    return a.astype(np.int32 if bound < 2**31 else np.int64, copy=False)
+
+
+def request_index(blocks_per_request: np.ndarray) -> np.ndarray:
+    """Owning request of every block, given each request's block count."""
+    counts = np.asarray(blocks_per_request, dtype=np.int64)
+    return smallest_index_dtype(
+        np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts), counts.shape[0]
+    )
+
+
+def offsets_within_request(blocks_per_request: np.ndarray) -> np.ndarray:
+    """Position of every block inside its request (0, 1, ..., n_r - 1 for each request)."""
+    counts = np.asarray(blocks_per_request, dtype=np.int64)
+    total = int(counts.sum())
+    starts = np.cumsum(counts) - counts
+    return np.arange(total, dtype=np.int64) - np.repeat(starts, counts)

@@ -1,0 +1,248 @@
+"""Prefix-hash-id traces (Mooncake, Qwen-Bailian) and their re-blocking to any block size.
+
+``hash_ids[i]`` names the whole prefix up to native block ``i``; the last id may cover a
+partial native block. See analysis.md section 1 for the key of an analysis block.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..blocks import BlockStream, dense_ids, offsets_within_request, request_index
+from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
+from .jsonl import iter_records
+
+MOONCAKE_HASH_BLOCK = 512
+BAILIAN_HASH_BLOCK = 16
+
+# Records are parsed one line at a time but converted to numpy per batch, so the file is
+# never held as Python objects and numpy does the per-id work.
+_BATCH = 8192
+
+
+@dataclass(frozen=True, eq=False)
+class HashIdTrace:
+    """A hash-id trace as flat arrays: ``hash_ids[offsets[r]:offsets[r+1]]`` is request r's."""
+
+    path: str
+    hash_ids: np.ndarray
+    offsets: np.ndarray
+    input_lengths: np.ndarray
+    timestamps: np.ndarray
+    sessions: np.ndarray
+    lines: np.ndarray
+    native_block_size: int
+
+    @property
+    def num_requests(self) -> int:
+        return int(self.input_lengths.shape[0])
+
+
+def _field_int(record: dict, name: str, path: str, lineno: int, *, required: bool) -> int | None:
+    value = record.get(name)
+    if value is None:
+        if required:
+            raise TraceFormatError(f"record has no '{name}'", path=path, line=lineno)
+        return None
+    if type(value) is not int:
+        raise TraceFormatError(f"'{name}' must be an integer, got {type(value).__name__}",
+                               path=path, line=lineno)
+    if value < 0:
+        raise TraceFormatError(f"'{name}' must not be negative, got {value}",
+                               path=path, line=lineno)
+    return value
+
+
+def _field_number(record: dict, name: str, path: str, lineno: int) -> float:
+    value = record.get(name)
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TraceFormatError(f"'{name}' must be a number, got {type(value).__name__}",
+                               path=path, line=lineno)
+    return float(value)
+
+
+def _ids_to_array(batch_ids: list, batch_counts: list[int], batch_lines: list[int],
+                  path: str) -> np.ndarray:
+    try:
+        arr = np.array(batch_ids)
+    except (ValueError, OverflowError, TypeError):
+        arr = None
+    if arr is not None and arr.ndim == 1 and (arr.dtype.kind == "i" or
+                                               (arr.dtype.kind == "u" and arr.size == 0)):
+        return arr.astype(np.int64, copy=False)
+    if arr is not None and arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    # Slow path, only on bad input: find the record at fault.
+    pos = 0
+    for count, lineno in zip(batch_counts, batch_lines):
+        for value in batch_ids[pos:pos + count]:
+            if type(value) is not int:
+                raise TraceFormatError(
+                    f"'hash_ids' must hold integers, found {type(value).__name__}",
+                    path=path, line=lineno)
+            if not -(2**63) <= value < 2**63:
+                raise TraceFormatError(f"hash id {value} does not fit in 64 bits",
+                                       path=path, line=lineno)
+        pos += count
+    raise TraceFormatError("'hash_ids' must hold integers", path=path)
+
+
+def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
+                       native_block_size: int | None = None) -> HashIdTrace:
+    """Read a Mooncake (``flavour="mooncake"``) or Qwen-Bailian (``"bailian"``) JSONL trace."""
+    spath = os.fspath(path)
+    if native_block_size is None:
+        native_block_size = MOONCAKE_HASH_BLOCK if flavour == "mooncake" else BAILIAN_HASH_BLOCK
+    if native_block_size <= 0:
+        raise BlockSizeError(f"hash block size must be positive, got {native_block_size}")
+
+    id_chunks: list[np.ndarray] = []
+    counts: list[int] = []
+    lengths: list[int] = []
+    stamps: list[float] = []
+    lines: list[int] = []
+    chat_ids: list[int] = []
+    parent_ids: list[int] = []
+    batch_ids: list = []
+    batch_counts: list[int] = []
+    batch_lines: list[int] = []
+
+    def flush() -> None:
+        id_chunks.append(_ids_to_array(batch_ids, batch_counts, batch_lines, spath))
+        batch_ids.clear()
+        batch_counts.clear()
+        batch_lines.clear()
+
+    for lineno, rec in iter_records(spath):
+        ids = rec.get("hash_ids")
+        if ids is None:
+            raise TraceFormatError("record has no 'hash_ids'", path=spath, line=lineno)
+        if not isinstance(ids, list):
+            raise TraceFormatError(f"'hash_ids' must be a list, got {type(ids).__name__}",
+                                   path=spath, line=lineno)
+        length = _field_int(rec, "input_length", spath, lineno, required=False)
+        if length is None:
+            length = len(ids) * native_block_size
+        batch_ids.extend(ids)
+        batch_counts.append(len(ids))
+        batch_lines.append(lineno)
+        counts.append(len(ids))
+        lengths.append(length)
+        lines.append(lineno)
+        stamps.append(_field_number(rec, "timestamp", spath, lineno))
+        if flavour == "bailian":
+            chat = rec.get("chat_id")
+            parent = rec.get("parent_chat_id", -1)
+            if type(chat) is not int or type(parent) is not int:
+                raise TraceFormatError("'chat_id' and 'parent_chat_id' must be integers",
+                                       path=spath, line=lineno)
+            chat_ids.append(chat)
+            parent_ids.append(parent)
+        if len(batch_counts) >= _BATCH:
+            flush()
+    flush()
+
+    if not counts:
+        raise EmptyTraceError("trace holds no requests", path=spath)
+
+    num = len(counts)
+    offsets = np.zeros(num + 1, dtype=np.int64)
+    np.cumsum(np.asarray(counts, dtype=np.int64), out=offsets[1:])
+    sessions = (_bailian_sessions(chat_ids, parent_ids) if flavour == "bailian"
+                else np.full(num, -1, dtype=np.int64))
+    return HashIdTrace(
+        path=spath,
+        hash_ids=np.concatenate(id_chunks) if id_chunks else np.zeros(0, np.int64),
+        offsets=offsets,
+        input_lengths=np.asarray(lengths, dtype=np.int64),
+        timestamps=np.asarray(stamps, dtype=np.float64),
+        sessions=sessions,
+        lines=np.asarray(lines, dtype=np.int64),
+        native_block_size=native_block_size,
+    )
+
+
+def _bailian_sessions(chat_ids: list[int], parent_ids: list[int]) -> np.ndarray:
+    """A conversation is the root of the parent chain (parent -1 or unknown: a root)."""
+    parent_of = dict(zip(chat_ids, parent_ids))
+    root_of: dict[int, int] = {}
+    roots = []
+    for chat in chat_ids:  # per request, not per block
+        seen = []
+        node = chat
+        while node not in root_of:
+            parent = parent_of.get(node, -1)
+            if parent == -1 or parent not in parent_of or parent == node or node in seen:
+                root_of[node] = node
+                break
+            seen.append(node)
+            node = parent
+        root = root_of[node]
+        for s in seen:
+            root_of[s] = root
+        roots.append(root)
+    return dense_ids(np.asarray(roots, dtype=np.int64))[0].astype(np.int64)
+
+
+def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
+    """Cut every request into full blocks of ``block_size`` tokens keyed by prefix."""
+    native = trace.native_block_size
+    if block_size <= 0:
+        raise BlockSizeError(f"block size must be positive, got {block_size}")
+    if native % block_size == 0:
+        per_native = native // block_size
+    elif block_size % native == 0:
+        per_native = None
+    else:
+        raise BlockSizeError(
+            f"block size {block_size} does not fit the trace's native hash block of {native} "
+            f"tokens: it must divide it or be a multiple of it (try --block-size "
+            f"{math.gcd(block_size, native)} or --hash-block-size)", path=trace.path)
+
+    nblocks = trace.input_lengths // block_size
+    j = offsets_within_request(nblocks)
+    req = request_index(nblocks)
+    if per_native is not None:
+        native_index = (j * block_size) // native
+        sub = (j * block_size) % native // block_size
+    else:
+        native_index = ((j + 1) * block_size) // native - 1
+        sub = None
+
+    # Every full block must be named by a hash id: check per request, vectorized.
+    needed = np.zeros(trace.num_requests, dtype=np.int64)
+    has = nblocks > 0
+    last = nblocks[has] - 1
+    if per_native is not None:
+        needed[has] = (last * block_size) // native + 1
+    else:
+        needed[has] = ((last + 1) * block_size) // native
+    have = np.diff(trace.offsets)
+    short = np.flatnonzero(needed > have)
+    if short.size:
+        r = int(short[0])
+        raise TraceFormatError(
+            f"input_length {int(trace.input_lengths[r])} needs {int(needed[r])} hash_ids of "
+            f"{native} tokens, the record has {int(have[r])}",
+            path=trace.path, line=int(trace.lines[r]))
+
+    ids = trace.hash_ids[trace.offsets[:-1][req] + native_index]
+    if sub is None:
+        keys, _ = dense_ids(ids)
+    else:
+        dense, n_ids = dense_ids(ids)
+        keys, _ = dense_ids(dense.astype(np.int64) * per_native + sub)
+    return BlockStream(
+        keys=keys,
+        request=req,
+        block_size=block_size,
+        prompt_tokens=trace.input_lengths,
+        timestamps=trace.timestamps,
+        sessions=trace.sessions,
+    )

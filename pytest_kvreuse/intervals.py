@@ -1,0 +1,44 @@
+"""Reuse intervals: tokens streamed between consecutive cross-request occurrences of a key."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .blocks import BlockStream
+
+
+def reuse_intervals(stream: BlockStream) -> tuple[np.ndarray, int]:
+    """Sorted reuse intervals (tokens) of ``stream`` and its number of unique keys.
+
+    One sort by key puts every key's occurrences side by side in stream order (the sort is
+    stable), so consecutive occurrences are neighbours: no per-block Python loop.
+    """
+    keys = stream.keys
+    if keys.size == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    same = sorted_keys[1:] == sorted_keys[:-1]
+    unique = int(keys.size - np.count_nonzero(same))
+    prev = order[:-1][same]
+    nxt = order[1:][same]
+    cross = stream.request[prev] != stream.request[nxt]
+    intervals = (nxt[cross].astype(np.int64) - prev[cross] - 1) * stream.block_size
+    intervals.sort()
+    return intervals, unique
+
+
+def tokens_beyond(intervals: np.ndarray, gpu_cache_tokens: float, block_size: int) -> int:
+    """Tokens whose reuse interval exceeds ``gpu_cache_tokens`` (``intervals`` sorted)."""
+    return int(intervals.size - np.searchsorted(intervals, gpu_cache_tokens, side="right")) \
+        * block_size
+
+
+def interval_ccdf(intervals: np.ndarray, block_size: int,
+                  total_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """``F(x)`` at every distinct interval x: share of all tokens with an interval > x."""
+    if intervals.size == 0 or total_tokens == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+    x, first = np.unique(intervals, return_index=True)
+    above = intervals.size - np.append(first[1:], intervals.size)
+    return x, above * block_size / total_tokens

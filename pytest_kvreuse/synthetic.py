@@ -1,0 +1,107 @@
+"""A deterministic synthetic multi-turn chat workload, for examples, tests and benchmarks.
+
+Sessions share a few system prompts (Zipf-popular), and every turn re-sends the whole
+history: the reuse pattern of real chat traffic. A prompt is a list of segments
+``(segment_id, tokens)``; writers render segments as hash ids (Mooncake) or as text.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+from .atomic import atomic_write_bytes
+
+
+@dataclass(frozen=True)
+class Request:
+    timestamp_ms: int
+    session: int
+    turn: int
+    segments: tuple[tuple[int, int], ...]
+    output_tokens: int
+
+    @property
+    def input_length(self) -> int:
+        return sum(n for _, n in self.segments)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """Knobs of the generator; the same knobs and seed give the same requests."""
+
+    sessions: int = 200
+    system_prompts: int = 4
+    system_tokens: tuple[int, int] = (600, 2500)
+    turns: tuple[int, int] = (1, 8)
+    user_tokens: tuple[int, int] = (40, 700)
+    reply_tokens: tuple[int, int] = (50, 500)
+    document_share: float = 0.3
+    document_tokens: tuple[int, int] = (2000, 12000)
+    documents: int = 12
+    session_rate_per_s: float = 2.0
+    think_time_s: float = 20.0
+    seed: int = 0
+
+
+def generate(w: Workload) -> list[Request]:
+    rng = np.random.default_rng(w.seed)
+    next_seg = iter(range(1, 1 << 62))
+    system = [(next(next_seg), int(rng.integers(*w.system_tokens))) for _ in range(w.system_prompts)]
+    docs = [(next(next_seg), int(rng.integers(*w.document_tokens))) for _ in range(w.documents)]
+    popularity = 1.0 / np.arange(1, w.system_prompts + 1)
+    popularity /= popularity.sum()
+    requests: list[Request] = []
+    start = 0.0
+    for s in range(w.sessions):
+        start += rng.exponential(1.0 / w.session_rate_per_s)
+        history = [system[int(rng.choice(w.system_prompts, p=popularity))]]
+        if rng.random() < w.document_share:
+            history.append(docs[int(rng.integers(w.documents))])
+        t = start
+        for turn in range(int(rng.integers(w.turns[0], w.turns[1] + 1))):
+            history.append((next(next_seg), int(rng.integers(*w.user_tokens))))
+            reply = int(rng.integers(*w.reply_tokens))
+            requests.append(Request(int(t * 1000), s, turn + 1, tuple(history), reply))
+            history.append((next(next_seg), reply))
+            t += rng.exponential(w.think_time_s)
+    requests.sort(key=lambda r: (r.timestamp_ms, r.session, r.turn))
+    return requests
+
+
+def prefix_hash_ids(requests: list[Request], block: int) -> Iterator[list[int]]:
+    """Hash ids as Mooncake assigns them: one id per native block, naming the whole prefix
+    (the last id covers the partial tail)."""
+    ids: dict[tuple, int] = {}
+    for r in requests:
+        out = []
+        parent = -1
+        pieces: list[tuple[int, int, int]] = []
+        filled = 0
+        for seg, n in r.segments:
+            pos = 0
+            while pos < n:
+                take = min(n - pos, block - filled)
+                pieces.append((seg, pos, pos + take))
+                pos += take
+                filled += take
+                if filled == block:
+                    parent = ids.setdefault((parent, tuple(pieces)), len(ids))
+                    out.append(parent)
+                    pieces, filled = [], 0
+        if pieces:
+            out.append(ids.setdefault((parent, tuple(pieces)), len(ids)))
+        yield out
+
+
+def write_mooncake(requests: list[Request], path: str | os.PathLike[str],
+                   block: int = 512) -> None:
+    lines = []
+    for r, ids in zip(requests, prefix_hash_ids(requests, block)):
+        lines.append(orjson.dumps({"timestamp": r.timestamp_ms, "input_length": r.input_length,
+                                   "output_length": r.output_tokens, "hash_ids": ids}))
+    atomic_write_bytes(path, b"\n".join(lines) + b"\n")
