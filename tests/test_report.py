@@ -285,6 +285,15 @@ def _umask() -> int:
 
 
 def test_builtin_templates_are_found() -> None:
+    import importlib.metadata
+    import importlib.util
+
+    try:
+        importlib.metadata.distribution("pytest-kvreuse")
+    except importlib.metadata.PackageNotFoundError:
+        pass  # a bare source checkout on sys.path: the source-tree fallback serves
+    else:  # installed, editable or not: the package mapping serves the templates
+        assert importlib.util.find_spec("pytest_kvreuse.templates") is not None
     root = report.builtin_templates()
     for name in ("report.html.j2", "report.css", "_run.html.j2", "_summary.html.j2",
                  "_trace.html.j2"):
