@@ -327,3 +327,11 @@ def test_cli_html_error_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert err.startswith("kvreuse: error:") and err.count("\n") == 1
     assert not (tmp_path / "r.html").exists()
+
+
+def test_report_renders_again_from_the_json(example_result: dict) -> None:
+    # xdist's controller has only plain dicts; so does anyone holding just the JSON file.
+    results = _run_results(example_result, failing=True)
+    data = json.loads(report.results_json(results, RUN))
+    assert report.render_report(data["traces"], data["run"]) == report.render_report(
+        results, RUN)
