@@ -234,6 +234,13 @@ def _label(key: str) -> str:
     return _FIGURE_LABELS.get(key, key.replace("_", " "))
 
 
+def _lru_label(key: str) -> str:
+    if key in _LRU_LABELS:
+        return _LRU_LABELS[key]
+    words = key.removesuffix("_fraction").replace("_", " ")
+    return words if words.lower().startswith("lru") else f"LRU {words}"
+
+
 def _tokens(at: object) -> str:
     try:
         return f"{int(at):,} tokens"
@@ -359,7 +366,7 @@ def _figure_rows(figures: dict, lru: dict) -> list[dict]:
     for k in sorted(lru):
         v = lru[k]
         if isinstance(v, (int, float)) or v is None:
-            rows.append({"label": _LRU_LABELS.get(k, "LRU " + k.replace("_", " ")),
+            rows.append({"label": _lru_label(k),
                          "text": _value_text(k, v), "key": f"lru.{k}", "json": _json_value(v)})
     return rows
 
@@ -377,7 +384,7 @@ def _size_table(result: dict, lru: dict) -> tuple[list[str], list[dict]]:
         label = "offloadable (interval)" if lru_sized else "offloadable"
         columns.append((label, "offloadable_fraction", offl))
     for k, v in lru_sized.items():
-        columns.append((_LRU_LABELS.get(k, "LRU " + k.replace("_", " ")), f"lru.{k}", v))
+        columns.append((_lru_label(k), f"lru.{k}", v))
     sizes = sorted({int(s) for _, _, col in columns for s in col})
     rows = []
     for size in sizes:
@@ -487,8 +494,12 @@ def _plot(result: dict, name: str, lru: dict) -> tuple[str | None, str]:
         for line in ax.get_lines():
             if line.get_label() == f"GPU KV cache: {main:,.0f} tokens":
                 line.set_label(_gpu_label(main, offl))
-        handles, labels = ax.get_legend_handles_labels()
-        ax.legend(handles, labels, loc="upper right", fontsize=8)
+        # Curves first, then the GPU lines from the smallest cache to the largest.
+        rank = {_gpu_label(size, offl): i for i, size in enumerate(sizes, start=1)}
+        pairs = sorted(zip(*ax.get_legend_handles_labels(), strict=True),
+                       key=lambda hl: rank.get(hl[1], 0))
+        ax.legend([h for h, _ in pairs], [lab for _, lab in pairs], loc="upper right",
+                  fontsize=8)
     alt = (f"CCDF of reuse intervals of {name}: share of tokens (y, %) reused more than "
            f"x tokens apart (log x axis)")
     if sizes:
