@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import math
+import numbers
 import os
 import platform
 import shlex
@@ -196,19 +196,21 @@ def _environment(template_dir: str | os.PathLike[str] | None) -> jinja2.Environm
 # --------------------------------------------------------------------------- formatting
 
 def percent(x: float | None, digits: int = 2) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return UNDEFINED
-    return f"{x * 100:.{digits}f} %"
+    if not isinstance(x, numbers.Real) or isinstance(x, bool) or math.isnan(x):
+        return UNDEFINED if x is None or isinstance(x, numbers.Real) else str(x)
+    return f"{float(x) * 100:.{digits}f} %"
 
 
 def count(x: object) -> str:
+    # numbers.*, not int/float: numpy scalars in hand-made results read the same.
     if x is None:
         return UNDEFINED
     if isinstance(x, bool):
         return str(x)
-    if isinstance(x, int):
-        return f"{x:,}"
-    if isinstance(x, float):
+    if isinstance(x, numbers.Integral):
+        return f"{int(x):,}"
+    if isinstance(x, numbers.Real):
+        x = float(x)
         if math.isnan(x):
             return UNDEFINED
         return f"{x:,.0f}" if x.is_integer() else f"{x:,.4g}"
@@ -220,14 +222,14 @@ def _is_fraction(key: str) -> bool:
 
 
 def _value_text(key: str, x: object, digits: int = 2) -> str:
-    if _is_fraction(key) and (x is None or isinstance(x, (int, float))):
+    if _is_fraction(key) and (x is None or isinstance(x, numbers.Real)):
         return percent(x, digits)
     return count(x)
 
 
 def _json_value(x: object) -> str:
-    """The exact value for a ``data-value`` attribute: tests compare it with the JSON."""
-    return json.dumps(x, sort_keys=True)
+    """The value as the JSON file holds it, for a ``data-value`` attribute."""
+    return orjson.dumps(x, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def _label(key: str) -> str:
@@ -353,7 +355,7 @@ def _param_rows(params: dict) -> list[dict]:
     order = [k for k in _PARAM_LABELS if k in params and k != "path"]
     order += sorted(k for k in params if k not in _PARAM_LABELS)
     return [{"label": _PARAM_LABELS.get(k, k.replace("_", " ")),
-             "text": count(params[k]) if isinstance(params[k], (int, float))
+             "text": count(params[k]) if isinstance(params[k], numbers.Real)
              else ("none" if params[k] is None else str(params[k]))} for k in order]
 
 
@@ -365,7 +367,7 @@ def _figure_rows(figures: dict, lru: dict) -> list[dict]:
             for k in order if k not in _HIDDEN_FIGURES and not isinstance(figures[k], dict)]
     for k in sorted(lru):
         v = lru[k]
-        if isinstance(v, (int, float)) or v is None:
+        if isinstance(v, numbers.Real) or v is None:
             rows.append({"label": _lru_label(k),
                          "text": _value_text(k, v), "key": f"lru.{k}", "json": _json_value(v)})
     return rows
@@ -414,7 +416,7 @@ def _timings_text(timings: dict) -> str:
     order += sorted(k for k in timings if k not in _TIMING_LABELS)
     parts = [f"{_TIMING_LABELS.get(k, k.removesuffix('_s').replace('_', ' '))} "
              f"{float(timings[k]):.3f} s" for k in order
-             if isinstance(timings[k], (int, float)) and not isinstance(timings[k], bool)]
+             if isinstance(timings[k], numbers.Real) and not isinstance(timings[k], bool)]
     return ", ".join(parts)
 
 

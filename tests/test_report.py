@@ -335,3 +335,17 @@ def test_report_renders_again_from_the_json(example_result: dict) -> None:
     data = json.loads(report.results_json(results, RUN))
     assert report.render_report(data["traces"], data["run"]) == report.render_report(
         results, RUN)
+
+
+def test_numpy_scalars_read_like_plain_numbers(example_result: dict) -> None:
+    import numpy as np
+
+    plain = dict(copy.deepcopy(example_result), checks=[], error=None)
+    numpyish = copy.deepcopy(plain)
+    numpyish["figures"] = {k: (np.int64(v) if isinstance(v, int) else
+                               np.float64(v) if isinstance(v, float) else v)
+                           for k, v in plain["figures"].items()}
+    numpyish["offloadable_fraction"] = {k: np.float64(v)
+                                        for k, v in plain["offloadable_fraction"].items()}
+    assert report.results_json([numpyish], RUN) == report.results_json([plain], RUN)
+    assert report.render_report([numpyish], RUN) == report.render_report([plain], RUN)
