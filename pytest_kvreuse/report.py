@@ -26,7 +26,8 @@ a list of strings; any other key is shown as is. :func:`run_info` builds one.
 Templates are ``templates/report.html.j2`` and its partials (shipped in the wheel as the
 package ``pytest_kvreuse.templates``); ``template_dir`` overrides any of them by name and
 falls back to the built-in ones for the rest. Besides the prepared view (``page``,
-``traces``, ``checks``) a template receives the raw ``results`` and ``run``.
+``traces``, ``checks``) a template receives the raw ``results`` and ``run``, and the filters
+``pct`` (a fraction as a percentage), ``count`` (thousands separators) and ``json_value``.
 """
 
 from __future__ import annotations
@@ -42,12 +43,16 @@ import subprocess
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import jinja2
 import orjson
 
 from .atomic import atomic_write_bytes, atomic_write_text
 from .errors import KvReuseError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 TEMPLATE = "report.html.j2"
 TEMPLATE_PACKAGE = "pytest_kvreuse.templates"
@@ -158,7 +163,7 @@ def render_report(results: list[dict], run: dict, *,
                            ) from None
 
 
-def builtin_templates():  # -> importlib.resources.abc.Traversable
+def builtin_templates() -> Traversable:
     """The built-in templates: the installed package data, or the source tree's ``templates/``."""
     import importlib.resources
 
@@ -189,7 +194,7 @@ def _environment(template_dir: str | os.PathLike[str] | None) -> jinja2.Environm
                              lstrip_blocks=True, undefined=jinja2.StrictUndefined)
     env.filters["pct"] = percent
     env.filters["count"] = count
-    env.filters["tojson_attr"] = _json_value
+    env.filters["json_value"] = _json_value
     return env
 
 

@@ -240,9 +240,13 @@ def test_template_dir_overrides_by_name(tmp_path: Path, example_result: dict) ->
     custom = tmp_path / "templates"
     custom.mkdir()
     (custom / "report.css").write_text("body { background: #fafafa; } /* team style */")
+    (custom / "_run.html.j2").write_text(
+        "<h1>Team {{ run.git_commit[:7] }}</h1><p>{{ results[0].figures.total_tokens | count }}"
+        " tokens, {{ results[0].figures.reused_fraction | pct(1) }} reused</p>")
     result = dict(example_result, checks=[], error=None)
     html = report.render_report([result], RUN, template_dir=custom)
     assert "/* team style */" in html
+    assert "<h1>Team 0123456</h1><p>10,001,984 tokens, 81.6 % reused</p>" in html
     assert 'data-figure="figures.num_requests"' in html  # partials fall back to built-ins
 
 
