@@ -1,0 +1,309 @@
+"""Exact prefix-aware LRU: stack distances of every block touch, and the figures they give.
+
+Touch order (analysis.md section 3): request after request; inside a request its blocks
+**tail first**, as an engine frees a finished request's blocks in reverse so the LRU cache
+keeps prefixes whole. The stack distance of a touch is the number of distinct keys touched
+since the previous touch of the same key; an LRU cache of ``M`` blocks hits a touch iff its
+distance is ``< M`` (first touches never hit: their distance is infinite, :data:`COLD`).
+
+For a touch at time ``t`` whose previous touch of the same key is at ``p``, every key touched
+in between is counted once, at its last touch before ``t``; the others are touches ``j`` whose
+next touch ``next(j)`` also falls before ``t``. Hence::
+
+    distance(t) = (t - p - 1) - #{reuse pairs (j, next(j)) with p < j and next(j) < t}
+
+Listing the reuse pairs by their second touch, the pairs nested in ``(p, t)`` are exactly the
+earlier-listed pairs whose first touch is after ``p``: a per-element "earlier and greater"
+count, computed level by level over the bits of the (rank-compressed) first touches with
+flat numpy passes -- O(N log N), no per-block Python loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .blocks import BlockStream
+from .errors import KvReuseError
+
+#: Stack distance of a first touch (the key was never seen: no cache can hold it).
+COLD = np.iinfo(np.int64).max
+
+# Below groups of this many elements, one comparison pass beats the remaining bit levels.
+_SMALL_GROUP = 16
+
+
+def touch_order(stream: BlockStream) -> np.ndarray:
+    """Block index touched at each time step: requests in order, each one tail first.
+
+    Inside a request the map ``i -> start + end - 1 - i`` reverses the blocks; it is its own
+    inverse, so the same array also gives the touch time of every block.
+    """
+    n = stream.num_blocks
+    if n == 0:
+        return np.zeros(0, dtype=np.intp)
+    starts = stream.request_starts.astype(np.intp)
+    mirror = starts[:-1] + starts[1:] - 1
+    return mirror[stream.request] - np.arange(n, dtype=np.intp)
+
+
+def previous_touch(keys: np.ndarray) -> np.ndarray:
+    """Index of the previous occurrence of each element's key in ``keys``, or -1."""
+    keys = np.asarray(keys)
+    n = keys.size
+    prev = np.full(n, -1, dtype=np.intp)
+    if n < 2:
+        return prev
+    if n < 2**32 and keys.dtype.kind in "iu" and int(keys.min()) >= 0 \
+            and int(keys.max()) < 2**31:
+        # One plain sort of (key, time) packed in an int64 is several times faster than a
+        # stable argsort and gives the same order.
+        packed = (keys.astype(np.int64) << 32) | np.arange(n, dtype=np.int64)
+        packed.sort()
+        order = (packed & 0xFFFFFFFF).astype(np.intp)
+        sorted_keys = packed >> 32
+    else:
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+    same = sorted_keys[1:] == sorted_keys[:-1]
+    prev[order[1:][same]] = order[:-1][same]
+    return prev
+
+
+def earlier_greater(values: np.ndarray) -> np.ndarray:
+    """For a permutation ``values`` of ``0..q-1``: ``#{i' < i : values[i'] > values[i]}``.
+
+    A wavelet-tree pass from the top bit down: at bit ``k`` the elements sit grouped by
+    ``value >> (k + 1)`` (in original order inside a group); an element whose bit ``k`` is 0
+    is exceeded by exactly the earlier elements of its group whose bit ``k`` is 1, and every
+    pair of elements is counted at the one level where their values first differ. Because
+    the values are exactly ``0..q-1``, a group's position and its share of ones are plain
+    arithmetic, so each level is a few flat passes and one scatter.
+    """
+    values = np.asarray(values)
+    q = int(values.size)
+    if q == 0:
+        return np.zeros(0, dtype=np.int64)
+    dtype = np.int32 if q < 2**30 else np.int64
+    nbits = max(1, (q - 1).bit_length())
+    cur = values.astype(dtype)
+    cnt = np.zeros(q, dtype=dtype)
+    pos = np.arange(q, dtype=dtype)
+    bit = np.empty(q, dtype=dtype)
+    ones = np.empty(q, dtype=dtype)
+    tmp = np.empty(q, dtype=dtype)
+    dest = np.empty(q, dtype=np.intp)  # intp: scattering with it is 4x faster than int32
+    spare_cur = np.empty_like(cur)
+    spare_cnt = np.empty_like(cnt)
+    stop = min(_SMALL_GROUP.bit_length() - 1, nbits)
+    for k in range(nbits - 1, stop - 1, -1):
+        np.right_shift(cur, k, out=bit)
+        np.bitwise_and(bit, 1, out=bit)
+        np.cumsum(bit, dtype=dtype, out=ones)
+        ones -= bit
+        # Every group before mine is full, holding 2^k values with bit k set.
+        np.right_shift(cur, k + 1, out=tmp)
+        np.left_shift(tmp, k, out=tmp)
+        ones -= tmp  # ones of my group before me
+        np.multiply(ones, bit, out=tmp)
+        cnt += ones
+        cnt -= tmp
+        # New position: bit 1 -> start of my new group + ones before me;
+        # bit 0 -> my position minus the ones before me (zeros keep their order in front).
+        np.right_shift(cur, k, out=tmp)
+        np.left_shift(tmp, k, out=tmp)
+        tmp += ones
+        np.subtract(pos, ones, out=ones)
+        tmp -= ones
+        tmp *= bit
+        tmp += ones
+        dest[:] = tmp
+        spare_cur[dest] = cur
+        spare_cnt[dest] = cnt
+        cur, spare_cur = spare_cur, cur
+        cnt, spare_cnt = spare_cnt, cnt
+    group = 1 << stop
+    if group > 1:
+        # Groups of `group` elements are aligned blocks of positions; padding with values
+        # above all others at the end changes no real element's count.
+        pad = (-q) % group
+        block = np.concatenate([cur, np.arange(q, q + pad, dtype=dtype)]).reshape(-1, group)
+        extra = np.zeros(block.shape, dtype=dtype)
+        for j in range(1, group):
+            extra[:, j] = np.count_nonzero(block[:, :j] > block[:, j:j + 1], axis=1)
+        cnt += extra.reshape(-1)[:q]
+    out = np.empty(q, dtype=np.int64)
+    out[cur.astype(np.intp)] = cnt  # the last level leaves position == value
+    return out[values]
+
+
+def sequence_stack_distances(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Stack distance of every element of the touch sequence ``keys``, and its previous
+    touch (-1 for first touches, whose distance is :data:`COLD`)."""
+    keys = np.asarray(keys)
+    n = keys.size
+    prev = previous_touch(keys)
+    dist = np.full(n, COLD, dtype=np.int64)
+    t = np.flatnonzero(prev >= 0)
+    if t.size == 0:
+        return dist, prev
+    p = prev[t]
+    # Rank-compress the first touches (distinct positions) to 0..q-1.
+    is_first = np.zeros(n, dtype=np.int32)
+    is_first[p] = 1
+    rank = np.cumsum(is_first) - 1
+    nested = earlier_greater(rank[p])
+    dist[t] = (t - p - 1) - nested
+    return dist, prev
+
+
+def stack_distances(stream: BlockStream) -> np.ndarray:
+    """Stack distance of every block of ``stream`` (stream order, int64) in the prefix-aware
+    touch order; first touches hold :data:`COLD`."""
+    return _block_distances(stream)[0]
+
+
+def _block_distances(stream: BlockStream) -> tuple[np.ndarray, np.ndarray]:
+    """Distances and previous-touch block of every block, both in stream order."""
+    order = touch_order(stream)
+    dist_t, prev_t = sequence_stack_distances(stream.keys[order])
+    # `order` is an involution: it maps touch times to blocks and blocks to touch times.
+    dist = dist_t[order]
+    prev_t = prev_t[order]
+    prev = np.where(prev_t >= 0, order[np.maximum(prev_t, 0)], -1)
+    return dist, prev
+
+
+def capacity_blocks(tokens: float, block_size: int, what: str = "cache size") -> int:
+    """``floor(tokens / block_size)``, refusing sizes that are negative or not numbers."""
+    if isinstance(tokens, bool) or not isinstance(tokens, (int, float, np.integer,
+                                                           np.floating)):
+        raise KvReuseError(f"{what} must be a number of tokens, got {tokens!r}")
+    if math.isnan(tokens) or tokens < 0:
+        raise KvReuseError(f"{what} must be a non-negative number of tokens, got {tokens}")
+    if math.isinf(tokens):
+        return np.iinfo(np.int64).max
+    return int(tokens // block_size)
+
+
+@dataclass(frozen=True)
+class LruProfile:
+    """Sorted stack distances of the counted touches: every LRU figure at any capacity.
+
+    ``distances`` holds the finite distances of the counted reuse touches, sorted;
+    ``compulsory_blocks`` counts the counted first touches; fractions are shares of
+    ``counted_tokens`` (full-block tokens of the counted requests). ``same_session`` and
+    ``cross_session`` split ``distances`` by whether the previous touch came from a request
+    of the same session (``None`` when the stream carries no sessions).
+    """
+
+    block_size: int
+    counted_tokens: int
+    compulsory_blocks: int
+    distances: np.ndarray
+    same_session: np.ndarray | None = None
+    cross_session: np.ndarray | None = None
+
+    def _share(self, blocks: int) -> float:
+        if not self.counted_tokens:
+            return math.nan
+        return blocks * self.block_size / self.counted_tokens
+
+    @staticmethod
+    def _below(sorted_distances: np.ndarray, blocks: int) -> int:
+        return int(np.searchsorted(sorted_distances, blocks, side="left"))
+
+    def _hits(self, sorted_distances: np.ndarray, cache_tokens: float) -> int:
+        return self._below(sorted_distances,
+                           capacity_blocks(cache_tokens, self.block_size, "cache size"))
+
+    def _offloaded(self, sorted_distances: np.ndarray, gpu_cache_tokens: float,
+                   lower_tier_tokens: float | None) -> int:
+        m = capacity_blocks(gpu_cache_tokens, self.block_size, "GPU cache size")
+        if lower_tier_tokens is None:
+            top = sorted_distances.size
+        else:
+            m2 = capacity_blocks(lower_tier_tokens, self.block_size, "lower tier size")
+            top = self._below(sorted_distances, min(m + m2, np.iinfo(np.int64).max))
+        return top - self._below(sorted_distances, m)
+
+    def hit_fraction(self, cache_tokens: float) -> float:
+        """Share of tokens an LRU cache of ``cache_tokens`` serves (distance < C // B)."""
+        return self._share(self._hits(self.distances, cache_tokens))
+
+    def offloadable_fraction(self, gpu_cache_tokens: float,
+                             lower_tier_tokens: float | None = None) -> float:
+        """Share of tokens seen before that the GPU LRU cache no longer holds; with a lower
+        tier, only those the lower tier still holds (``M <= distance < M + C2 // B``)."""
+        return self._share(self._offloaded(self.distances, gpu_cache_tokens,
+                                           lower_tier_tokens))
+
+    @property
+    def compulsory_fraction(self) -> float:
+        """Share of tokens touched for the first time: no cache of any size serves them."""
+        return self._share(self.compulsory_blocks)
+
+    @property
+    def reusable_fraction(self) -> float:
+        """Share of tokens seen before (``1 - compulsory``): hits at an unbounded cache."""
+        return self._share(int(self.distances.size))
+
+    def curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, hit)``: at every capacity ``x`` (tokens) where the hit fraction rises, its
+        value, which holds up to the next ``x`` (below ``x[0]`` nothing hits)."""
+        if self.distances.size == 0 or not self.counted_tokens:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
+        d, first = np.unique(self.distances, return_index=True)
+        below = np.append(first[1:], self.distances.size)
+        return (d + 1) * self.block_size, below * self.block_size / self.counted_tokens
+
+    def hit_split(self, cache_tokens: float) -> dict[str, float] | None:
+        """Hit fraction split by who supplied the hit: the same session or another."""
+        if self.same_session is None or self.cross_session is None:
+            return None
+        return {"same_session": self._share(self._hits(self.same_session, cache_tokens)),
+                "cross_session": self._share(self._hits(self.cross_session, cache_tokens))}
+
+    def offloadable_split(self, gpu_cache_tokens: float,
+                          lower_tier_tokens: float | None = None) -> dict[str, float] | None:
+        """Offloadable fraction split by the session of the previous touch."""
+        if self.same_session is None or self.cross_session is None:
+            return None
+        return {"same_session": self._share(self._offloaded(
+                    self.same_session, gpu_cache_tokens, lower_tier_tokens)),
+                "cross_session": self._share(self._offloaded(
+                    self.cross_session, gpu_cache_tokens, lower_tier_tokens))}
+
+
+def counted_from_block(stream: BlockStream, warmup_requests: int) -> int:
+    """First block of the counted requests (requests are in order, so they are a suffix)."""
+    return int(np.searchsorted(stream.request, warmup_requests, side="left"))
+
+
+def lru_profile(stream: BlockStream, *, warmup_requests: int = 0) -> LruProfile:
+    """Stack distances of ``stream``, keeping the touches of requests from
+    ``warmup_requests`` on: earlier requests fill the cache but are not counted."""
+    start = counted_from_block(stream, warmup_requests)
+    dist, prev = _block_distances(stream)
+    dist = dist[start:]
+    reuse = dist != COLD
+    finite = dist[reuse]
+    same = cross = None
+    if stream.has_sessions:
+        requests = stream.request[start:]
+        session_now = stream.sessions[requests[reuse]]
+        session_before = stream.sessions[stream.request[prev[start:][reuse]]]
+        is_same = (session_now == session_before) & (session_now >= 0)
+        same = np.sort(finite[is_same])
+        cross = np.sort(finite[~is_same])
+    finite.sort()
+    return LruProfile(
+        block_size=stream.block_size,
+        counted_tokens=int(dist.size) * stream.block_size,
+        compulsory_blocks=int(dist.size - finite.size),
+        distances=finite,
+        same_session=same,
+        cross_session=cross,
+    )
