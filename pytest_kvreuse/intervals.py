@@ -7,11 +7,14 @@ import numpy as np
 from .blocks import BlockStream
 
 
-def reuse_intervals(stream: BlockStream) -> tuple[np.ndarray, int]:
+def reuse_intervals(stream: BlockStream, *,
+                    counted_from: int = 0) -> tuple[np.ndarray, int]:
     """Sorted reuse intervals (tokens) of ``stream`` and its number of unique keys.
 
     One sort by key puts every key's occurrences side by side in stream order (the sort is
     stable), so consecutive occurrences are neighbours: no per-block Python loop.
+    With ``counted_from`` (a block index; warm-up), only intervals whose second occurrence
+    is at or after that block are kept: earlier blocks still serve as first occurrences.
     """
     keys = stream.keys
     if keys.size == 0:
@@ -23,6 +26,8 @@ def reuse_intervals(stream: BlockStream) -> tuple[np.ndarray, int]:
     prev = order[:-1][same]
     nxt = order[1:][same]
     cross = stream.request[prev] != stream.request[nxt]
+    if counted_from > 0:
+        cross &= nxt >= counted_from
     intervals = (nxt[cross].astype(np.int64) - prev[cross] - 1) * stream.block_size
     intervals.sort()
     return intervals, unique
