@@ -15,7 +15,9 @@ next touch ``next(j)`` also falls before ``t``. Hence::
 Listing the reuse pairs by their second touch, the pairs nested in ``(p, t)`` are exactly the
 earlier-listed pairs whose first touch is after ``p``: a per-element "earlier and greater"
 count, computed level by level over the bits of the (rank-compressed) first touches with
-flat numpy passes -- O(N log N), no per-block Python loop.
+flat numpy passes -- O(N log N), no per-block Python loop. Runs of pairs (a prefix
+re-touched in the order it was last touched) share one distance and count as one weighted
+element, which shrinks the work some 50-fold on prefix-sharing traffic.
 """
 
 from __future__ import annotations
@@ -72,46 +74,59 @@ def previous_touch(keys: np.ndarray) -> np.ndarray:
     return prev
 
 
-def earlier_greater(values: np.ndarray) -> np.ndarray:
-    """For a permutation ``values`` of ``0..q-1``: ``#{i' < i : values[i'] > values[i]}``.
+def earlier_greater(values: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """For a permutation ``values`` of ``0..q-1``: the total weight (default 1 each) of the
+    earlier elements with a greater value, ``sum(weights[i'] for i' < i if values[i'] >
+    values[i])``.
 
     A wavelet-tree pass from the top bit down: at bit ``k`` the elements sit grouped by
-    ``value >> (k + 1)`` (in original order inside a group); an element whose bit ``k`` is 0
+    ``value >> (k + 1)``, in original order inside a group; an element whose bit ``k`` is 0
     is exceeded by exactly the earlier elements of its group whose bit ``k`` is 1, and every
     pair of elements is counted at the one level where their values first differ. Because
-    the values are exactly ``0..q-1``, a group's position and its share of ones are plain
-    arithmetic, so each level is a few flat passes and one scatter.
+    the values are exactly ``0..q-1``, every group's position is plain arithmetic, so a
+    level is a few flat passes and three scatters.
     """
     values = np.asarray(values)
     q = int(values.size)
     if q == 0:
         return np.zeros(0, dtype=np.int64)
-    dtype = np.int32 if q < 2**30 else np.int64
+    w = np.ones(q, dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
+    total = int(w.sum())
+    # int32 halves the memory traffic whenever the positions and the sums fit.
+    dtype = np.int32 if max(q, total) < 2**31 else np.int64
     nbits = max(1, (q - 1).bit_length())
     cur = values.astype(dtype)
+    w = w.astype(dtype)
     cnt = np.zeros(q, dtype=dtype)
     pos = np.arange(q, dtype=dtype)
     bit = np.empty(q, dtype=dtype)
     ones = np.empty(q, dtype=dtype)
+    heavy = np.empty(q + 1, dtype=dtype)
     tmp = np.empty(q, dtype=dtype)
-    dest = np.empty(q, dtype=np.intp)  # intp: scattering with it is 4x faster than int32
-    spare_cur = np.empty_like(cur)
-    spare_cnt = np.empty_like(cnt)
+    dest = np.empty(q, dtype=np.intp)  # scattering with intp is 4x faster than with int32
+    spare = [np.empty_like(cur), np.empty_like(w), np.empty_like(cnt)]
+    heavy[0] = 0
     stop = min(_SMALL_GROUP.bit_length() - 1, nbits)
     for k in range(nbits - 1, stop - 1, -1):
         np.right_shift(cur, k, out=bit)
         np.bitwise_and(bit, 1, out=bit)
-        np.cumsum(bit, dtype=dtype, out=ones)
-        ones -= bit
-        # Every group before mine is full, holding 2^k values with bit k set.
-        np.right_shift(cur, k + 1, out=tmp)
-        np.left_shift(tmp, k, out=tmp)
-        ones -= tmp  # ones of my group before me
+        # Weight of the ones of my group before me: exclusive prefix sum, less its value
+        # at my group's first position (groups are aligned: that position is arithmetic).
+        np.multiply(bit, w, out=tmp)
+        np.cumsum(tmp, dtype=dtype, out=heavy[1:])
+        np.bitwise_and(cur, ~((2 << k) - 1), out=tmp)
+        np.subtract(heavy[:-1], heavy[tmp], out=ones)
         np.multiply(ones, bit, out=tmp)
         cnt += ones
         cnt -= tmp
+        # Number of the ones of my group before me: every earlier group holds 2^k of them.
+        np.cumsum(bit, dtype=dtype, out=ones)
+        ones -= bit
+        np.right_shift(cur, k + 1, out=tmp)
+        np.left_shift(tmp, k, out=tmp)
+        ones -= tmp
         # New position: bit 1 -> start of my new group + ones before me;
-        # bit 0 -> my position minus the ones before me (zeros keep their order in front).
+        # bit 0 -> my position less the ones before me (zeros keep their order in front).
         np.right_shift(cur, k, out=tmp)
         np.left_shift(tmp, k, out=tmp)
         tmp += ones
@@ -120,19 +135,20 @@ def earlier_greater(values: np.ndarray) -> np.ndarray:
         tmp *= bit
         tmp += ones
         dest[:] = tmp
-        spare_cur[dest] = cur
-        spare_cnt[dest] = cnt
-        cur, spare_cur = spare_cur, cur
-        cnt, spare_cnt = spare_cnt, cnt
+        for i, arr in enumerate((cur, w, cnt)):
+            spare[i][dest] = arr
+        (cur, w, cnt), spare = spare, [cur, w, cnt]
     group = 1 << stop
     if group > 1:
         # Groups of `group` elements are aligned blocks of positions; padding with values
-        # above all others at the end changes no real element's count.
+        # above all others, weighing nothing, at the end changes no real element's count.
         pad = (-q) % group
         block = np.concatenate([cur, np.arange(q, q + pad, dtype=dtype)]).reshape(-1, group)
+        wblock = np.concatenate([w, np.zeros(pad, dtype=dtype)]).reshape(-1, group)
         extra = np.zeros(block.shape, dtype=dtype)
         for j in range(1, group):
-            extra[:, j] = np.count_nonzero(block[:, :j] > block[:, j:j + 1], axis=1)
+            greater = block[:, :j] > block[:, j:j + 1]
+            extra[:, j] = np.einsum("ij,ij->i", greater, wblock[:, :j])
         cnt += extra.reshape(-1)[:q]
     out = np.empty(q, dtype=np.int64)
     out[cur.astype(np.intp)] = cnt  # the last level leaves position == value
@@ -141,7 +157,15 @@ def earlier_greater(values: np.ndarray) -> np.ndarray:
 
 def sequence_stack_distances(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Stack distance of every element of the touch sequence ``keys``, and its previous
-    touch (-1 for first touches, whose distance is :data:`COLD`)."""
+    touch (-1 for first touches, whose distance is :data:`COLD`).
+
+    Reuse pairs ``(p, t)`` come in runs: ``(p + i, t + i)`` for ``i < L``, a prefix re-touched
+    in the order it was last touched. A run has one distance, and for a run starting at
+    ``(p, t)`` the pairs nested in ``(p, t)`` are exactly the whole earlier runs starting
+    after ``p`` (a run that started before ``p`` ends before it: ``p`` is this run's). So the
+    nested count is a weighted earlier-and-greater count over runs, which are few in
+    prefix-sharing traffic (2 % of the reuses in a synthetic chat trace, 0.3 % in Mooncake's).
+    """
     keys = np.asarray(keys)
     n = keys.size
     prev = previous_touch(keys)
@@ -150,12 +174,15 @@ def sequence_stack_distances(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if t.size == 0:
         return dist, prev
     p = prev[t]
-    # Rank-compress the first touches (distinct positions) to 0..q-1.
-    is_first = np.zeros(n, dtype=np.int32)
-    is_first[p] = 1
-    rank = np.cumsum(is_first) - 1
-    nested = earlier_greater(rank[p])
-    dist[t] = (t - p - 1) - nested
+    run_start = np.ones(t.size, dtype=bool)
+    run_start[1:] = (t[1:] != t[:-1] + 1) | (p[1:] != p[:-1] + 1)
+    first = np.flatnonzero(run_start)
+    length = np.diff(np.append(first, t.size))
+    ps = p[first]
+    rank = np.empty(first.size, dtype=np.int64)
+    rank[np.argsort(ps)] = np.arange(first.size)
+    nested = earlier_greater(rank, length)
+    dist[t] = np.repeat(t[first] - ps - 1 - nested, length)
     return dist, prev
 
 

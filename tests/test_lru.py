@@ -72,11 +72,16 @@ def test_sequence_stack_distances_match_naive(keys):
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(0, 300).flatmap(lambda n: st.permutations(list(range(n)))))
-def test_earlier_greater_matches_brute_force(values):
+@given(st.integers(0, 300).flatmap(lambda n: st.tuples(
+    st.permutations(list(range(n))), st.lists(st.integers(0, 50), min_size=n, max_size=n))))
+def test_earlier_greater_matches_brute_force(case):
+    values, weights = case
     v = np.asarray(values, dtype=np.int64)
-    expected = [int(np.count_nonzero(v[:i] > v[i])) for i in range(v.size)]
-    assert earlier_greater(v).tolist() == expected
+    w = np.asarray(weights, dtype=np.int64)
+    counts = [int(np.count_nonzero(v[:i] > v[i])) for i in range(v.size)]
+    assert earlier_greater(v).tolist() == counts
+    sums = [int(w[:i][v[:i] > v[i]].sum()) for i in range(v.size)]
+    assert earlier_greater(v, w).tolist() == sums
 
 
 @pytest.mark.parametrize("n", [15, 16, 17, 1023, 1024, 1025, 4099])
