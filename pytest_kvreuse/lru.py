@@ -43,12 +43,12 @@ def touch_order(stream: BlockStream) -> np.ndarray:
     Inside a request the map ``i -> start + end - 1 - i`` reverses the blocks; it is its own
     inverse, so the same array also gives the touch time of every block.
     """
-    n = stream.num_blocks
-    if n == 0:
+    if stream.num_blocks == 0:
         return np.zeros(0, dtype=np.intp)
     starts = stream.request_starts.astype(np.intp)
-    mirror = starts[:-1] + starts[1:] - 1
-    return mirror[stream.request] - np.arange(n, dtype=np.intp)
+    order = np.repeat(starts[:-1] + starts[1:] - 1, np.diff(starts))
+    order -= np.arange(order.size, dtype=np.intp)
+    return order
 
 
 def previous_touch(keys: np.ndarray) -> np.ndarray:
@@ -64,7 +64,7 @@ def previous_touch(keys: np.ndarray) -> np.ndarray:
         # stable argsort and gives the same order.
         packed = (keys.astype(np.int64) << 32) | np.arange(n, dtype=np.int64)
         packed.sort()
-        order = (packed & 0xFFFFFFFF).astype(np.intp)
+        order = (packed & 0xFFFFFFFF).astype(np.intp, copy=False)
         sorted_keys = packed >> 32
     else:
         order = np.argsort(keys, kind="stable")
@@ -189,18 +189,9 @@ def sequence_stack_distances(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def stack_distances(stream: BlockStream) -> np.ndarray:
     """Stack distance of every block of ``stream`` (stream order, int64) in the prefix-aware
     touch order; first touches hold :data:`COLD`."""
-    return _block_distances(stream)[0]
-
-
-def _block_distances(stream: BlockStream) -> tuple[np.ndarray, np.ndarray]:
-    """Distances and previous-touch block of every block, both in stream order."""
     order = touch_order(stream)
-    dist_t, prev_t = sequence_stack_distances(stream.keys[order])
     # `order` is an involution: it maps touch times to blocks and blocks to touch times.
-    dist = dist_t[order]
-    prev_t = prev_t[order]
-    prev = np.where(prev_t >= 0, order[np.maximum(prev_t, 0)], -1)
-    return dist, prev
+    return sequence_stack_distances(stream.keys[order])[0][order]
 
 
 def capacity_blocks(tokens: float, block_size: int, what: str = "cache size") -> int:
@@ -313,14 +304,15 @@ def lru_profile(stream: BlockStream, *, warmup_requests: int = 0) -> LruProfile:
     """Stack distances of ``stream``, keeping the touches of requests from
     ``warmup_requests`` on: earlier requests fill the cache but are not counted."""
     start = counted_from_block(stream, warmup_requests)
-    dist, prev = _block_distances(stream)
+    # The touch order only permutes blocks inside a request: touch time t belongs to request
+    # stream.request[t], and the counted touches are the same suffix as the counted blocks.
+    dist, prev = sequence_stack_distances(stream.keys[touch_order(stream)])
     dist = dist[start:]
     reuse = dist != COLD
     finite = dist[reuse]
     same = cross = None
     if stream.has_sessions:
-        requests = stream.request[start:]
-        session_now = stream.sessions[requests[reuse]]
+        session_now = stream.sessions[stream.request[start:][reuse]]
         session_before = stream.sessions[stream.request[prev[start:][reuse]]]
         is_same = (session_now == session_before) & (session_now >= 0)
         same = np.sort(finite[is_same])

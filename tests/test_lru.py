@@ -60,8 +60,14 @@ def _blocks(fraction: float, analysis: ReuseAnalysis) -> int:
     return round(value)
 
 
+# Concatenated slices of one sequence: long runs of re-touched keys that overlap, nest and
+# cross each other, the case the run compression must get right.
+sliced_keys = st.lists(st.tuples(st.integers(0, 15), st.integers(0, 12)), max_size=10).map(
+    lambda cuts: [k for start, n in cuts for k in range(start, start + n)])
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.integers(-3, 12), max_size=60))
+@given(st.one_of(st.lists(st.integers(-3, 12), max_size=60), sliced_keys))
 def test_sequence_stack_distances_match_naive(keys):
     dist, prev = sequence_stack_distances(np.asarray(keys, dtype=np.int64))
     expected = naive_stack_distances(keys)
