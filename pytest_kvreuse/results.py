@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
 from .analysis import ReuseAnalysis
 from .plot import downsample
 
@@ -15,7 +17,7 @@ def _num(x: float) -> float | None:
     return None if x != x else float(x)
 
 
-def _curve(x, y) -> dict:
+def _curve(x: np.ndarray, y: np.ndarray) -> dict:
     cx, cy = downsample(x, y, CURVE_POINTS)
     return {"x": [int(v) for v in cx], "y": [float(v) for v in cy]}
 
