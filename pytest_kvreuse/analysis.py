@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from functools import cached_property
@@ -18,7 +19,7 @@ from .trace import load_block_stream
 
 def warmup_requests(warmup: float, num_requests: int) -> int:
     """Requests left out of the figures for a warm-up fraction: ``floor(warmup * n)``."""
-    if isinstance(warmup, bool) or not isinstance(warmup, (int, float)) \
+    if isinstance(warmup, bool) or not isinstance(warmup, numbers.Real) \
             or not 0.0 <= warmup < 1.0:
         raise KvReuseError(f"warmup must be a fraction of the requests in [0, 1), "
                            f"got {warmup!r}")
@@ -51,8 +52,8 @@ class ReuseAnalysis:
         self.stream = stream
         self.params = dict(params or {})
         self.timings = dict(timings or {})
-        self.warmup = float(warmup)
         self.warmup_requests = warmup_requests(warmup, stream.num_requests)
+        self.warmup = float(warmup)
         self._counted_from = counted_from_block(stream, self.warmup_requests)
         start = time.perf_counter()
         self.intervals, self.unique_blocks = reuse_intervals(

@@ -213,7 +213,7 @@ def test_warmup_fills_the_cache():
     assert a.to_dict()["warmup_requests"] == 1
 
 
-@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan"), "0.2", True])
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan"), "0.2", True, None])
 def test_bad_warmup_is_a_clear_error(bad, tmp_path):
     with pytest.raises(KvReuseError, match="warmup"):
         ReuseAnalysis(make_stream([[1]]), warmup=bad)
