@@ -84,7 +84,7 @@ def earlier_greater(values: np.ndarray, weights: np.ndarray | None = None) -> np
     is exceeded by exactly the earlier elements of its group whose bit ``k`` is 1, and every
     pair of elements is counted at the one level where their values first differ. Because
     the values are exactly ``0..q-1``, every group's position is plain arithmetic, so a
-    level is a few flat passes and three scatters.
+    level is a few flat passes and two or three scatters.
     """
     values = np.asarray(values)
     q = int(values.size)
@@ -92,6 +92,8 @@ def earlier_greater(values: np.ndarray, weights: np.ndarray | None = None) -> np
         return np.zeros(0, dtype=np.int64)
     w = np.ones(q, dtype=np.int64) if weights is None else np.asarray(weights, dtype=np.int64)
     total = int(w.sum())
+    # Unit weights need neither the weighted prefix sum nor carrying the weights along.
+    weighted = total != q or bool((w != 1).any())
     # int32 halves the memory traffic whenever the positions and the sums fit.
     dtype = np.int32 if max(q, total) < 2**31 else np.int64
     nbits = max(1, (q - 1).bit_length())
@@ -101,30 +103,34 @@ def earlier_greater(values: np.ndarray, weights: np.ndarray | None = None) -> np
     pos = np.arange(q, dtype=dtype)
     bit = np.empty(q, dtype=dtype)
     ones = np.empty(q, dtype=dtype)
-    heavy = np.empty(q + 1, dtype=dtype)
+    weight = np.empty(q, dtype=dtype)
+    heavy = np.zeros(q + 1, dtype=dtype)
     tmp = np.empty(q, dtype=dtype)
     dest = np.empty(q, dtype=np.intp)  # scattering with intp is 4x faster than with int32
-    spare = [np.empty_like(cur), np.empty_like(w), np.empty_like(cnt)]
-    heavy[0] = 0
+    carried = [cur, w, cnt] if weighted else [cur, cnt]
+    spare = [np.empty_like(a) for a in carried]
     stop = min(_SMALL_GROUP.bit_length() - 1, nbits)
     for k in range(nbits - 1, stop - 1, -1):
         np.right_shift(cur, k, out=bit)
         np.bitwise_and(bit, 1, out=bit)
-        # Weight of the ones of my group before me: exclusive prefix sum, less its value
-        # at my group's first position (groups are aligned: that position is arithmetic).
-        np.multiply(bit, w, out=tmp)
-        np.cumsum(tmp, dtype=dtype, out=heavy[1:])
-        np.bitwise_and(cur, ~((2 << k) - 1), out=tmp)
-        np.subtract(heavy[:-1], heavy[tmp], out=ones)
-        np.multiply(ones, bit, out=tmp)
-        cnt += ones
-        cnt -= tmp
         # Number of the ones of my group before me: every earlier group holds 2^k of them.
         np.cumsum(bit, dtype=dtype, out=ones)
         ones -= bit
         np.right_shift(cur, k + 1, out=tmp)
         np.left_shift(tmp, k, out=tmp)
         ones -= tmp
+        if weighted:
+            # Their weight: exclusive prefix sum less its value at my group's first position
+            # (groups are aligned: that position is arithmetic).
+            np.multiply(bit, w, out=tmp)
+            np.cumsum(tmp, dtype=dtype, out=heavy[1:])
+            np.bitwise_and(cur, ~((2 << k) - 1), out=tmp)
+            np.subtract(heavy[:-1], heavy[tmp], out=weight)
+        else:
+            weight[:] = ones
+        np.multiply(weight, bit, out=tmp)
+        cnt += weight
+        cnt -= tmp
         # New position: bit 1 -> start of my new group + ones before me;
         # bit 0 -> my position less the ones before me (zeros keep their order in front).
         np.right_shift(cur, k, out=tmp)
@@ -135,9 +141,12 @@ def earlier_greater(values: np.ndarray, weights: np.ndarray | None = None) -> np
         tmp *= bit
         tmp += ones
         dest[:] = tmp
-        for i, arr in enumerate((cur, w, cnt)):
-            spare[i][dest] = arr
-        (cur, w, cnt), spare = spare, [cur, w, cnt]
+        for src, dst in zip(carried, spare, strict=True):
+            dst[dest] = src
+        carried, spare = spare, carried
+        cur, cnt = carried[0], carried[-1]
+        if weighted:
+            w = carried[1]
     group = 1 << stop
     if group > 1:
         # Groups of `group` elements are aligned blocks of positions; padding with values
