@@ -27,6 +27,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") \
+            from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
+
+
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "analyze",
@@ -48,6 +59,13 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help="native block of hash-id traces (default: Mooncake 512, Bailian 16)")
     p.add_argument("--gpu-kv-cache-size", type=_positive_int, default=None, metavar="TOKENS",
                    help="GPU KV cache size in tokens, as vLLM prints at start-up")
+    p.add_argument("--lower-tier-size", type=_positive_int, default=None, metavar="TOKENS",
+                   help="a CPU/SSD tier of this many tokens below the GPU cache (exclusive, "
+                        "LRU): splits the LRU offloadable share into what it serves and "
+                        "what neither tier holds")
+    p.add_argument("--warmup", type=_fraction, default=0.0, metavar="F",
+                   help="steady state: the first F of the requests (a fraction in [0, 1)) "
+                        "fill the cache but are not counted (default: 0)")
     p.add_argument("--tokenizer", "--model-name", dest="tokenizer", default=None,
                    metavar="NAME", help="tokenizer for text traces (default: deepseek-v3)")
     p.add_argument("--output", "-o", metavar="PLOT", help="write the CCDF plot (.png or .svg)")
@@ -74,7 +92,14 @@ def _percent(x: float | None) -> str:
     return "undefined" if x is None or x != x else f"{x * 100:.4f} %"
 
 
-def _summary(a: ReuseAnalysis, gpu: int | None) -> str:
+def _split(d: dict[str, float] | None) -> str:
+    if d is None:
+        return ""
+    return (f" (same session {_percent(d['same_session'])}, "
+            f"cross-session {_percent(d['cross_session'])})")
+
+
+def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None) -> str:
     fmt = a.params.get("format", "?")
     lines = [
         f"trace:            {a.params.get('path')} ({fmt}, block size {a.block_size})",
@@ -83,27 +108,68 @@ def _summary(a: ReuseAnalysis, gpu: int | None) -> str:
         f"total tokens:     {a.total_tokens:,}",
         f"reuses:           {a.reuse_count:,} ({_percent(a.reused_fraction)} of tokens)",
     ]
+    if a.warmup_requests:
+        lines.append(f"warm-up:          first {a.warmup_requests:,} requests not counted; "
+                     f"figures over {a.counted_requests:,} requests, "
+                     f"{a.counted_tokens:,} tokens")
     if a.reuse_count:
         lines.append(f"interval, tokens: min {a.interval_min:,}, median {a.interval_median:,}, "
                      f"max {a.interval_max:,}")
+    lines.append(f"first touches:    {_percent(a.compulsory_fraction)} of tokens (compulsory)")
     if gpu is not None:
-        lines.append(f"offloadable at {gpu:,} tokens: {_percent(a.offloadable_fraction(gpu))}")
+        lines.append(f"offloadable at {gpu:,} tokens: {_percent(a.offloadable_fraction(gpu))} "
+                     "(reuse interval > cache size)")
+        lines.append(f"LRU cache of {gpu:,} tokens: hit {_percent(a.lru_hit_fraction(gpu))}"
+                     f"{_split(a.lru_hit_split(gpu))}")
+        lines.append(f"LRU offloadable:  {_percent(a.lru_offloadable_fraction(gpu))}"
+                     f"{_split(a.lru_offloadable_split(gpu))}")
+        if lower is not None:
+            tiers = lru_tiers(a, gpu, lower)
+            lines.append(f"with a {lower:,}-token lower tier: it serves "
+                         f"{_percent(tiers['lower_tier_hit'])}, neither tier holds "
+                         f"{_percent(tiers['beyond_tiers'])}")
     return "\n".join(lines)
 
 
-def analysis_json(a: ReuseAnalysis, gpu: int | None) -> dict:
+def lru_tiers(a: ReuseAnalysis, gpu: int, lower: int) -> dict[str, float | None]:
+    """Every counted token lands in exactly one of these shares (they add up to 1)."""
+    served = a.lru_offloadable_fraction(gpu, lower)
+    beyond = a.lru_offloadable_fraction(gpu) - served
+    return {k: None if v != v else v for k, v in (
+        ("gpu_hit", a.lru_hit_fraction(gpu)), ("lower_tier_hit", served),
+        ("beyond_tiers", beyond), ("compulsory", a.compulsory_fraction))}
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else x
+
+
+def analysis_json(a: ReuseAnalysis, gpu: int | None, lower: int | None = None) -> dict:
     out = a.to_dict()
     if gpu is not None:
         out["gpu_cache_tokens"] = gpu
-        frac = a.offloadable_fraction(gpu)
-        out["offloadable_fraction"] = None if frac != frac else frac
+        out["offloadable_fraction"] = _num(a.offloadable_fraction(gpu))
+        out["lru_hit_fraction"] = _num(a.lru_hit_fraction(gpu))
+        out["lru_offloadable_fraction"] = _num(a.lru_offloadable_fraction(gpu))
+        hit_split = a.lru_hit_split(gpu)
+        if hit_split is not None:
+            out["lru_hit_split"] = {k: _num(v) for k, v in hit_split.items()}
+            out["lru_offloadable_split"] = {
+                k: _num(v) for k, v in (a.lru_offloadable_split(gpu) or {}).items()}
+        if lower is not None:
+            out["lower_tier_tokens"] = lower
+            out["lru_tiers"] = lru_tiers(a, gpu, lower)
     return out
 
 
-def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str) -> None:
+def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,
+                  lower: int | None = None) -> None:
+    """The interval CCDF F(x) and its exact twin, the share of tokens seen before that an
+    LRU cache of x tokens no longer holds, on the same axes."""
     from .plot import Series, ccdf_figure, save_figure
 
     x, y = a.ccdf()
+    lx, ly = a.lru_offloadable_curve()
     stats = {
         "total tokens": f"{a.total_tokens:,}",
         "blocks": f"{a.num_blocks:,} ({a.unique_blocks:,} unique)",
@@ -112,9 +178,21 @@ def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str) -> None:
     if a.reuse_count:
         stats["min / median / max"] = (f"{a.interval_min:,} / {a.interval_median:,} / "
                                        f"{a.interval_max:,}")
+    if a.warmup_requests:
+        stats["warm-up requests"] = f"{a.warmup_requests:,} (not counted)"
+    tier_bounds = None
+    if gpu is not None and lower is not None:
+        tier_bounds = [(f"GPU + lower tier: {gpu + lower:,} tokens", gpu + lower)]
     fig = ccdf_figure(
-        [Series("reuse interval", x, y)], gpu_cache_tokens=gpu,
-        offloadable=None if gpu is None else a.offloadable_fraction(gpu), stats=stats,
+        [Series("reuse interval > x (proxy)", x, y),
+         Series("LRU: seen before, evicted from an x-token cache (exact)", lx, ly,
+                style={"color": "darkorange"})],
+        gpu_cache_tokens=gpu,
+        offloadable=None if gpu is None else a.offloadable_fraction(gpu),
+        lru_offloadable=None if gpu is None else a.lru_offloadable_fraction(gpu),
+        stats=stats, tier_bounds=tier_bounds,
+        x_label="x: reuse interval / cache size, tokens",
+        y_label="% of tokens reusable but not within x",
         title=f"{a.params.get('path')} (block size {a.block_size})")
     save_figure(fig, path)
 
@@ -143,21 +221,27 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     options: dict = {}
     if args.tokenizer is not None:
         options["tokenizer"] = args.tokenizer
+    if args.lower_tier_size is not None and args.gpu_kv_cache_size is None:
+        parser.error("--lower-tier-size needs --gpu-kv-cache-size")
     a = analyze(trace, block_size=args.block_size, format=args.format,
-                hash_block_size=args.hash_block_size, **options)
+                hash_block_size=args.hash_block_size, warmup=args.warmup, **options)
     gpu = args.gpu_kv_cache_size
+    lower = args.lower_tier_size
     if a.num_blocks == 0:
         raise KvReuseError(f"no request holds a full block of {a.block_size} tokens: "
                            "the figures are undefined", path=trace)
+    if a.counted_tokens == 0:
+        raise KvReuseError(f"the warm-up ({a.warmup_requests:,} of {a.num_requests:,} "
+                           "requests) leaves no full block to count", path=trace)
     if args.json:
-        atomic_write_bytes(args.json, orjson.dumps(analysis_json(a, gpu),
+        atomic_write_bytes(args.json, orjson.dumps(analysis_json(a, gpu, lower),
                                                    option=orjson.OPT_INDENT_2) + b"\n")
     if args.output:
-        plot_analysis(a, gpu, args.output)
+        plot_analysis(a, gpu, args.output, lower)
     if args.html:
         write_html(a, gpu, args.html, trace, getattr(args, "argv", []))
     if not args.quiet:
-        print(_summary(a, gpu))
+        print(_summary(a, gpu, lower))
     return 0
 
 

@@ -7,11 +7,14 @@ import numpy as np
 from .blocks import BlockStream
 
 
-def reuse_intervals(stream: BlockStream) -> tuple[np.ndarray, int]:
+def reuse_intervals(stream: BlockStream, *,
+                    counted_from: int = 0) -> tuple[np.ndarray, int]:
     """Sorted reuse intervals (tokens) of ``stream`` and its number of unique keys.
 
     One sort by (key, position) puts every key's occurrences side by side in stream order,
     so consecutive occurrences are neighbours: no per-block Python loop.
+    With ``counted_from`` (a block index; warm-up), only intervals whose second occurrence
+    is at or after that block are kept: earlier blocks still serve as first occurrences.
     """
     keys = stream.keys
     n = int(keys.size)
@@ -47,6 +50,8 @@ def reuse_intervals(stream: BlockStream) -> tuple[np.ndarray, int]:
     del same
     request = stream.request
     cross = request[prev] != request[nxt]
+    if counted_from > 0:
+        cross &= nxt >= counted_from
     nxt -= prev
     del prev
     intervals = nxt[cross]

@@ -51,8 +51,13 @@ def downsample(x: np.ndarray, y: np.ndarray, points: int = 400) -> tuple[np.ndar
 def ccdf_figure(series: list[Series], *, gpu_cache_tokens: float | None = None,
                 offloadable: float | None = None, stats: dict | None = None,
                 title: str | None = None, tier_bounds: list[tuple[str, float]] | None = None,
-                ) -> Figure:
-    """The CCDF on a log10 x axis with the GPU cache line and the offloadable share marked."""
+                lru_offloadable: float | None = None, x_label: str = X_LABEL,
+                y_label: str = Y_LABEL) -> Figure:
+    """The CCDF on a log10 x axis with the GPU cache line and the offloadable share marked.
+
+    ``lru_offloadable``: the exact LRU share at the GPU size, marked beside the interval
+    one when the LRU curve is drawn as a second series.
+    """
     fig, ax = plt.subplots(figsize=(8.0, 5.0), dpi=110)
     xmax = 10.0
     xmin = np.inf
@@ -78,14 +83,20 @@ def ccdf_figure(series: list[Series], *, gpu_cache_tokens: float | None = None,
             ax.annotate(f"offloadable: {pct:.2f} %", (gpu_cache_tokens, pct),
                         textcoords="offset points", xytext=(-10, -18), ha="right",
                         color="red", fontweight="bold")
+        if lru_offloadable is not None and np.isfinite(lru_offloadable):
+            pct = lru_offloadable * 100.0
+            ax.plot([gpu_cache_tokens], [pct], "s", color="darkorange", ms=6, zorder=5)
+            ax.annotate(f"LRU: {pct:.2f} %", (gpu_cache_tokens, pct),
+                        textcoords="offset points", xytext=(10, -18), ha="left",
+                        color="darkorange", fontweight="bold")
     for label, bound in tier_bounds or []:
         ax.axvline(bound, color="purple", ls="-.", lw=1.0, label=label)
     ax.set_xscale("log")
     left = 1.0 if not np.isfinite(xmin) else max(1.0, 10 ** np.floor(np.log10(xmin) - 0.5))
     ax.set_xlim(left, xmax * 1.5)
     ax.set_ylim(bottom=0)
-    ax.set_xlabel(X_LABEL)
-    ax.set_ylabel(Y_LABEL)
+    ax.set_xlabel(x_label)
+    ax.set_ylabel(y_label)
     ax.grid(True, which="both", alpha=0.25)
     if title:
         ax.set_title(title, fontsize=11)
@@ -95,7 +106,10 @@ def ccdf_figure(series: list[Series], *, gpu_cache_tokens: float | None = None,
                 va="bottom", bbox={"boxstyle": "round", "fc": "white", "ec": "0.7",
                                    "alpha": 0.9})
     if any(s.x.size for s in series) or gpu_cache_tokens is not None:
-        ax.legend(loc="upper right", fontsize=8)
+        # "best" keeps the legend off the GPU markers, but scans every vertex: too slow
+        # past a few ten thousand points.
+        points = sum(s.x.size for s in series)
+        ax.legend(loc="best" if points <= 20_000 else "upper right", fontsize=8)
     fig.tight_layout()
     return fig
 

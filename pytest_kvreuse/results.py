@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
+
 from .analysis import ReuseAnalysis
 from .plot import downsample
 
@@ -15,19 +17,35 @@ def _num(x: float) -> float | None:
     return None if x != x else float(x)
 
 
+def _curve(x: np.ndarray, y: np.ndarray) -> dict:
+    cx, cy = downsample(x, y, CURVE_POINTS)
+    return {"x": [int(v) for v in cx], "y": [float(v) for v in cy]}
+
+
 def trace_result(analysis: ReuseAnalysis, *, name: str,
-                 gpu_cache_sizes: Iterable[int] = ()) -> dict:
-    """Figures, offloadable fractions at ``gpu_cache_sizes``, and down-sampled curves."""
+                 gpu_cache_sizes: Iterable[int] = (), lru: bool = True) -> dict:
+    """Figures, offloadable fractions at ``gpu_cache_sizes``, and down-sampled curves.
+
+    With ``lru`` (the default; it costs one stack-distance pass) also ``"lru"``: the exact
+    LRU ``hit`` and ``offloadable`` fractions at each size, and ``curves["lru"]``, the share
+    of tokens seen before that an LRU cache of ``x`` tokens no longer holds (the exact twin
+    of ``curves["ccdf"]``, drawn on the same axes).
+    """
     figures = analysis.to_dict()
     params = figures.pop("params")
-    x, y = analysis.ccdf()
-    cx, cy = downsample(x, y, CURVE_POINTS)
-    return {
+    sizes = sorted(set(int(c) for c in gpu_cache_sizes))
+    result = {
         "name": name,
         "params": params,
         "figures": figures,
-        "offloadable_fraction": {str(int(c)): _num(analysis.offloadable_fraction(c))
-                                 for c in sorted(set(int(c) for c in gpu_cache_sizes))},
-        "curves": {"ccdf": {"x": [int(v) for v in cx], "y": [float(v) for v in cy]}},
-        "timings": {k: round(float(v), 4) for k, v in sorted(analysis.timings.items())},
+        "offloadable_fraction": {str(c): _num(analysis.offloadable_fraction(c))
+                                 for c in sizes},
+        "curves": {"ccdf": _curve(*analysis.ccdf())},
     }
+    if lru:
+        result["lru"] = {str(c): {"hit": _num(analysis.lru_hit_fraction(c)),
+                                  "offloadable": _num(analysis.lru_offloadable_fraction(c))}
+                         for c in sizes}
+        result["curves"]["lru"] = _curve(*analysis.lru_offloadable_curve())
+    result["timings"] = {k: round(float(v), 4) for k, v in sorted(analysis.timings.items())}
+    return result

@@ -1,0 +1,102 @@
+"""The LRU figures through the CLI, the JSON output, the plot and the result dicts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pytest_kvreuse.analysis import analyze
+from pytest_kvreuse.cli import main
+from pytest_kvreuse.results import trace_result
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "example_traces" / "chat_sessions.mooncake.jsonl"
+
+
+def _bailian(path: Path) -> Path:
+    """Two conversations; each turn re-sends its history (chat 1 -> 3, chat 2 -> 4)."""
+    rows = [
+        {"chat_id": 1, "parent_chat_id": -1, "timestamp": 0, "input_length": 64,
+         "output_length": 8, "hash_ids": [1, 2, 3, 4]},
+        {"chat_id": 2, "parent_chat_id": -1, "timestamp": 1, "input_length": 48,
+         "output_length": 8, "hash_ids": [1, 2, 5]},
+        {"chat_id": 3, "parent_chat_id": 1, "timestamp": 2, "input_length": 96,
+         "output_length": 8, "hash_ids": [1, 2, 3, 4, 6, 7]},
+        {"chat_id": 4, "parent_chat_id": 2, "timestamp": 3, "input_length": 64,
+         "output_length": 8, "hash_ids": [1, 2, 5, 8]},
+    ]
+    path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows) + b"\n")
+    return path
+
+
+def test_cli_json_and_summary_carry_lru_figures(tmp_path, capsys):
+    out = tmp_path / "a.json"
+    plot = tmp_path / "a.png"
+    rc = main(["analyze", str(EXAMPLE), "--gpu-kv-cache-size", "16384",
+               "--lower-tier-size", "100000", "--warmup", "0.2", "--json", str(out),
+               "-o", str(plot)])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "LRU cache of 16,384 tokens: hit" in text
+    assert "warm-up:" in text and "100,000-token lower tier" in text
+    data = orjson.loads(out.read_bytes())
+    a = analyze(EXAMPLE, warmup=0.2)
+    assert data["lru_hit_fraction"] == pytest.approx(a.lru_hit_fraction(16384))
+    assert data["lru_offloadable_fraction"] == pytest.approx(a.lru_offloadable_fraction(16384))
+    assert data["compulsory_fraction"] == pytest.approx(a.compulsory_fraction)
+    assert data["warmup_requests"] == a.warmup_requests > 0
+    assert data["params"]["warmup"] == 0.2
+    tiers = data["lru_tiers"]
+    assert tiers["lower_tier_hit"] == pytest.approx(a.lru_offloadable_fraction(16384, 100000))
+    assert sum(tiers.values()) == pytest.approx(1.0)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_session_split(tmp_path, capsys):
+    trace = _bailian(tmp_path / "chat.jsonl")
+    out = tmp_path / "b.json"
+    assert main(["analyze", str(trace), "--block-size", "16", "--gpu-kv-cache-size", "1000",
+                 "--json", str(out)]) == 0
+    assert "same session" in capsys.readouterr().out
+    data = orjson.loads(out.read_bytes())
+    hit = data["lru_hit_split"]
+    assert hit["same_session"] + hit["cross_session"] == pytest.approx(data["lru_hit_fraction"])
+    # The shared head (ids 1, 2) is last touched by the other conversation each time:
+    # 3 x 2 cross-session hits; ids 3, 4 (chat 3) and 5 (chat 4) come from the own history.
+    assert hit["cross_session"] == pytest.approx(6 / 17)
+    assert hit["same_session"] == pytest.approx(3 / 17)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lower-tier-size", "100"], "--lower-tier-size needs --gpu-kv-cache-size"),
+    (["--warmup", "1"], "fraction in [0, 1)"),
+    (["--warmup", "x"], "fraction in [0, 1)"),
+])
+def test_cli_rejects_bad_lru_options(args, message, capsys):
+    with pytest.raises(SystemExit):
+        main(["analyze", str(EXAMPLE), *args])
+    assert message in capsys.readouterr().err
+
+
+def test_cli_warmup_leaving_nothing_is_one_line_error(tmp_path, capsys):
+    trace = tmp_path / "m.jsonl"
+    trace.write_bytes(b'{"timestamp": 0, "input_length": 600, "hash_ids": [1, 2]}\n'
+                      b'{"timestamp": 1, "input_length": 10, "hash_ids": [1]}\n')
+    assert main(["analyze", str(trace), "--warmup", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kvreuse: error: ") and "leaves no full block" in err
+    assert err.count("\n") == 1
+
+
+def test_trace_result_has_lru_block_and_curve():
+    a = analyze(EXAMPLE)
+    res = trace_result(a, name="chat", gpu_cache_sizes=[16384, 345792])
+    assert res["lru"]["16384"]["hit"] == pytest.approx(a.lru_hit_fraction(16384))
+    assert res["lru"]["345792"]["offloadable"] == pytest.approx(
+        a.lru_offloadable_fraction(345792))
+    curve = res["curves"]["lru"]
+    assert 0 < len(curve["x"]) <= 400 and len(curve["x"]) == len(curve["y"])
+    assert curve["y"] == sorted(curve["y"], reverse=True)
+    assert "lru" not in trace_result(a, name="chat", lru=False)
+    assert res["figures"]["compulsory_fraction"] == pytest.approx(a.compulsory_fraction)
