@@ -27,9 +27,9 @@ def trace_result(analysis: ReuseAnalysis, *, name: str,
     """Figures, offloadable fractions at ``gpu_cache_sizes``, and down-sampled curves.
 
     With ``lru`` (the default; it costs one stack-distance pass) also ``"lru"``: the exact
-    LRU ``hit`` and ``offloadable`` fractions at each size, and ``curves["lru"]``, the share
-    of tokens seen before that an LRU cache of ``x`` tokens no longer holds (the exact twin
-    of ``curves["ccdf"]``, drawn on the same axes).
+    LRU ``hit_fraction`` and ``offloadable_fraction``, each a map from size to share, and
+    ``curves["lru"]``, the share of tokens seen before that an LRU cache of ``x`` tokens no
+    longer holds (the exact twin of ``curves["ccdf"]``, drawn on the same axes).
     """
     figures = analysis.to_dict()
     params = figures.pop("params")
@@ -43,9 +43,11 @@ def trace_result(analysis: ReuseAnalysis, *, name: str,
         "curves": {"ccdf": _curve(*analysis.ccdf())},
     }
     if lru:
-        result["lru"] = {str(c): {"hit": _num(analysis.lru_hit_fraction(c)),
-                                  "offloadable": _num(analysis.lru_offloadable_fraction(c))}
-                         for c in sizes}
+        result["lru"] = {
+            "hit_fraction": {str(c): _num(analysis.lru_hit_fraction(c)) for c in sizes},
+            "offloadable_fraction": {str(c): _num(analysis.lru_offloadable_fraction(c))
+                                     for c in sizes},
+        }
         result["curves"]["lru"] = _curve(*analysis.lru_offloadable_curve())
     result["timings"] = {k: round(float(v), 4) for k, v in sorted(analysis.timings.items())}
     return result

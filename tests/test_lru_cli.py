@@ -92,8 +92,8 @@ def test_cli_warmup_leaving_nothing_is_one_line_error(tmp_path, capsys):
 def test_trace_result_has_lru_block_and_curve():
     a = analyze(EXAMPLE)
     res = trace_result(a, name="chat", gpu_cache_sizes=[16384, 345792])
-    assert res["lru"]["16384"]["hit"] == pytest.approx(a.lru_hit_fraction(16384))
-    assert res["lru"]["345792"]["offloadable"] == pytest.approx(
+    assert res["lru"]["hit_fraction"]["16384"] == pytest.approx(a.lru_hit_fraction(16384))
+    assert res["lru"]["offloadable_fraction"]["345792"] == pytest.approx(
         a.lru_offloadable_fraction(345792))
     curve = res["curves"]["lru"]
     assert 0 < len(curve["x"]) <= 400 and len(curve["x"]) == len(curve["y"])

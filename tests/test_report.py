@@ -214,6 +214,8 @@ def test_lru_blocks_render_when_present(tmp_path: Path, example_result: dict) ->
 
     plain = copy.deepcopy(example_result)
     plain.update(checks=[], error=None)
+    plain.pop("lru", None)
+    plain["curves"].pop("lru", None)
     html = report.render_report([plain], RUN)
     assert "LRU hit</th>" not in html and not any(
         k.startswith("lru.") for _, k, _, _ in parse(html).figures)
