@@ -156,8 +156,10 @@ def pytest_runtest_call(item: pytest.Item) -> None:
         return
     session = session_of(item.config)
     sizes = (spec.gpu_cache_tokens,) if spec.gpu_cache_tokens else ()
-    entry = session.entry(spec.path, spec.params, sizes=sizes)
-    name = sorted(entry.names)[0]
+    # The marker's own name for the trace, not the entry's: under xdist which other test
+    # reached the entry first differs between runs.
+    name = session.display_name(spec.path)
+    entry = session.entry(spec.path, spec.params, name=name, sizes=sizes)
     item.user_properties.extend(session.properties(entry, name))
     if entry.error is not None:
         raise entry.error
