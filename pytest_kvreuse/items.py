@@ -35,8 +35,8 @@ class ManifestFile(pytest.File):
         for spec in manifest.traces:
             yield TraceNode.from_parent(self, name=spec.name, spec=spec)
 
-    def repr_failure(self, excinfo, style=None):  # type: ignore[override]
-        return one_line_failure(excinfo) or super().repr_failure(excinfo, style)
+    def repr_failure(self, excinfo):  # type: ignore[override]
+        return one_line_failure(excinfo) or super().repr_failure(excinfo)
 
 
 class TraceNode(pytest.Collector):
