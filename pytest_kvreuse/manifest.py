@@ -37,12 +37,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-# Analysis parameters of the loaders being written alongside this one (text traces,
-# steady-state warm-up); the explicit keywords of analyze() are added at run time.
+# Analysis parameters being added alongside this module (text traces, steady-state
+# warm-up): accepted while analyze() still takes **options, so a manifest can name them.
 KNOWN_ANALYSIS_PARAMS = ("block_size", "format", "hash_block_size", "tokenizer", "prompt",
                          "warmup")
-# Run-level switches of analyze() that the plugin sets itself, never a manifest.
-PLUGIN_PARAMS = ("cache_dir", "use_cache", "path")
+# Switches of analyze() that the plugin sets itself, never a manifest.
+PLUGIN_PARAMS = ("cache_dir", "use_cache", "progress")
 TRACE_KEYS = ("name", "path", "gpu_cache_tokens", "check")
 CHECK_KEYS = ("metric", "at", "min", "max")
 
@@ -52,13 +52,14 @@ class ManifestError(KvReuseError):
 
 
 def analysis_param_names() -> tuple[str, ...]:
-    """Parameters a trace may pass to ``analyze`` (known ones plus its explicit keywords)."""
+    """Parameters a trace may pass to ``analyze``: its keyword parameters, and the known
+    ones while it still takes ``**options``."""
     from . import analysis
 
-    names = list(KNOWN_ANALYSIS_PARAMS)
-    for name, p in inspect.signature(analysis.analyze).parameters.items():
-        if p.kind is p.KEYWORD_ONLY and name not in names and name not in PLUGIN_PARAMS:
-            names.append(name)
+    params = inspect.signature(analysis.analyze).parameters.values()
+    names = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in PLUGIN_PARAMS]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        names += [n for n in KNOWN_ANALYSIS_PARAMS if n not in names]
     return tuple(names)
 
 
