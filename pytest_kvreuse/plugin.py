@@ -63,14 +63,18 @@ def _out_path(config: pytest.Config, name: str) -> Path | None:
     if value is _BARE:
         return config.rootpath / DEFAULT_REPORT
     if value:
-        path = Path(value)
-        if name == "kvreuse_report" and path.is_dir():
-            raise pytest.UsageError(
-                f"--kvreuse-report took {value!r} (a directory) as the report path: write "
-                f"--kvreuse-report=PATH, or put the bare flag after the test paths")
-        return config.invocation_params.dir / path
-    ini = config.getini(name)
-    return config.rootpath / ini if ini else None
+        path = config.invocation_params.dir / value
+    else:
+        ini = config.getini(name)
+        path = config.rootpath / ini if ini else None
+    if name == "kvreuse_report" and path is not None and path.suffix.lower() not in (
+            ".html", ".htm"):
+        # `--kvreuse-report tests/` would otherwise take the test path as the report and
+        # write over it.
+        raise pytest.UsageError(
+            f"the kvreuse report path must end in .html, got {str(value or ini)!r} (write "
+            f"--kvreuse-report=PATH, or give the bare flag after the test paths)")
+    return path
 
 
 def pytest_configure(config: pytest.Config) -> None:

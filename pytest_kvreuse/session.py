@@ -48,9 +48,10 @@ class TraceEntry:
     """One analysed trace (file content + parameters) and what was checked on it."""
 
     key: str
-    path: Path
+    path: Path  # the first path seen, the one analysed
     params: dict
     names: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)  # display paths of the same content
     sizes: set[int] = field(default_factory=set)
     checks: list[dict] = field(default_factory=list)
     analysis: object | None = None
@@ -73,6 +74,7 @@ class KvReuseSession:
         self._digests: dict[tuple, str] = {}
         self.worker_payloads: list[dict] = []
         self.output_notes: list[str] = []
+        self._results: list[dict] | None = None
 
     # -- analyses -----------------------------------------------------------------------
 
@@ -115,7 +117,9 @@ class KvReuseSession:
                 except KvReuseError as exc:
                     e.error = exc
         e.names.add(name or self.display_name(path))
+        e.paths.add(self.display_name(path))
         e.sizes.update(sizes)
+        self._results = None
         return e
 
     def analysis(self, path: str | os.PathLike[str], params: dict, **kw: object) -> object:
@@ -155,6 +159,7 @@ class KvReuseSession:
                   "min": check.min, "max": check.max, "value": None, "passed": False,
                   "message": None}
         entry.checks.append(record)
+        self._results = None
         try:
             if entry.error is not None:
                 raise entry.error
@@ -185,15 +190,17 @@ class KvReuseSession:
     # -- results ------------------------------------------------------------------------
 
     def _result(self, e: TraceEntry) -> dict:
-        name = sorted(e.names)[0]
+        # The smallest name and path, not the first: under xdist which test reaches a
+        # trace first varies, and the results must not.
+        name, path = min(e.names), min(e.paths)
         if e.analysis is not None:
             from .results import trace_result
 
             r = trace_result(e.analysis, name=name, gpu_cache_sizes=sorted(e.sizes))
-            r["params"]["path"] = self.display_name(e.path)
+            r["params"]["path"] = path
             r["error"] = None
         else:
-            r = {"name": name, "params": {**e.params, "path": self.display_name(e.path)},
+            r = {"name": name, "params": {**e.params, "path": path},
                  "figures": {}, "offloadable_fraction": {}, "curves": {}, "timings": {},
                  "error": e.error.one_line() if e.error else None}
         r["content_hash"] = e.digest
@@ -209,18 +216,26 @@ class KvReuseSession:
 
     def add_worker_payload(self, payload: dict) -> None:
         self.worker_payloads.append(payload)
+        self._results = None
 
     def results(self) -> list[dict]:
         """All traces of the run (this process and every worker), in a stable order."""
+        if self._results is None:
+            self._results = self._merge()
+        return self._results
+
+    def _merge(self) -> list[dict]:
         merged: dict[str, dict] = {}
         for payload in [self.payload(), *self.worker_payloads]:
             for item in payload.get("traces", []):
                 r = item["result"]
                 have = merged.get(item["key"])
                 if have is None:
-                    merged[item["key"]] = {**r, "checks": list(r["checks"])}
+                    merged[item["key"]] = {**r, "params": dict(r["params"]),
+                                           "checks": list(r["checks"])}
                     continue
                 have["name"] = min(have["name"], r["name"])
+                have["params"]["path"] = min(have["params"]["path"], r["params"]["path"])
                 have["checks"].extend(r["checks"])
                 have["offloadable_fraction"] = dict(sorted(
                     {**have["offloadable_fraction"], **r["offloadable_fraction"]}.items(),

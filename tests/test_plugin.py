@@ -529,11 +529,19 @@ def test_report_write_failure_is_one_warning(tiny: pytest.Pytester,
                                  "Permission denied"])
 
 
-def test_bare_report_flag_before_a_test_path_is_a_usage_error(tiny: pytest.Pytester) -> None:
+@pytest.mark.parametrize("args", [("--kvreuse-report", "suite"),
+                                  ("--kvreuse-report", "test_keep.py"),
+                                  ("--kvreuse-report=out.txt",)])
+def test_report_path_that_is_not_html_is_a_usage_error(tiny: pytest.Pytester,
+                                                        args: tuple) -> None:
     tiny.mkdir("suite")
-    result = tiny.runpytest("--kvreuse-report", "suite")
+    keep = tiny.makepyfile(test_keep="def test_keep():\n    pass\n")
+    before = keep.read_text()
+    result = tiny.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*--kvreuse-report took 'suite' (a directory)*"])
+    result.stderr.fnmatch_lines(["*the kvreuse report path must end in .html, got*"])
+    # The test file taken for the report path is untouched.
+    assert keep.read_text() == before
 
 
 def test_report_is_written_once_under_xdist(tiny: pytest.Pytester) -> None:
