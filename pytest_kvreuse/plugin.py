@@ -23,6 +23,7 @@ DEFAULT_REPORT = "kvreuse-report.html"
 # --kvreuse-report given without a path. A string, not object(): xdist ships option values
 # to its workers.
 _BARE = "\x00kvreuse-default-report"
+_OUTPUTS = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,7 +61,7 @@ def _out_path(config: pytest.Config, name: str) -> Path | None:
     """An output path: from the command line relative to the invocation directory, from the
     ini file relative to the rootdir."""
     value = config.getoption(name)
-    if value is _BARE:
+    if value == _BARE:  # equality: under xdist a worker gets a copy of the string
         return config.rootpath / DEFAULT_REPORT
     if value:
         path = config.invocation_params.dir / value
@@ -99,9 +100,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "json": _out_path(config, "kvreuse_json"),
         "template_dir": _setting(config, "kvreuse_template_dir") or None,
     }
-
-
-_OUTPUTS = pytest.StashKey[dict]()
 
 
 def _is_worker(config: pytest.Config) -> bool:

@@ -552,11 +552,11 @@ def test_report_is_written_once_under_xdist(tiny: pytest.Pytester) -> None:
 
         def write_report(path, results, run, *, template_dir=None):
             with open("calls.txt", "a") as fh:
-                fh.write(f"{os.getpid()} {len(results)} {len(results[0]['checks'])}\\n")
+                fh.write(f"{path} {len(results)} {len(results[0]['checks'])}\\n")
 
         pytest_kvreuse.report.write_report = write_report
     """)
     tiny.makefile(".toml", kvreuse=MANIFEST)
-    tiny.runpytest_subprocess("-n", "2", "--kvreuse-report=r.html").assert_outcomes(passed=2)
+    tiny.runpytest_subprocess("-n", "2", "--kvreuse-report").assert_outcomes(passed=2)
     [line] = (tiny.path / "calls.txt").read_text().splitlines()
-    assert line.split()[1:] == ["1", "2"]
+    assert line.split() == [str(tiny.path / "kvreuse-report.html"), "1", "2"]
