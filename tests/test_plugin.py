@@ -75,7 +75,7 @@ def test_marker_fixture_gives_the_analysis_and_bounds_pass(tiny: pytest.Pytester
     result = tiny.runpytest()
     result.assert_outcomes(passed=1)
     assert summary_block(result.stdout.str())[1].split() == [
-        "tiny.jsonl", "2", "2,560", "40.00", "40.00", "passed", "1/1"]
+        "tiny.jsonl", "64", "2", "2,560", "40.00", "40.00", "passed", "1/1"]
 
 
 def test_marker_bound_violated_fails_with_one_paragraph(tiny: pytest.Pytester) -> None:
@@ -311,9 +311,9 @@ check = [{ metric = "reused_fraction", max = 0.0 }]
 """)
     result = tiny.runpytest()
     assert summary_block(result.stdout.str()) == [
-        "trace  requests  tokens  reused %  offload % @512  offload % @2,048  result",
-        "cold          4   2,048      0.00                              0.00  passed 1/1",
-        "tiny          2   2,560     40.00           40.00                    passed 2/2",
+        "trace  block  requests  tokens  reused %  offload % @512  offload % @2,048  result",
+        "cold      64         4   2,048      0.00                              0.00  passed 1/1",
+        "tiny      64         2   2,560     40.00           40.00                    passed 2/2",
         "kvreuse: 2 traces, 3 checks: 3 passed, 0 failed",
     ]
     quiet = tiny.runpytest("-q", "-q")
