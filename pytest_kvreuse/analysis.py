@@ -10,7 +10,6 @@ from functools import cached_property
 import numpy as np
 
 from .blocks import BlockStream
-from .fingerprint import content_sha256
 from .intervals import interval_ccdf, reuse_intervals, tokens_beyond
 from .trace import load_block_stream
 
@@ -119,7 +118,5 @@ def analyze(path: str | os.PathLike[str], *, block_size: int = 64, format: str =
     stream = load_block_stream(path, block_size=block_size, format=format,
                                hash_block_size=hash_block_size, **options)
     load_s = time.perf_counter() - start
-    # Hashed after loading, so an unreadable trace reports the loader's error, not ours.
-    params = {"path": os.fspath(path), "block_size": block_size,
-              "content_sha256": content_sha256(path), **stream.meta}
+    params = {"path": os.fspath(path), "block_size": block_size, **stream.meta}
     return ReuseAnalysis(stream, params=params, timings={"load_s": load_s})

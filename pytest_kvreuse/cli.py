@@ -13,6 +13,7 @@ from .analysis import ReuseAnalysis, analyze
 from .atomic import atomic_write_bytes
 from .drift import Tolerance, compare_runs, format_comparison, parse_tolerance
 from .errors import KvReuseError
+from .fingerprint import content_sha256
 from .formats import FORMATS
 from .storage import describe_run, load_results
 
@@ -128,6 +129,8 @@ def _summary(a: ReuseAnalysis, gpu: int | None) -> str:
 
 def analysis_json(a: ReuseAnalysis, gpu: int | None) -> dict:
     out = a.to_dict()
+    # Lets `kvreuse compare` tell a new export of a trace from the same bytes.
+    out["params"]["content_sha256"] = content_sha256(a.params["path"])
     if gpu is not None:
         out["gpu_cache_tokens"] = gpu
         frac = a.offloadable_fraction(gpu)

@@ -252,10 +252,15 @@ class Comparison:
                 "traces": [t.to_dict() for t in self.traces]}
 
 
-def _sha(trace: dict) -> str | None:
+def content_sha256_of(trace: dict) -> str | None:
+    """The trace file's sha256 recorded in a result: ``params["content_sha256"]``, or the
+    plugin's top-level ``content_hash``."""
     params = trace.get("params")
-    value = params.get("content_sha256") if isinstance(params, dict) else None
-    return value if isinstance(value, str) else None
+    for value in (params.get("content_sha256") if isinstance(params, dict) else None,
+                  trace.get("content_hash")):
+        if isinstance(value, str) and value:
+            return value
+    return None
 
 
 def _figures(base: dict, cur: dict, tolerances: Sequence[Tolerance]) -> list[FigureDrift]:
@@ -322,23 +327,24 @@ def compare_runs(baseline: Sequence[dict], current: Sequence[dict],
     if pair_single and len(baseline) == 1 and len(current) == 1:
         base_by_name = {cur_names[0]: baseline[0]}
     check_metrics(tolerances, [*baseline, *current])
+    sha = content_sha256_of
     traces = []
     for name, cur in zip(cur_names, current, strict=True):
         base = base_by_name.get(name)
         if base is None:
-            traces.append(TraceComparison(name, NEW, current_sha256=_sha(cur)))
+            traces.append(TraceComparison(name, NEW, current_sha256=sha(cur)))
             continue
         if cur.get("error") or base.get("error"):
-            traces.append(TraceComparison(name, ERROR, baseline_sha256=_sha(base),
-                                          current_sha256=_sha(cur)))
+            traces.append(TraceComparison(name, ERROR, baseline_sha256=sha(base),
+                                          current_sha256=sha(cur)))
             continue
         figures = _figures(base, cur, tolerances)
         status = DRIFTED if any(f.drifted for f in figures) else WITHIN
-        traces.append(TraceComparison(name, status, figures, _sha(base), _sha(cur)))
+        traces.append(TraceComparison(name, status, figures, sha(base), sha(cur)))
     paired = set(cur_names)
     for name, base in base_by_name.items():
         if name not in paired:
-            traces.append(TraceComparison(name, MISSING, baseline_sha256=_sha(base)))
+            traces.append(TraceComparison(name, MISSING, baseline_sha256=sha(base)))
     return Comparison(traces, list(tolerances))
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import platform
 import re
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -21,7 +20,7 @@ from pathlib import Path
 import orjson
 
 from .atomic import atomic_write_bytes
-from .drift import HEADLINE_METRICS, figure_label, metric_values
+from .drift import HEADLINE_METRICS, content_sha256_of, figure_label, metric_values
 from .errors import KvReuseError
 from .fingerprint import content_sha256
 
@@ -39,17 +38,6 @@ def sanitize_name(name: str) -> str:
     """A file-name-safe run name: letters, digits, ``.``, ``_`` and ``-`` only."""
     safe = _UNSAFE.sub("_", name.strip()).strip("._-")[:_MAX_NAME].rstrip("._-")
     return safe or "run"
-
-
-def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
-    """The checked-out commit, or None outside a git work tree (never raises)."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and re.fullmatch(r"[0-9a-f]{7,64}", commit) else None
 
 
 def autosave_name(commit: str | None, when: datetime | None = None) -> str:
@@ -72,7 +60,7 @@ def package_versions() -> dict[str, str]:
 def _with_content_hash(trace: dict) -> dict:
     """The trace result, its file hashed if the analysis did not do it already."""
     params = trace.get("params")
-    if not isinstance(params, dict) or params.get("content_sha256"):
+    if not isinstance(params, dict) or content_sha256_of(trace):
         return trace
     path = params.get("path")
     if not isinstance(path, str) or not os.path.isfile(path):
@@ -84,7 +72,7 @@ def baseline_document(results: list[dict], run: dict, *, commit: str | None = No
                       saved_at: datetime | None = None) -> dict:
     """What a save writes: the results JSON plus commit, date and versions."""
     saved_at = saved_at or datetime.now(timezone.utc)
-    commit = commit or run.get("git_commit") or git_commit()
+    commit = commit or run.get("git_commit")
     return {
         "format": FORMAT,
         "saved": saved_at.astimezone(timezone.utc).isoformat(timespec="seconds"),

@@ -9,8 +9,9 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from pytest_kvreuse import storage as storage_mod
 from pytest_kvreuse.analysis import analyze
+from pytest_kvreuse.cli import analysis_json
+from pytest_kvreuse.drift import content_sha256_of
 from pytest_kvreuse.errors import KvReuseError, TraceReadError
 from pytest_kvreuse.fingerprint import content_sha256
 from pytest_kvreuse.storage import (
@@ -88,12 +89,17 @@ def test_content_hash_streams_the_file(tmp_path, monkeypatch):
         content_sha256(tmp_path / "missing")
 
 
-def test_analyze_records_the_content_hash(tmp_path):
+def test_analyze_json_records_the_content_hash(tmp_path):
     path = tmp_path / "chat.jsonl"
     write_mooncake(generate(Workload(sessions=5, seed=3)), path)
-    a = analyze(path, block_size=64)
-    assert a.params["content_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert a.to_dict()["params"]["content_sha256"] == a.params["content_sha256"]
+    out = analysis_json(analyze(path, block_size=64), 16384)
+    assert out["params"]["content_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_plugin_content_hash_key_is_understood(tmp_path):
+    t = {"name": "t", "params": {"path": str(tmp_path / "gone.jsonl")}, "content_hash": "f" * 64}
+    assert content_sha256_of(t) == "f" * 64
+    assert baseline_document([t], RUN)["traces"][0] == t  # not hashed again
 
 
 # -- numbering and selection --------------------------------------------------------------
@@ -254,10 +260,6 @@ def test_describe_run():
     assert describe_run({"commit": "4433d89a1c2b3d", "saved": "2026-11-30T06:40:00+00:00"},
                         "x.json") == "x.json (commit 4433d89a1c, saved 2026-11-30T06:40:00+00:00)"
     assert describe_run({}, "x.json") == "x.json"
-
-
-def test_git_commit_outside_a_repository_is_none(tmp_path):
-    assert storage_mod.git_commit(tmp_path) is None
 
 
 # -- trend --------------------------------------------------------------------------------
