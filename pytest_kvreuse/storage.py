@@ -222,6 +222,20 @@ class BaselineStorage:
         run = self.find(selector)
         return run, run.load()
 
+    @staticmethod
+    def trend_point(traces: list[dict],
+                    metrics: tuple[str, ...] = HEADLINE_METRICS) -> dict[str, dict]:
+        """``{trace: {figure: value}}``: the headline figures of one run."""
+        point = {}
+        for t in traces:
+            figures = {}
+            for metric in metrics:
+                values = metric_values(t, metric) or {}
+                for at in sorted(values, key=lambda s: -1 if s is None else s):
+                    figures[figure_label(metric, at)] = values[at]
+            point[t["name"]] = figures
+        return point
+
     def trend(self, metrics: tuple[str, ...] = HEADLINE_METRICS) -> list[dict]:
         """Headline figures of every readable saved run, oldest first:
         ``[{"number", "name", "saved", "commit", "traces": {trace: {figure: value}}}]``.
@@ -232,14 +246,7 @@ class BaselineStorage:
                 doc = run.load()
             except KvReuseError:
                 continue
-            traces = {}
-            for t in doc.get("traces", []):
-                figures = {}
-                for metric in metrics:
-                    for at, value in sorted((metric_values(t, metric) or {}).items(),
-                                            key=lambda kv: -1 if kv[0] is None else kv[0]):
-                        figures[figure_label(metric, at)] = value
-                traces[t["name"]] = figures
             out.append({"number": run.number, "name": run.name, "saved": doc.get("saved"),
-                        "commit": doc.get("commit"), "traces": traces})
+                        "commit": doc.get("commit"),
+                        "traces": self.trend_point(doc.get("traces", []), metrics)})
         return out

@@ -1,0 +1,116 @@
+"""The saved run a test run is guarded against: per-trace drift verdicts, the report's
+baseline-vs-current data and trend, and saving the run at the end.
+
+No pytest here: ``drift_plugin.py`` only turns options into a :class:`BaselineGuard` and
+forwards to it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from .drift import (
+    NEW,
+    Comparison,
+    Tolerance,
+    TraceComparison,
+    check_metrics,
+    compare_runs,
+    metric_values,
+)
+from .storage import BaselineStorage, SavedRun, baseline_document, describe_run
+
+# Keys this module adds to results and run for the report; never saved with a run.
+REPORT_KEYS = ("baseline", "trend")
+
+
+class BaselineGuard:
+    """One run's view of the baseline storage.
+
+    With ``compare`` the chosen saved run (``selector``: None for the latest, a number or
+    a name) is loaded at once, so a missing baseline or a tolerance naming a figure the
+    baseline lacks is an error before any test runs.
+    """
+
+    def __init__(self, storage: BaselineStorage, tolerances: Sequence[Tolerance] = (), *,
+                 compare: bool = False, selector: str | int | None = None) -> None:
+        self.storage = storage
+        self.tolerances = list(tolerances)
+        self.saved_run: SavedRun | None = None
+        self.document: dict | None = None
+        self.traces: dict[str, dict] = {}
+        if compare:
+            self.saved_run, self.document = storage.load(selector)
+            self.traces = {t["name"]: t for t in self.document.get("traces", [])}
+            check_metrics(self.tolerances, list(self.traces.values()))
+
+    @property
+    def comparing(self) -> bool:
+        return self.saved_run is not None
+
+    def describe(self) -> str:
+        if self.saved_run is None or self.document is None:
+            return "no baseline"
+        return describe_run(self.document, self.saved_run.path)
+
+    def baseline_trace(self, names: Iterable[str]) -> dict | None:
+        """The baseline's result for the first of ``names`` it holds."""
+        return next((self.traces[n] for n in names if n in self.traces), None)
+
+    def baseline_sizes(self, names: Iterable[str]) -> list[int]:
+        """GPU cache sizes the baseline measured for this trace: the current run measures
+        them too, so every size can be compared."""
+        base = self.baseline_trace(names)
+        values = metric_values(base, "offloadable_fraction") if base else None
+        return sorted(s for s in (values or {}) if s is not None)
+
+    def verdict(self, result: dict, names: Iterable[str] = ()) -> TraceComparison:
+        """How one current trace result compares (``names``: other names of the trace)."""
+        base = self.baseline_trace([result["name"], *names])
+        if base is None:
+            return TraceComparison(result["name"], NEW)
+        comparison = compare_runs([{**base, "name": result["name"]}], [result],
+                                  self.tolerances, check_names=False)
+        return comparison.traces[0]
+
+    def compare(self, results: Sequence[dict]) -> Comparison:
+        return compare_runs(list(self.traces.values()), results, self.tolerances,
+                            check_names=False)
+
+    def report_data(self, results: Sequence[dict], run: dict) -> tuple[list[dict], dict]:
+        """``(results, run)`` for the report: each compared trace gets a ``"baseline"`` block
+        (verdict, figures baseline vs current, the baseline's CCDF curve) and the run gets
+        ``"baseline"`` (which saved run) and ``"trend"`` (headline figures of every saved
+        run in the storage, then this run, oldest first)."""
+        out = [dict(r) for r in results]
+        if self.comparing:
+            by_name = self.compare(out).by_name()
+            for r in out:
+                t = by_name.get(r["name"])
+                base = self.traces.get(r["name"])
+                if t is None or base is None:
+                    continue
+                r["baseline"] = {
+                    "run": self.saved_run.label,
+                    **{k: v for k, v in t.to_dict().items() if k != "name"},
+                    "curves": base.get("curves", {}),
+                }
+        trend = self.storage.trend()
+        if trend or self.comparing:
+            current = BaselineStorage.trend_point(out)
+            trend.append({"number": None, "name": "this run", "saved": run.get("started"),
+                          "commit": run.get("git_commit"), "traces": current})
+        info = None
+        if self.comparing:
+            info = {"run": self.saved_run.label, "number": self.saved_run.number,
+                    "name": self.saved_run.name, "path": str(self.saved_run.path),
+                    "commit": self.document.get("commit"), "saved": self.document.get("saved"),
+                    "tolerances": [t.text for t in self.tolerances]}
+        return out, {**run, "baseline": info, "trend": trend}
+
+    def save(self, results: Sequence[dict], run: dict, name: str) -> SavedRun:
+        """Store the run as the next numbered file (atomic; the report-only keys left out)."""
+        plain = [{k: v for k, v in r.items() if k not in REPORT_KEYS} for r in results]
+        run = {k: v for k, v in run.items() if k not in REPORT_KEYS}
+        return self.storage.save(baseline_document(plain, run), name)
+
