@@ -1,10 +1,237 @@
-"""pytest plugin entry point (registered under ``pytest11`` as ``kvreuse``)."""
+"""pytest plugin entry point (registered under ``pytest11`` as ``kvreuse``).
+
+Thin on purpose: options, markers, fixtures and collection; the run state lives in a
+:class:`~pytest_kvreuse.session.KvReuseSession` kept in ``config.stash``.
+"""
 
 from __future__ import annotations
 
+import fnmatch
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+
+from .checks import ThresholdViolation
+from .errors import KvReuseError
+from .items import SESSION_KEY, ManifestFile, one_line_failure, session_of
+from .marker import check_params, marker_spec
+from .session import KvReuseSession
+
+DEFAULT_PATTERN = "kvreuse*.toml"
+DEFAULT_REPORT = "kvreuse-report.html"
+# --kvreuse-report given without a path. A string, not object(): xdist ships option values
+# to its workers.
+_BARE = "\x00kvreuse-default-report"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("kvreuse", "KV-cache reuse checks (pytest-kvreuse)")
+    group.addoption("--kvreuse-manifest-pattern", default=None, metavar="GLOB",
+                    help=f"file names collected as trace manifests (default: "
+                         f"{DEFAULT_PATTERN}; space-separated for several)")
+    group.addoption("--kvreuse-no-cache", action="store_true", default=None,
+                    help="tokenize traces again instead of reading pytest's cache")
+    group.addoption("--kvreuse-report", nargs="?", const=_BARE, default=None,
+                    metavar="PATH",
+                    help=f"write the HTML report (bare: {DEFAULT_REPORT} in the rootdir)")
+    group.addoption("--kvreuse-json", default=None, metavar="PATH",
+                    help="write the results as JSON")
+    group.addoption("--kvreuse-template-dir", default=None, metavar="DIR",
+                    help="templates overriding the report's own")
+    parser.addini("kvreuse_manifest_pattern", "file names collected as trace manifests",
+                  default=DEFAULT_PATTERN)
+    parser.addini("kvreuse_no_cache", "do not cache tokenized traces", type="bool",
+                  default=False)
+    parser.addini("kvreuse_report", "path of the HTML report, relative to the rootdir",
+                  default="")
+    parser.addini("kvreuse_json", "path of the JSON results, relative to the rootdir",
+                  default="")
+    parser.addini("kvreuse_template_dir", "templates overriding the report's own",
+                  default="")
+
+
+def _setting(config: pytest.Config, name: str) -> object:
+    value = config.getoption(name)
+    return config.getini(name) if value is None else value
+
+
+def _out_path(config: pytest.Config, name: str) -> Path | None:
+    """An output path: from the command line relative to the invocation directory, from the
+    ini file relative to the rootdir."""
+    value = config.getoption(name)
+    if value is _BARE:
+        return config.rootpath / DEFAULT_REPORT
+    if value:
+        path = Path(value)
+        if name == "kvreuse_report" and path.is_dir():
+            raise pytest.UsageError(
+                f"--kvreuse-report took {value!r} (a directory) as the report path: write "
+                f"--kvreuse-report=PATH, or put the bare flag after the test paths")
+        return config.invocation_params.dir / path
+    ini = config.getini(name)
+    return config.rootpath / ini if ini else None
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
-        "markers", "kvreuse(path, **params): analyse a trace for the `kvreuse` fixture")
+        "markers",
+        "kvreuse(path, block_size=64, tokenizer=..., gpu_cache_tokens=N, "
+        "min_offloadable=F, max_offloadable=F, min_lru_hit=F, ...): analyse the trace "
+        "(relative to the test file) for the `kvreuse` fixture and check the bounds after "
+        "the test")
+    cache = getattr(config, "cache", None)
+    cache_dir: Callable[[], Path] | None = None
+    if cache is not None:
+        def cache_dir() -> Path:
+            # Created on first analysis only: runs that analyse nothing leave no directory.
+            return Path(cache.mkdir("kvreuse"))
+    config.stash[SESSION_KEY] = KvReuseSession(
+        rootpath=config.rootpath, cache_dir=cache_dir,
+        use_cache=not _setting(config, "kvreuse_no_cache"),
+        args=[str(a) for a in config.invocation_params.args])
+    config.stash[_OUTPUTS] = {
+        "report": _out_path(config, "kvreuse_report"),
+        "json": _out_path(config, "kvreuse_json"),
+        "template_dir": _setting(config, "kvreuse_template_dir") or None,
+    }
+
+
+_OUTPUTS = pytest.StashKey[dict]()
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ManifestFile | None:
+    patterns = str(_setting(parent.config, "kvreuse_manifest_pattern")).split()
+    if any(fnmatch.fnmatch(file_path.name, p) for p in patterns):
+        return ManifestFile.from_parent(parent, path=file_path)
+    return None
+
+
+# -- marker and fixtures -------------------------------------------------------------------
+
+def _marker_spec(item: pytest.Item):
+    marker = item.get_closest_marker("kvreuse")
+    if marker is None:
+        return None
+    return marker_spec(marker.args, marker.kwargs, Path(item.path).parent)
+
+
+@pytest.fixture(scope="session")
+def kvreuse_analyze(request: pytest.FixtureRequest) -> Callable[..., object]:
+    """``kvreuse_analyze(path, **params)`` -> ReuseAnalysis, once per file content and
+    parameters in the whole run (a relative path resolves against the rootdir)."""
+    session = session_of(request.config)
+
+    def analyze(path: str | Path, **params: object) -> object:
+        path = Path(path)
+        if not path.is_absolute():
+            path = request.config.rootpath / path
+        return session.analysis(path, check_params(params, "kvreuse_analyze"))
+
+    return analyze
+
+
+@pytest.fixture
+def kvreuse(request: pytest.FixtureRequest) -> object:
+    """The ReuseAnalysis of the trace named by the test's ``@pytest.mark.kvreuse``."""
+    spec = _marker_spec(request.node)
+    if spec is None:
+        raise KvReuseError("the kvreuse fixture needs @pytest.mark.kvreuse(path, ...) on "
+                           "the test")
+    sizes = (spec.gpu_cache_tokens,) if spec.gpu_cache_tokens else ()
+    return session_of(request.config).analysis(spec.path, spec.params, sizes=sizes)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    # trylast: runs after the test body, and only when the body passed (an exception in
+    # item.runtest() stops the hook chain), so marker bounds are checked after the test.
+    __tracebackhide__ = True
+    spec = _marker_spec(item)
+    if spec is None:
+        return
+    session = session_of(item.config)
+    sizes = (spec.gpu_cache_tokens,) if spec.gpu_cache_tokens else ()
+    entry = session.entry(spec.path, spec.params, sizes=sizes)
+    name = sorted(entry.names)[0]
+    item.user_properties.extend(session.properties(entry, name))
+    if entry.error is not None:
+        raise entry.error
+    failures = []
+    for check in spec.checks:
+        value, failure = session.run_check(entry, check, nodeid=item.nodeid, trace_name=name)
+        item.user_properties.append((f"kvreuse_{check.label}", value))
+        if failure is not None:
+            failures.append(failure)
+    if failures:
+        raise ThresholdViolation("\n".join(failures))
+
+
+def _uses_kvreuse(item: pytest.Item) -> bool:
+    names = getattr(item, "fixturenames", ())
+    return (item.get_closest_marker("kvreuse") is not None or "kvreuse" in names
+            or "kvreuse_analyze" in names)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    # Python tests that use the plugin fail with its one line, not a plugin traceback.
+    if call.excinfo is None or not isinstance(item, pytest.Function):
+        return
+    if not _uses_kvreuse(item):
+        return
+    message = one_line_failure(call.excinfo)
+    if message is not None:
+        outcome.get_result().longrepr = message
+
+
+# -- end of run ----------------------------------------------------------------------------
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    kv = session_of(config)
+    if _is_worker(config):
+        config.workeroutput["kvreuse"] = kv.payload()  # type: ignore[attr-defined]
+        return
+    out = config.stash[_OUTPUTS]
+    kv.write_outputs(report=out["report"], json_path=out["json"],
+                     template_dir=out["template_dir"])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:  # noqa: ANN001 - xdist's WorkerController
+    payload = getattr(node, "workeroutput", {}).get("kvreuse")
+    if payload:
+        session_of(node.config).add_worker_payload(payload)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _is_worker(config):
+        return
+    try:
+        _terminal_summary(terminalreporter, config)
+    except Exception as exc:  # noqa: BLE001 - a summary must never turn into a traceback
+        terminalreporter.write_line(f"kvreuse: summary not shown: {type(exc).__name__}: "
+                                    f"{exc}")
+
+
+def _terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    from .summary import summary_footer, summary_table
+
+    kv = session_of(config)
+    quiet = config.get_verbosity() < -1 if hasattr(config, "get_verbosity") else \
+        config.option.verbose < -1
+    results = kv.results()
+    if results and not quiet:
+        terminalreporter.write_sep("=", "kvreuse summary")
+        for line in summary_table(results):
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(summary_footer(results))
+    for note in kv.output_notes:
+        if not quiet or "warning" in note:
+            terminalreporter.write_line(note)

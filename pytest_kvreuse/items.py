@@ -1,0 +1,93 @@
+"""Manifest files as pytest tests: file -> one node per trace -> one item per check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from .checks import ThresholdViolation
+from .errors import KvReuseError
+from .manifest import CheckSpec, TraceSpec, load_manifest
+from .session import KvReuseSession
+
+SESSION_KEY = pytest.StashKey[KvReuseSession]()
+
+
+def session_of(config: pytest.Config) -> KvReuseSession:
+    return config.stash[SESSION_KEY]
+
+
+def one_line_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:
+    """The message of a plugin-domain failure, or None for anything else (a real bug)."""
+    if isinstance(excinfo.value, ThresholdViolation):
+        return str(excinfo.value)
+    if isinstance(excinfo.value, KvReuseError):
+        return f"kvreuse: {excinfo.value.one_line()}"
+    return None
+
+
+class ManifestFile(pytest.File):
+    """A ``kvreuse*.toml`` manifest; a bad one is a one-line collection error."""
+
+    def collect(self) -> Iterator[TraceNode]:
+        manifest = load_manifest(self.path)
+        for spec in manifest.traces:
+            yield TraceNode.from_parent(self, name=spec.name, spec=spec)
+
+    def repr_failure(self, excinfo, style=None):  # type: ignore[override]
+        return one_line_failure(excinfo) or super().repr_failure(excinfo, style)
+
+
+class TraceNode(pytest.Collector):
+    """One ``[[trace]]``: its checks are the items."""
+
+    def __init__(self, *, spec: TraceSpec, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.spec = spec
+
+    def collect(self) -> Iterator[CheckItem]:
+        if not self.spec.checks:
+            # A trace without checks is still analysed: it shows in the summary and report,
+            # and an unreadable file still fails.
+            yield CheckItem.from_parent(self, name="analysis", trace=self.spec, check=None)
+        for c in self.spec.checks:
+            yield CheckItem.from_parent(self, name=c.check.label, trace=self.spec, check=c)
+
+    def reportinfo(self):  # type: ignore[override]
+        return self.path, (self.spec.line or 1) - 1, self.spec.name
+
+
+class CheckItem(pytest.Item):
+    """``min <= metric(at) <= max`` on one manifest trace."""
+
+    def __init__(self, *, trace: TraceSpec, check: CheckSpec | None,
+                 **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.trace = trace
+        self.check = check
+
+    def runtest(self) -> None:
+        session = session_of(self.config)
+        sizes = self.trace.gpu_cache_tokens
+        if self.check is not None and self.check.check.at is not None:
+            sizes = (*sizes, self.check.check.at)
+        entry = session.entry(self.trace.path, self.trace.params, name=self.trace.name,
+                              sizes=sizes)
+        self.user_properties.extend(session.properties(entry, self.trace.name))
+        if self.check is None:
+            if entry.error is not None:
+                raise entry.error
+            return
+        value, failure = session.run_check(entry, self.check.check, nodeid=self.nodeid,
+                                           trace_name=self.trace.name)
+        self.user_properties.append((f"kvreuse_{self.check.check.label}", value))
+        if failure is not None:
+            raise ThresholdViolation(failure)
+
+    def repr_failure(self, excinfo, style=None):  # type: ignore[override]
+        return one_line_failure(excinfo) or super().repr_failure(excinfo, style)
+
+    def reportinfo(self):  # type: ignore[override]
+        line = self.check.line if self.check is not None else self.trace.line
+        return self.path, (line or 1) - 1, f"{self.trace.name}::{self.name}"

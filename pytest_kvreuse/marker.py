@@ -1,0 +1,80 @@
+"""``@pytest.mark.kvreuse(path, **params)``: the trace, its analysis parameters and the
+bounds it sets. Reads a marker's args and kwargs only (no pytest import)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checks import Check, CheckError
+from .errors import KvReuseError
+
+# keyword -> (metric, bound): figures read at the marker's gpu_cache_tokens.
+MARKER_BOUNDS = {
+    "min_offloadable": ("offloadable_fraction", "min"),
+    "max_offloadable": ("offloadable_fraction", "max"),
+    "min_lru_hit": ("lru_hit_fraction", "min"),
+    "max_lru_hit": ("lru_hit_fraction", "max"),
+    "min_lru_offloadable": ("lru_offloadable_fraction", "min"),
+    "max_lru_offloadable": ("lru_offloadable_fraction", "max"),
+}
+
+
+@dataclass(frozen=True)
+class MarkerSpec:
+    path: Path
+    params: dict
+    gpu_cache_tokens: int | None
+    checks: tuple[Check, ...]
+
+
+def check_params(params: dict, where: str) -> dict:
+    """Refuse a parameter analyze() does not know, naming the ones it does."""
+    from .manifest import analysis_param_names
+
+    allowed = analysis_param_names()
+    for key in params:
+        if key not in allowed:
+            raise CheckError(f"unknown argument {key!r} of {where} (analysis parameters: "
+                             f"{', '.join(allowed)})")
+    return params
+
+
+def marker_spec(args: tuple, kwargs: dict, base_dir: Path) -> MarkerSpec:
+    """What ``@pytest.mark.kvreuse(*args, **kwargs)`` asks for; paths relative to base_dir."""
+    where = "@pytest.mark.kvreuse"
+    kwargs = dict(kwargs)
+    if len(args) > 1:
+        raise CheckError(f"{where} takes one trace path, got {len(args)} arguments")
+    path = args[0] if args else kwargs.pop("path", None)
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckError(f"{where} needs the trace path: "
+                         "@pytest.mark.kvreuse('traces/chat.jsonl', ...)")
+    path = Path(path)
+    if not path.is_absolute():
+        path = base_dir / path
+    gpu = kwargs.pop("gpu_cache_tokens", None)
+    if gpu is not None and (isinstance(gpu, bool) or not isinstance(gpu, int) or gpu <= 0):
+        raise CheckError(f"gpu_cache_tokens of {where} must be a positive integer, got "
+                         f"{gpu!r}")
+    bounds: dict[str, dict[str, float]] = {}
+    for key in list(kwargs):
+        if key in MARKER_BOUNDS:
+            metric, side = MARKER_BOUNDS[key]
+            value = kwargs.pop(key)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise CheckError(f"{key} of {where} must be a number, got {value!r}")
+            bounds.setdefault(metric, {})[side] = value
+    if bounds and gpu is None:
+        raise CheckError(f"{', '.join(sorted(bounds))} bounds of {where} need "
+                         "gpu_cache_tokens (the cache size they are read at)")
+    params = check_params(kwargs, where)
+    try:
+        checks = tuple(Check(metric, gpu, b.get("min"), b.get("max")).validate()
+                       for metric, b in bounds.items())
+    except KvReuseError as exc:
+        raise CheckError(f"{where}: {exc.message}") from None
+    return MarkerSpec(path=path, params=params, gpu_cache_tokens=gpu, checks=checks)

@@ -1,0 +1,295 @@
+"""The run state of the pytest plugin: memoized analyses, check outcomes, the results that
+cross xdist workers as plain dicts, and the end-of-run outputs. Hooks only forward here."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import inspect
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .checks import Check
+from .errors import KvReuseError
+
+_HASH_CHUNK = 1 << 20
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of the file's bytes: the same trace under two names is analysed once."""
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(_HASH_CHUNK):
+                h.update(chunk)
+    except OSError as exc:
+        from .errors import TraceReadError
+
+        raise TraceReadError(f"cannot read the trace: {exc.strerror or exc}",
+                             path=path) from None
+    return h.hexdigest()
+
+
+def normalized_params(params: dict) -> dict:
+    """Parameters as analyze() sees them, so ``{}`` and ``{"block_size": 64}`` are one key."""
+    out = {"block_size": 64, "format": "auto"}
+    out.update({k: v for k, v in params.items() if v is not None})
+    return dict(sorted(out.items()))
+
+
+@dataclass
+class TraceEntry:
+    """One analysed trace (file content + parameters) and what was checked on it."""
+
+    key: str
+    path: Path
+    params: dict
+    names: set[str] = field(default_factory=set)
+    sizes: set[int] = field(default_factory=set)
+    checks: list[dict] = field(default_factory=list)
+    analysis: object | None = None
+    error: KvReuseError | None = None
+    digest: str | None = None
+
+
+class KvReuseSession:
+    """Everything the plugin remembers during one pytest run (kept in ``config.stash``)."""
+
+    def __init__(self, *, rootpath: Path, cache_dir: Callable[[], Path | None] | None,
+                 use_cache: bool, args: list[str]) -> None:
+        self.rootpath = rootpath
+        self._cache_dir = cache_dir
+        self.use_cache = use_cache
+        self.args = args
+        self.started = _dt.datetime.now(_dt.timezone.utc)
+        self._t0 = time.perf_counter()
+        self.entries: dict[str, TraceEntry] = {}
+        self._digests: dict[tuple, str] = {}
+        self.worker_payloads: list[dict] = []
+        self.output_notes: list[str] = []
+
+    # -- analyses -----------------------------------------------------------------------
+
+    def _digest(self, path: Path) -> str:
+        try:
+            st = path.stat()
+        except OSError:
+            return content_hash(path)  # raises the one-line read error
+        stamp = (str(path), st.st_mtime_ns, st.st_size)
+        if stamp not in self._digests:
+            self._digests[stamp] = content_hash(path)
+        return self._digests[stamp]
+
+    def display_name(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.rootpath.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def entry(self, path: str | os.PathLike[str], params: dict, *, name: str | None = None,
+              sizes: tuple[int, ...] = ()) -> TraceEntry:
+        """The entry of ``path`` analysed with ``params``: analysed on first use only."""
+        path = Path(path)
+        params = normalized_params(params)
+        try:
+            digest = self._digest(path)
+        except KvReuseError as exc:
+            digest, error = None, exc
+        else:
+            error = None
+        key = json.dumps([digest or f"unreadable:{path.resolve()}", params], sort_keys=True,
+                         default=str)
+        e = self.entries.get(key)
+        if e is None:
+            e = self.entries[key] = TraceEntry(key=key, path=path, params=params,
+                                               digest=digest, error=error)
+            if error is None:
+                try:
+                    e.analysis = self._analyze(path, params)
+                except KvReuseError as exc:
+                    e.error = exc
+        e.names.add(name or self.display_name(path))
+        e.sizes.update(sizes)
+        return e
+
+    def analysis(self, path: str | os.PathLike[str], params: dict, **kw: object) -> object:
+        """The ReuseAnalysis, or the loader's KvReuseError raised again (memoized too)."""
+        e = self.entry(path, params, **kw)
+        if e.error is not None:
+            raise e.error
+        return e.analysis
+
+    def cache_kwargs(self, analyze: Callable) -> dict:
+        """Cache switches for analyze(), only those its signature accepts."""
+        accepted = inspect.signature(analyze).parameters
+        out: dict = {}
+        if "use_cache" in accepted:
+            out["use_cache"] = self.use_cache
+        if self.use_cache and "cache_dir" in accepted and self._cache_dir is not None:
+            cache_dir = self._cache_dir()
+            if cache_dir is not None:
+                out["cache_dir"] = cache_dir
+        return out
+
+    def _analyze(self, path: Path, params: dict) -> object:
+        # Looked up on the module at call time: tests count calls by patching it.
+        from . import analysis as analysis_module
+
+        analyze = analysis_module.analyze
+        return analyze(path, **params, **self.cache_kwargs(analyze))
+
+    def run_check(self, entry: TraceEntry, check: Check, *, nodeid: str,
+                  trace_name: str) -> tuple[float | None, str | None]:
+        """Evaluate and record ``check``: ``(value, None)`` or ``(value, failure paragraph)``.
+
+        An unreadable trace or an unavailable metric is recorded, then raised."""
+        from .checks import evaluate, violation_paragraph
+
+        record = {"nodeid": nodeid, "metric": check.metric, "at": check.at,
+                  "min": check.min, "max": check.max, "value": None, "passed": False,
+                  "message": None}
+        entry.checks.append(record)
+        try:
+            if entry.error is not None:
+                raise entry.error
+            value, problem = evaluate(entry.analysis, check)
+        except KvReuseError as exc:
+            record["message"] = exc.one_line()
+            raise
+        paragraph = None if problem is None else violation_paragraph(
+            trace_name, self.display_name(entry.path), entry.analysis, problem)
+        record.update(value=None if value != value else value, passed=problem is None,
+                      message=paragraph)
+        return record["value"], paragraph
+
+    def properties(self, entry: TraceEntry, trace_name: str) -> list[tuple[str, object]]:
+        """Key figures of a trace as junitxml properties."""
+        props: list[tuple[str, object]] = [("kvreuse_trace", trace_name),
+                                           ("kvreuse_path", self.display_name(entry.path))]
+        a = entry.analysis
+        if a is None:
+            return props + [("kvreuse_error", entry.error.one_line() if entry.error else "")]
+        props += [("kvreuse_block_size", a.block_size), ("kvreuse_requests", a.num_requests),
+                  ("kvreuse_tokens", a.total_tokens),
+                  ("kvreuse_reused_fraction", _num(a.reused_fraction))]
+        props += [(f"kvreuse_offloadable_fraction@{c}", _num(a.offloadable_fraction(c)))
+                  for c in sorted(entry.sizes)]
+        return props
+
+    # -- results ------------------------------------------------------------------------
+
+    def _result(self, e: TraceEntry) -> dict:
+        name = sorted(e.names)[0]
+        if e.analysis is not None:
+            from .results import trace_result
+
+            r = trace_result(e.analysis, name=name, gpu_cache_sizes=sorted(e.sizes))
+            r["params"]["path"] = self.display_name(e.path)
+            r["error"] = None
+        else:
+            r = {"name": name, "params": {**e.params, "path": self.display_name(e.path)},
+                 "figures": {}, "offloadable_fraction": {}, "curves": {}, "timings": {},
+                 "error": e.error.one_line() if e.error else None}
+        r["content_hash"] = e.digest
+        r["checks"] = list(e.checks)
+        # A JSON round trip leaves only plain types (NaN -> None): safe for execnet and
+        # byte-identical between a serial run and workers.
+        return json.loads(json.dumps(r, default=_plain))
+
+    def payload(self) -> dict:
+        """This process's results as plain dicts (what a worker sends to the controller)."""
+        return {"traces": [{"key": e.key, "names": sorted(e.names), "result": self._result(e)}
+                           for e in self.entries.values()]}
+
+    def add_worker_payload(self, payload: dict) -> None:
+        self.worker_payloads.append(payload)
+
+    def results(self) -> list[dict]:
+        """All traces of the run (this process and every worker), in a stable order."""
+        merged: dict[str, dict] = {}
+        for payload in [self.payload(), *self.worker_payloads]:
+            for item in payload.get("traces", []):
+                r = item["result"]
+                have = merged.get(item["key"])
+                if have is None:
+                    merged[item["key"]] = {**r, "checks": list(r["checks"])}
+                    continue
+                have["name"] = min(have["name"], r["name"])
+                have["checks"].extend(r["checks"])
+                have["offloadable_fraction"] = dict(sorted(
+                    {**have["offloadable_fraction"], **r["offloadable_fraction"]}.items(),
+                    key=lambda kv: int(kv[0])))
+        out = list(merged.values())
+        for r in out:
+            r["checks"].sort(key=lambda c: (c["nodeid"], c["metric"], c["at"] or 0))
+        out.sort(key=lambda r: (r["name"], r["params"].get("path", ""),
+                                json.dumps(r["params"], sort_keys=True, default=str)))
+        return out
+
+    def run_info(self) -> dict:
+        from . import __version__
+
+        return {
+            "started": self.started.isoformat(timespec="seconds"),
+            "duration_s": round(time.perf_counter() - self._t0, 3),
+            "args": list(self.args),
+            "git_commit": git_commit(self.rootpath),
+            "plugin_version": __version__,
+            "python": platform.python_version(),
+        }
+
+    def write_outputs(self, *, report: Path | None, json_path: Path | None,
+                      template_dir: Path | None) -> None:
+        """Write the report and JSON; a failure becomes one note, never an exception."""
+        if report is None and json_path is None:
+            return
+        from . import report as report_module
+
+        results = self.results()
+        run = self.run_info()
+        jobs = []
+        if json_path is not None:
+            jobs.append(("JSON results", json_path,
+                         lambda: report_module.write_json(json_path, results, run)))
+        if report is not None:
+            jobs.append(("report", report, lambda: report_module.write_report(
+                report, results, run, template_dir=template_dir)))
+        for what, path, job in jobs:
+            try:
+                job()
+            except KvReuseError as exc:
+                self.output_notes.append(f"kvreuse: warning: {what} not written: "
+                                         f"{exc.one_line()}")
+            except OSError as exc:
+                self.output_notes.append(f"kvreuse: warning: {what} not written: "
+                                         f"{path}: {exc.strerror or exc}")
+            else:
+                self.output_notes.append(f"kvreuse: {what} written to {path}")
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else round(float(x), 6)
+
+
+def _plain(value: object) -> object:
+    # numpy scalars and paths in params: their plain value or text.
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def git_commit(cwd: Path) -> str | None:
+    """``git rev-parse HEAD`` in ``cwd``, or None without git or outside a repository."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                             text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = out.stdout.strip()
+    return commit if out.returncode == 0 and commit else None
