@@ -17,6 +17,7 @@ from .drift import (
     check_metrics,
     compare_runs,
     metric_values,
+    pair_traces,
 )
 from .storage import BaselineStorage, SavedRun, baseline_document, describe_run
 
@@ -53,20 +54,25 @@ class BaselineGuard:
             return "no baseline"
         return describe_run(self.document, self.saved_run.path)
 
-    def baseline_trace(self, names: Iterable[str]) -> dict | None:
-        """The baseline's result for the first of ``names`` it holds."""
-        return next((self.traces[n] for n in names if n in self.traces), None)
+    def baseline_for(self, result: dict, names: Iterable[str] = ()) -> dict | None:
+        """The baseline's result for this trace: by its name or another of its ``names``,
+        else by the same file path and analysis parameters."""
+        base = next((self.traces[n] for n in [result["name"], *names] if n in self.traces),
+                    None)
+        if base is None:
+            [(_, base)], _ = pair_traces(list(self.traces.values()), [result])
+        return base
 
-    def baseline_sizes(self, names: Iterable[str]) -> list[int]:
+    def baseline_sizes(self, result: dict, names: Iterable[str] = ()) -> list[int]:
         """GPU cache sizes the baseline measured for this trace: the current run measures
         them too, so every size can be compared."""
-        base = self.baseline_trace(names)
+        base = self.baseline_for(result, names)
         values = metric_values(base, "offloadable_fraction") if base else None
         return sorted(s for s in (values or {}) if s is not None)
 
     def verdict(self, result: dict, names: Iterable[str] = ()) -> TraceComparison:
         """How one current trace result compares (``names``: other names of the trace)."""
-        base = self.baseline_trace([result["name"], *names])
+        base = self.baseline_for(result, names)
         if base is None:
             return TraceComparison(result["name"], NEW)
         comparison = compare_runs([{**base, "name": result["name"]}], [result],
@@ -84,10 +90,10 @@ class BaselineGuard:
         run in the storage, then this run, oldest first)."""
         out = [dict(r) for r in results]
         if self.comparing:
-            by_name = self.compare(out).by_name()
-            for r in out:
-                t = by_name.get(r["name"])
-                base = self.traces.get(r["name"])
+            verdicts = self.compare(out).by_name()
+            pairs, _ = pair_traces(list(self.traces.values()), out)
+            for r, base in pairs:
+                t = verdicts.get(r["name"])
                 if t is None or base is None:
                     continue
                 r["baseline"] = {

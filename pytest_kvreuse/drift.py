@@ -313,26 +313,59 @@ def _metric_names(trace: dict) -> list[str]:
     return names
 
 
+def _identity(trace: dict) -> str | None:
+    """The trace file and analysis parameters, content aside: one trace under two names."""
+    params = trace.get("params")
+    if not isinstance(params, dict) or not params.get("path"):
+        return None
+    same = {k: v for k, v in params.items() if k != "content_sha256"}
+    return repr(sorted(same.items(), key=lambda kv: kv[0]))
+
+
+def pair_traces(baseline: Sequence[dict], current: Sequence[dict], *,
+                pair_single: bool = False) -> tuple[list[tuple[dict, dict | None]], list[dict]]:
+    """``([(current, its baseline or None)], baseline traces left unpaired)``.
+
+    A current trace pairs with the baseline trace of its name; failing that, with the one
+    of the same file path and analysis parameters (a test that names the trace by its path
+    while the saved run used a manifest's name). With ``pair_single`` two runs of one trace
+    each always pair.
+    """
+    names = _names(baseline, "baseline")
+    _names(current, "current run")
+    if pair_single and len(baseline) == 1 and len(current) == 1:
+        return [(current[0], baseline[0])], []
+    by_name = dict(zip(names, baseline, strict=True))
+    identities: dict[str, list[dict]] = {}
+    for b in baseline:
+        if (key := _identity(b)) is not None:
+            identities.setdefault(key, []).append(b)
+    claimed = {id(by_name[c["name"]]) for c in current if c["name"] in by_name}
+    pairs = []
+    for cur in current:
+        base = by_name.get(cur["name"])
+        if base is None:
+            same = [b for b in identities.get(_identity(cur) or "", []) if id(b) not in claimed]
+            if len(same) == 1:
+                base = same[0]
+                claimed.add(id(base))
+        pairs.append((cur, base))
+    return pairs, [b for b in baseline if id(b) not in claimed]
+
+
 def compare_runs(baseline: Sequence[dict], current: Sequence[dict],
                  tolerances: Sequence[Tolerance] = (), *, pair_single: bool = False,
                  check_names: bool = True) -> Comparison:
-    """Compare ``current`` trace results with ``baseline`` ones, matched by name.
-
-    With ``pair_single`` two runs of one trace each are compared even when the names
-    differ (``kvreuse compare old.json new.json`` on two exports of one workload).
-    ``check_names=False`` skips the unknown-metric check (done once up front instead).
-    """
-    base_names = _names(baseline, "baseline")
-    cur_names = _names(current, "current run")
-    base_by_name = dict(zip(base_names, baseline, strict=True))
-    if pair_single and len(baseline) == 1 and len(current) == 1:
-        base_by_name = {cur_names[0]: baseline[0]}
+    """Compare ``current`` trace results with ``baseline`` ones (paired by
+    :func:`pair_traces`); ``check_names=False`` skips the unknown-metric check (done once
+    up front instead)."""
+    pairs, unpaired = pair_traces(baseline, current, pair_single=pair_single)
     if check_names:
         check_metrics(tolerances, [*baseline, *current])
     sha = content_sha256_of
     traces = []
-    for name, cur in zip(cur_names, current, strict=True):
-        base = base_by_name.get(name)
+    for cur, base in pairs:
+        name = cur["name"]
         if base is None:
             traces.append(TraceComparison(name, NEW, current_sha256=sha(cur)))
             continue
@@ -343,10 +376,7 @@ def compare_runs(baseline: Sequence[dict], current: Sequence[dict],
         figures = _figures(base, cur, tolerances)
         status = DRIFTED if any(f.drifted for f in figures) else WITHIN
         traces.append(TraceComparison(name, status, figures, sha(base), sha(cur)))
-    paired = set(cur_names)
-    for name, base in base_by_name.items():
-        if name not in paired:
-            traces.append(TraceComparison(name, MISSING, baseline_sha256=sha(base)))
+    traces += [TraceComparison(b["name"], MISSING, baseline_sha256=sha(b)) for b in unpaired]
     return Comparison(traces, list(tolerances))
 
 

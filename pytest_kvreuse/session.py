@@ -73,6 +73,8 @@ class KvReuseSession:
         self._digests: dict[tuple, str] = {}
         self.worker_payloads: list[dict] = []
         self.output_notes: list[str] = []
+        # Each turns (results, run) into what the report and JSON show (baselines add theirs).
+        self.output_extenders: list[Callable[[list[dict], dict], tuple[list[dict], dict]]] = []
 
     # -- analyses -----------------------------------------------------------------------
 
@@ -253,6 +255,8 @@ class KvReuseSession:
 
         results = self.results()
         run = self.run_info()
+        for extend in self.output_extenders:
+            results, run = extend(results, run)
         jobs = []
         if json_path is not None:
             jobs.append(("JSON results", json_path,

@@ -53,8 +53,20 @@ def test_verdicts_per_trace(storage):
     assert g.verdict(trace("brand-new")).status == NEW
     # A trace known to the baseline under another of its names.
     assert g.verdict(trace("alias", offload=0.9), names=["chat"]).status == DRIFTED
-    assert g.baseline_sizes(["chat"]) == [16384, 345792]
-    assert g.baseline_sizes(["nope"]) == []
+    assert g.baseline_sizes(trace("alias"), ["chat"]) == [16384, 345792]
+    assert g.baseline_sizes(trace("nope")) == []
+
+
+def test_trace_found_by_path_and_parameters_under_another_name(storage):
+    g = BaselineGuard(storage, parse_tolerances(["reused_fraction:0.01"]), compare=True)
+    by_path = {**trace("traces/chat.jsonl", reused=0.7),
+               "params": {"path": "chat.jsonl", "block_size": 64, "content_sha256": "b" * 64}}
+    assert g.verdict(by_path).status == NEW  # the saved run recorded no path
+    g.traces["chat"]["params"].update(path="chat.jsonl", block_size=64)
+    assert g.verdict(by_path).status == DRIFTED
+    assert g.baseline_sizes(by_path) == [16384, 345792]
+    by_path["params"]["block_size"] = 16  # another analysis of the file: not the same trace
+    assert g.verdict(by_path).status == NEW
 
 
 def test_selector_picks_an_older_run(storage):

@@ -317,3 +317,18 @@ def test_drift_decision_matches_exact_reference(baseline, current, amount, relat
     # Within rounding distance of the boundary either answer is acceptable.
     if abs(margin) > Fraction(1e-9) * Fraction(scale):
         assert f.drifted == (margin > 0)
+
+
+def test_pairing_falls_back_to_path_and_parameters():
+    base = result("chat")
+    base["params"]["path"] = "chat.jsonl"
+    cur = result("chat.jsonl", reused=0.9, sha="b" * 64)
+    cur["params"]["path"] = "chat.jsonl"
+    c = compare_runs([base], [cur], parse_tolerances(["reused_fraction:0.1"]))
+    assert [t.status for t in c.traces] == [DRIFTED]
+    assert only(c, "chat.jsonl").changed
+    # A name match wins over a path match, and a baseline trace pairs once.
+    named = result("chat.jsonl")
+    named["params"]["path"] = "chat.jsonl"
+    c = compare_runs([base, named], [cur], parse_tolerances(["reused_fraction:0.1"]))
+    assert {t.name: t.status for t in c.traces} == {"chat.jsonl": DRIFTED, "chat": MISSING}
