@@ -29,6 +29,8 @@ _EXPR = re.compile(
     re.VERBOSE,
 )
 
+_LRU_METRIC = re.compile(r"^lru_([a-z]+)_fraction$")
+
 # Floats that differ only by rounding must not count as drift at exactly the tolerance.
 _SLACK = 1e-12
 
@@ -89,9 +91,13 @@ def metric_values(trace: dict, metric: str) -> dict[int | None, float | None] | 
     scalar figure); None when the trace has no such figure.
 
     Looked up in ``figures`` (``reused_fraction``, ``unique_blocks``, ...), then at the top
-    level (the per-size ``offloadable_fraction`` map), then in an ``lru`` block if any.
+    level (the per-size ``offloadable_fraction`` map); ``lru_hit_fraction`` and
+    ``lru_offloadable_fraction`` read the ``lru`` block (``{size: {"hit", "offloadable"}}``).
     """
-    for container in (trace.get("figures"), trace, trace.get("lru")):
+    lru = _lru_values(trace, metric)
+    if lru is not None:
+        return lru
+    for container in (trace.get("figures"), trace):
         if not isinstance(container, dict) or metric not in container:
             continue
         value = container[metric]
@@ -113,6 +119,20 @@ def metric_values(trace: dict, metric: str) -> dict[int | None, float | None] | 
         if n is not False:
             return {None: n}  # type: ignore[dict-item]
     return None
+
+
+def _lru_values(trace: dict, metric: str) -> dict[int | None, float | None] | None:
+    block = trace.get("lru")
+    m = _LRU_METRIC.match(metric)
+    if not m or not isinstance(block, dict):
+        return None
+    out: dict[int | None, float | None] = {}
+    for key, figures in block.items():
+        if isinstance(figures, dict) and m[1] in figures:
+            n = _number(figures[m[1]])
+            if n is not False and str(key).isdigit():
+                out[int(key)] = n  # type: ignore[assignment]
+    return out if out or not block else None
 
 
 def figure_label(metric: str, at: int | None) -> str:
@@ -307,9 +327,13 @@ def check_metrics(tolerances: Sequence[Tolerance], traces: Sequence[dict]) -> No
 
 def _metric_names(trace: dict) -> list[str]:
     names = []
-    for container in (trace.get("figures"), trace, trace.get("lru")):
+    for container in (trace.get("figures"), trace):
         if isinstance(container, dict):
             names += [k for k in container if metric_values(trace, k) is not None]
+    block = trace.get("lru")
+    if isinstance(block, dict):
+        names += [f"lru_{k}_fraction" for v in block.values() if isinstance(v, dict)
+                  for k in v]
     return names
 
 

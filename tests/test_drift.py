@@ -87,13 +87,20 @@ def test_tolerance_limits():
 # -- metric lookup ------------------------------------------------------------------------
 
 def test_metric_values_scalar_map_and_lru_block():
-    r = result(lru={"lru_hit_fraction": {"345792": 0.06}, "compulsory_fraction": 0.35})
+    # The shape of results.trace_result(..., lru=True).
+    r = result(lru={"16384": {"hit": 0.01, "offloadable": 0.59},
+                    "345792": {"hit": 0.06, "offloadable": None}})
+    r["figures"]["compulsory_fraction"] = 0.35
     assert metric_values(r, "reused_fraction") == {None: 0.5}
     assert metric_values(r, "unique_blocks") == {None: 1000}
     assert metric_values(r, "offloadable_fraction") == {16384: 0.6, 345792: 0.4}
-    assert metric_values(r, "lru_hit_fraction") == {345792: 0.06}
+    assert metric_values(r, "lru_hit_fraction") == {16384: 0.01, 345792: 0.06}
+    assert metric_values(r, "lru_offloadable_fraction") == {16384: 0.59, 345792: None}
+    assert metric_values(r, "lru_miss_fraction") is None
     assert metric_values(r, "compulsory_fraction") == {None: 0.35}
     assert metric_values(r, "nope") is None
+    assert metric_values(result(lru={}), "lru_hit_fraction") == {}
+    assert metric_values(result(), "lru_hit_fraction") is None
     # Plain dicts and strings of a result are not figures.
     assert metric_values(r, "params") is None
     assert metric_values(r, "name") is None
@@ -266,10 +273,14 @@ def test_nameless_trace_is_an_error():
 
 
 def test_lru_figures_compared_when_present():
-    base = result(lru_hit_fraction={"345792": 0.063})
-    cur = result(lru_hit_fraction={"345792": 0.09})
+    base = result(lru={"345792": {"hit": 0.063, "offloadable": 0.589}})
+    cur = result(lru={"345792": {"hit": 0.09, "offloadable": 0.589}})
     c = compare_runs([base], [cur], parse_tolerances(["lru_hit_fraction:10%"]))
     assert [f.label for f in only(c).drifted] == ["lru_hit_fraction@345792"]
+    labels = [f.label for f in only(c).figures]
+    assert "lru_offloadable_fraction@345792" in labels  # a headline figure, shown
+    with pytest.raises(KvReuseError, match="lru_hit_fraction, lru_offloadable_fraction"):
+        compare_runs([base], [cur], parse_tolerances(["lru_typo_fraction:1"]))
 
 
 def test_plain_compare_shows_headline_figures_and_never_fails():
