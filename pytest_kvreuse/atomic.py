@@ -9,6 +9,17 @@ from pathlib import Path
 from .errors import KvReuseError
 
 
+def _default_mode() -> int:
+    # mkstemp creates 0600 files; a report or results file is meant to be shared (CI
+    # artifacts, web servers), so give it the mode open() would: 0666 minus the umask.
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+_MODE = _default_mode()
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     target = Path(path)
     try:
@@ -18,6 +29,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         raise KvReuseError(f"cannot write: {exc.strerror or exc}", path=target) from None
     try:
         with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):  # POSIX only
+                os.fchmod(fh.fileno(), _MODE)
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -55,6 +55,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    metavar="NAME", help="tokenizer for text traces (default: deepseek-v3)")
     p.add_argument("--output", "-o", metavar="PLOT", help="write the CCDF plot (.png or .svg)")
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    p.add_argument("--html", metavar="PATH",
+                   help="write the self-contained HTML report (figures and CCDF plot)")
     p.add_argument("--quiet", "-q", action="store_true", help="no summary, no progress")
     p.set_defaults(func=_run_analyze)
 
@@ -157,6 +159,21 @@ def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str) -> None:
     save_figure(fig, path)
 
 
+def write_html(a: ReuseAnalysis, gpu: int | None, path: str, trace: str,
+               argv: Sequence[str] = ()) -> None:
+    """The pytest report's renderer, for one trace and no checks."""
+    from pathlib import Path
+
+    from . import report, results
+
+    result = results.trace_result(a, name=Path(trace).name,
+                                  gpu_cache_sizes=[gpu] if gpu else [])
+    result.update(checks=[], error=None)
+    duration = sum(v for v in a.timings.values() if isinstance(v, float))
+    run = report.run_info(["kvreuse", *argv], duration_s=duration)
+    report.write_report(path, [result], run)
+
+
 def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     trace = args.trace or args.input_file
     if args.trace and args.input_file and args.trace != args.input_file:
@@ -177,6 +194,8 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                                                    option=orjson.OPT_INDENT_2) + b"\n")
     if args.output:
         plot_analysis(a, gpu, args.output)
+    if args.html:
+        write_html(a, gpu, args.html, trace, getattr(args, "argv", []))
     if not args.quiet:
         print(_summary(a, gpu))
     return 0
@@ -189,6 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv.insert(0, "analyze")
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = argv  # shown in the HTML report's header
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USAGE
