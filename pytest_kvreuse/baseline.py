@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from .drift import (
+    ERROR,
     NEW,
     Comparison,
     Tolerance,
@@ -21,8 +22,9 @@ from .drift import (
 )
 from .storage import BaselineStorage, SavedRun, baseline_document, describe_run
 
-# Keys this module adds to results and run for the report; never saved with a run.
+# What this module adds to results and run for the report; never saved with a run.
 REPORT_KEYS = ("baseline", "trend")
+BASELINE_CURVE = "baseline "
 
 
 class BaselineGuard:
@@ -84,39 +86,74 @@ class BaselineGuard:
                             check_names=False)
 
     def report_data(self, results: Sequence[dict], run: dict) -> tuple[list[dict], dict]:
-        """``(results, run)`` for the report: each compared trace gets a ``"baseline"`` block
-        (verdict, figures baseline vs current, the baseline's CCDF curve) and the run gets
-        ``"baseline"`` (which saved run) and ``"trend"`` (headline figures of every saved
-        run in the storage, then this run, oldest first)."""
+        """``(results, run)`` for the report and JSON.
+
+        Each trace compared with the baseline gets ``"baseline"`` (the verdict and every
+        figure baseline vs current) and the baseline's CCDF as
+        ``curves["baseline <run>"]``, drawn on the same plot as the current one. Each trace
+        gets ``"trend"``: its headline figures in every saved run of the storage, oldest
+        first, then this run. ``run["baseline"]`` names the saved run compared with.
+        """
         out = [dict(r) for r in results]
         if self.comparing:
+            label = self.saved_run.label
             verdicts = self.compare(out).by_name()
             pairs, _ = pair_traces(list(self.traces.values()), out)
             for r, base in pairs:
                 t = verdicts.get(r["name"])
-                if t is None or base is None:
+                if t is None or base is None or t.status == ERROR:
                     continue
-                r["baseline"] = {
-                    "run": self.saved_run.label,
-                    **{k: v for k, v in t.to_dict().items() if k != "name"},
-                    "curves": base.get("curves", {}),
-                }
-        trend = self.storage.trend()
-        if trend or self.comparing:
-            current = BaselineStorage.trend_point(out)
-            trend.append({"number": None, "name": "this run", "saved": run.get("started"),
-                          "commit": run.get("git_commit"), "traces": current})
-        info = None
-        if self.comparing:
-            info = {"run": self.saved_run.label, "number": self.saved_run.number,
-                    "name": self.saved_run.name, "path": str(self.saved_run.path),
-                    "commit": self.document.get("commit"), "saved": self.document.get("saved"),
-                    "tolerances": [t.text for t in self.tolerances]}
-        return out, {**run, "baseline": info, "trend": trend}
+                r["baseline"] = {"run": label,
+                                 **{k: v for k, v in t.to_dict().items() if k != "name"}}
+                r["checks"] = [*(r.get("checks") or []), *_drift_checks(t, label)]
+                ccdf = (base.get("curves") or {}).get("ccdf")
+                if ccdf:
+                    r["curves"] = {**(r.get("curves") or {}), BASELINE_CURVE + label: ccdf}
+            run = {**run, "baseline": self.describe()}
+        history = self.storage.trend()
+        if history:
+            now = BaselineStorage.trend_point(out)
+            for r in out:
+                points = [{"run": f"{p['number']:04d}_{p['name']}", "number": p["number"],
+                           "saved": p["saved"], "commit": p["commit"],
+                           "figures": p["traces"][r["name"]]}
+                          for p in history if r["name"] in p["traces"]]
+                if points:
+                    r["trend"] = [*points, {"run": "this run", "number": None,
+                                            "saved": run.get("started"),
+                                            "commit": run.get("git_commit"),
+                                            "figures": now[r["name"]]}]
+        return out, run
 
     def save(self, results: Sequence[dict], run: dict, name: str) -> SavedRun:
         """Store the run as the next numbered file (atomic; the report-only keys left out)."""
-        plain = [{k: v for k, v in r.items() if k not in REPORT_KEYS} for r in results]
+        plain = []
+        for r in results:
+            r = {k: v for k, v in r.items() if k not in REPORT_KEYS}
+            if isinstance(r.get("curves"), dict):
+                r["curves"] = {k: v for k, v in r["curves"].items()
+                               if not k.startswith(BASELINE_CURVE)}
+            if isinstance(r.get("checks"), list):
+                r["checks"] = [c for c in r["checks"] if not (isinstance(c, dict)
+                                                              and "baseline" in c)]
+            plain.append(r)
         run = {k: v for k, v in run.items() if k not in REPORT_KEYS}
         return self.storage.save(baseline_document(plain, run), name)
 
+
+def _drift_checks(verdict: TraceComparison, label: str) -> list[dict]:
+    """Each figure under a tolerance as a check record (the report's shape): its bounds
+    are the baseline value plus or minus the tolerance, so the report lists and counts
+    drift beside the thresholds."""
+    out = []
+    for f in verdict.figures:
+        if f.tolerance is None:
+            continue
+        lo = hi = None
+        if f.baseline is not None and f.limit is not None:
+            lo, hi = f.baseline - f.limit, f.baseline + f.limit
+        out.append({"nodeid": f"--kvreuse-compare-fail={f.tolerance.text} against {label}",
+                    "metric": f.metric, "at": f.at, "min": lo, "max": hi,
+                    "value": f.current, "passed": not f.drifted,
+                    "message": f.message() if f.drifted else None, "baseline": label})
+    return out

@@ -112,7 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"kvreuse: {exc.one_line()}") from None
     state = DriftState(guard=guard, save_name=save)
     config.stash[_STATE] = state
-    if guard.comparing:
+    if guard.comparing or save is not None:
         session_of(config).output_extenders.append(
             lambda results, run: _report_data(state, results, run))
 

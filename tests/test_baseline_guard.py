@@ -81,22 +81,32 @@ def test_report_data(storage):
     results, run = g.report_data([trace(reused=0.6), trace("fresh")], RUN)
     block = results[0]["baseline"]
     assert block["run"] == "0002_main" and block["status"] == DRIFTED
-    assert block["curves"]["ccdf"]["y"] == [0.4, 0.0]
     fig = next(f for f in block["figures"] if f["label"] == "reused_fraction")
     assert (fig["baseline"], fig["current"], fig["drifted"]) == (0.5, 0.6, True)
+    # The baseline's CCDF beside the current one: the report draws every curve.
+    assert results[0]["curves"]["baseline 0002_main"] == {"x": [1, 10], "y": [0.4, 0.0]}
+    assert results[0]["curves"]["ccdf"] == trace()["curves"]["ccdf"]
     assert "baseline" not in results[1]  # new trace: nothing to show against
-    assert run["baseline"]["run"] == "0002_main" and run["baseline"]["commit"] == "c" * 40
-    assert run["baseline"]["tolerances"] == ["reused_fraction:0.01"]
-    trend = run["trend"]
-    assert [p["number"] for p in trend] == [1, 2, None]
-    assert [p["traces"]["chat"]["reused_fraction"] for p in trend] == [0.45, 0.5, 0.6]
-    assert trend[-1]["traces"]["chat"]["offloadable_fraction@16384"] == 0.4
+    # Drift under a tolerance is listed with the checks, bounds = baseline ± tolerance.
+    [check] = results[0]["checks"]
+    assert check["metric"] == "reused_fraction" and check["passed"] is False
+    assert check["min"] == pytest.approx(0.49) and check["max"] == pytest.approx(0.51)
+    assert check["value"] == 0.6 and "baseline 0.5, current 0.6" in check["message"]
+    assert check["nodeid"] == "--kvreuse-compare-fail=reused_fraction:0.01 against 0002_main"
+    assert results[1]["checks"] == []
+    assert run["baseline"].startswith(str(storage.directory / "0002_main.json"))
+    trend = results[0]["trend"]
+    assert [p["run"] for p in trend] == ["0001_main", "0002_main", "this run"]
+    assert [p["figures"]["reused_fraction"] for p in trend] == [0.45, 0.5, 0.6]
+    assert trend[-1]["figures"]["offloadable_fraction@16384"] == 0.4
+    assert "trend" not in results[1]  # in no saved run
+    assert RUN.get("baseline") is None  # the caller's dicts are left alone
 
 
-def test_report_data_without_storage_has_no_trend(tmp_path):
+def test_report_data_without_storage_adds_nothing(tmp_path):
     g = BaselineGuard(BaselineStorage(tmp_path / "none"))
     results, run = g.report_data([trace()], RUN)
-    assert run["trend"] == [] and run["baseline"] is None and "baseline" not in results[0]
+    assert results == [trace()] and run == RUN
 
 
 def test_save_leaves_report_keys_out(storage):
@@ -105,5 +115,7 @@ def test_save_leaves_report_keys_out(storage):
     saved = g.save(results, run, "next")
     assert saved.label == "0003_next"
     traces, doc = load_results(saved.path)
-    assert "baseline" not in traces[0] and "trend" not in doc["run"]
+    assert "baseline" not in traces[0] and "trend" not in traces[0]
+    assert traces[0]["checks"] == []
+    assert list(traces[0]["curves"]) == ["ccdf"]
     assert doc["commit"] == "c" * 40

@@ -205,6 +205,9 @@ def test_run_killed_mid_save_leaves_storage_untouched(tmp_path, monkeypatch):
         def __exit__(self, *exc):
             self.fh.close()
 
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
         def write(self, data):
             self.fh.write(data[: len(data) // 2])
             raise Killed  # e.g. KeyboardInterrupt/SIGTERM half-way through
