@@ -19,7 +19,7 @@ from .errors import KvReuseError
 from .items import CheckItem, session_of
 from .marker import marker_spec
 from .session import KvReuseSession, TraceEntry
-from .storage import DEFAULT_STORAGE, BaselineStorage, SavedRun, autosave_name
+from .storage import DEFAULT_STORAGE, BaselineStorage, SavedRun, autosave_name, shown_path
 
 # Bare --kvreuse-save / --kvreuse-compare. Strings, not object(): xdist ships option
 # values to its workers.
@@ -238,6 +238,6 @@ def _summary(terminalreporter, config: pytest.Config, state: DriftState) -> None
             terminalreporter.write_line(line)
     if state.saved is not None and (not quiet or state.comparison is None):
         terminalreporter.write_line(f"kvreuse: run saved as baseline {state.saved.label} "
-                                    f"({state.saved.path})")
+                                    f"({shown_path(state.saved.path)})")
     for note in state.notes:
         terminalreporter.write_line(note)

@@ -135,7 +135,15 @@ def describe_run(doc: dict, path: str | os.PathLike[str]) -> str:
         extras.append(f"commit {str(doc['commit'])[:10]}")
     if doc.get("saved"):
         extras.append(f"saved {doc['saved']}")
-    return os.fspath(path) + (f" ({', '.join(extras)})" if extras else "")
+    return shown_path(path) + (f" ({', '.join(extras)})" if extras else "")
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the working directory when inside it: shorter CI logs."""
+    try:
+        return os.fspath(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return os.fspath(path)
 
 
 @dataclass(frozen=True)
