@@ -146,13 +146,7 @@ def _current_result(state: DriftState, kv: KvReuseSession, entry: TraceEntry) ->
     """The entry's result as the session will report it (memoized: one per sizes)."""
     key = (entry.key, tuple(sorted(entry.sizes)))
     if key not in state._results:
-        from .results import trace_result  # matplotlib: only when comparing
-
-        r = trace_result(entry.analysis, name=sorted(entry.names)[0],
-                         gpu_cache_sizes=entry.sizes)
-        r["params"]["path"] = kv.display_name(entry.path)
-        r["content_hash"] = entry.digest
-        state._results[key] = r
+        state._results[key] = kv._result(entry)
     return state._results[key]
 
 

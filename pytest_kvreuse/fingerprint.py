@@ -18,5 +18,6 @@ def content_sha256(path: str | os.PathLike[str]) -> str:
             while chunk := fh.read(_CHUNK):
                 digest.update(chunk)
     except OSError as exc:
-        raise TraceReadError(f"cannot read: {exc.strerror or exc}", path=path) from None
+        raise TraceReadError(f"cannot read the trace: {exc.strerror or exc}",
+                             path=path) from None
     return digest.hexdigest()

@@ -35,8 +35,8 @@ class ManifestFile(pytest.File):
         for spec in manifest.traces:
             yield TraceNode.from_parent(self, name=spec.name, spec=spec)
 
-    def repr_failure(self, excinfo, style=None):  # type: ignore[override]
-        return one_line_failure(excinfo) or super().repr_failure(excinfo, style)
+    def repr_failure(self, excinfo):  # type: ignore[override]
+        return one_line_failure(excinfo) or super().repr_failure(excinfo)
 
 
 class TraceNode(pytest.Collector):
@@ -90,4 +90,6 @@ class CheckItem(pytest.Item):
 
     def reportinfo(self):  # type: ignore[override]
         line = self.check.line if self.check is not None else self.trace.line
-        return self.path, (line or 1) - 1, f"{self.trace.name}::{self.name}"
+        # Not "trace::name": a domain that ends the node id gets its dots turned into "::"
+        # by the terminal, which would mangle trace names like "chat.jsonl".
+        return self.path, (line or 1) - 1, f"{self.trace.name} {self.name}"

@@ -37,12 +37,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-# Analysis parameters of the loaders being written alongside this one (text traces,
-# steady-state warm-up); the explicit keywords of analyze() are added at run time.
+# Analysis parameters being added alongside this module (text traces, steady-state
+# warm-up): accepted while analyze() still takes **options, so a manifest can name them.
 KNOWN_ANALYSIS_PARAMS = ("block_size", "format", "hash_block_size", "tokenizer", "prompt",
                          "warmup")
-# Run-level switches of analyze() that the plugin sets itself, never a manifest.
-PLUGIN_PARAMS = ("cache_dir", "use_cache", "path")
+# Switches of analyze() that the plugin sets itself, never a manifest.
+PLUGIN_PARAMS = ("cache_dir", "use_cache", "progress")
 TRACE_KEYS = ("name", "path", "gpu_cache_tokens", "check")
 CHECK_KEYS = ("metric", "at", "min", "max")
 
@@ -52,13 +52,14 @@ class ManifestError(KvReuseError):
 
 
 def analysis_param_names() -> tuple[str, ...]:
-    """Parameters a trace may pass to ``analyze`` (known ones plus its explicit keywords)."""
+    """Parameters a trace may pass to ``analyze``: its keyword parameters, and the known
+    ones while it still takes ``**options``."""
     from . import analysis
 
-    names = list(KNOWN_ANALYSIS_PARAMS)
-    for name, p in inspect.signature(analysis.analyze).parameters.items():
-        if p.kind is p.KEYWORD_ONLY and name not in names and name not in PLUGIN_PARAMS:
-            names.append(name)
+    params = inspect.signature(analysis.analyze).parameters.values()
+    names = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in PLUGIN_PARAMS]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        names += [n for n in KNOWN_ANALYSIS_PARAMS if n not in names]
     return tuple(names)
 
 
@@ -171,9 +172,20 @@ class _Reader:
             out[key] = value
         return out
 
-    def sizes(self, value: object, line: int | None) -> tuple[int, ...]:
+    def sizes(self, table: dict, section: int | None,
+              default: tuple[int, ...]) -> tuple[int, ...]:
+        """``gpu_cache_tokens`` of a table: one size or a list of them."""
+        if "gpu_cache_tokens" not in table:
+            return default
+        value, line = table["gpu_cache_tokens"], self.lines.key("gpu_cache_tokens", section)
         values = value if isinstance(value, list) else [value]
         return tuple(self.positive_int(v, "gpu_cache_tokens", line) for v in values)
+
+    def array(self, table: dict, key: str, header: str, line: int | None) -> list:
+        value = table.get(key, [])
+        if not isinstance(value, list):
+            raise self.error(f"{key!r} must be an array of tables: write {header}", line)
+        return value
 
     def check(self, raw: object, line: int | None, default_at: int | None) -> CheckSpec:
         table = self.table(raw, "a [[trace.check]] entry", line)
@@ -220,14 +232,8 @@ class _Reader:
             raise self.error(f"trace name {name!r} must not contain '::'",
                              self.lines.key("name", line))
         params = {**defaults, **self.params(table, line)}
-        sizes = default_sizes
-        if "gpu_cache_tokens" in table:
-            sizes = self.sizes(table["gpu_cache_tokens"],
-                               self.lines.key("gpu_cache_tokens", line))
-        raw_checks = table.get("check", [])
-        if not isinstance(raw_checks, list):
-            raise self.error("'check' must be an array of tables: write [[trace.check]]",
-                             line)
+        sizes = self.sizes(table, line, default_sizes)
+        raw_checks = self.array(table, "check", "[[trace.check]]", line)
         checks = []
         seen: dict[str, int | None] = {}
         inline = self.lines.key("check", line)
@@ -252,14 +258,8 @@ class _Reader:
         self.unknown(defaults_raw, ("gpu_cache_tokens",) + self.param_names, "[defaults]",
                      dline)
         defaults = self.params(defaults_raw, dline)
-        sizes: tuple[int, ...] = ()
-        if "gpu_cache_tokens" in defaults_raw:
-            sizes = self.sizes(defaults_raw["gpu_cache_tokens"],
-                               self.lines.key("gpu_cache_tokens", dline))
-        raw_traces = doc.get("trace", [])
-        if not isinstance(raw_traces, list):
-            raise self.error("'trace' must be an array of tables: write [[trace]]",
-                             self.lines.table("trace"))
+        sizes = self.sizes(defaults_raw, dline, ())
+        raw_traces = self.array(doc, "trace", "[[trace]]", self.lines.table("trace"))
         traces = []
         names: set[str] = set()
         for i, rt in enumerate(raw_traces):

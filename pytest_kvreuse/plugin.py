@@ -27,6 +27,7 @@ DEFAULT_REPORT = "kvreuse-report.html"
 # --kvreuse-report given without a path. A string, not object(): xdist ships option values
 # to its workers.
 _BARE = "\x00kvreuse-default-report"
+_OUTPUTS = pytest.StashKey[dict]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,17 +65,21 @@ def _out_path(config: pytest.Config, name: str) -> Path | None:
     """An output path: from the command line relative to the invocation directory, from the
     ini file relative to the rootdir."""
     value = config.getoption(name)
-    if value is _BARE:
+    if value == _BARE:  # equality: under xdist a worker gets a copy of the string
         return config.rootpath / DEFAULT_REPORT
     if value:
-        path = Path(value)
-        if name == "kvreuse_report" and path.is_dir():
-            raise pytest.UsageError(
-                f"--kvreuse-report took {value!r} (a directory) as the report path: write "
-                f"--kvreuse-report=PATH, or put the bare flag after the test paths")
-        return config.invocation_params.dir / path
-    ini = config.getini(name)
-    return config.rootpath / ini if ini else None
+        path = config.invocation_params.dir / value
+    else:
+        ini = config.getini(name)
+        path = config.rootpath / ini if ini else None
+    if name == "kvreuse_report" and path is not None and path.suffix.lower() not in (
+            ".html", ".htm"):
+        # `--kvreuse-report tests/` would otherwise take the test path as the report and
+        # write over it.
+        raise pytest.UsageError(
+            f"the kvreuse report path must end in .html, got {str(value or ini)!r} (write "
+            f"--kvreuse-report=PATH, or give the bare flag after the test paths)")
+    return path
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -99,9 +104,6 @@ def pytest_configure(config: pytest.Config) -> None:
         "json": _out_path(config, "kvreuse_json"),
         "template_dir": _setting(config, "kvreuse_template_dir") or None,
     }
-
-
-_OUTPUTS = pytest.StashKey[dict]()
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -160,8 +162,10 @@ def pytest_runtest_call(item: pytest.Item) -> None:
         return
     session = session_of(item.config)
     sizes = (spec.gpu_cache_tokens,) if spec.gpu_cache_tokens else ()
-    entry = session.entry(spec.path, spec.params, sizes=sizes)
-    name = sorted(entry.names)[0]
+    # The marker's own name for the trace, not the entry's: under xdist which other test
+    # reached the entry first differs between runs.
+    name = session.display_name(spec.path)
+    entry = session.entry(spec.path, spec.params, name=name, sizes=sizes)
     item.user_properties.extend(session.properties(entry, name))
     if entry.error is not None:
         raise entry.error

@@ -4,7 +4,6 @@ cross xdist workers as plain dicts, and the end-of-run outputs. Hooks only forwa
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import inspect
 import json
 import os
@@ -17,23 +16,7 @@ from pathlib import Path
 
 from .checks import Check
 from .errors import KvReuseError
-
-_HASH_CHUNK = 1 << 20
-
-
-def content_hash(path: Path) -> str:
-    """sha256 of the file's bytes: the same trace under two names is analysed once."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_HASH_CHUNK):
-                h.update(chunk)
-    except OSError as exc:
-        from .errors import TraceReadError
-
-        raise TraceReadError(f"cannot read the trace: {exc.strerror or exc}",
-                             path=path) from None
-    return h.hexdigest()
+from .fingerprint import content_sha256 as content_hash  # keys analyses by file content
 
 
 def normalized_params(params: dict) -> dict:
@@ -48,9 +31,10 @@ class TraceEntry:
     """One analysed trace (file content + parameters) and what was checked on it."""
 
     key: str
-    path: Path
+    path: Path  # the first path seen, the one analysed
     params: dict
     names: set[str] = field(default_factory=set)
+    paths: set[str] = field(default_factory=set)  # display paths of the same content
     sizes: set[int] = field(default_factory=set)
     checks: list[dict] = field(default_factory=list)
     analysis: object | None = None
@@ -73,6 +57,7 @@ class KvReuseSession:
         self._digests: dict[tuple, str] = {}
         self.worker_payloads: list[dict] = []
         self.output_notes: list[str] = []
+        self._results: list[dict] | None = None
         # Each turns (results, run) into what the report and JSON show (baselines add theirs).
         self.output_extenders: list[Callable[[list[dict], dict], tuple[list[dict], dict]]] = []
 
@@ -117,7 +102,9 @@ class KvReuseSession:
                 except KvReuseError as exc:
                     e.error = exc
         e.names.add(name or self.display_name(path))
+        e.paths.add(self.display_name(path))
         e.sizes.update(sizes)
+        self._results = None
         return e
 
     def analysis(self, path: str | os.PathLike[str], params: dict, **kw: object) -> object:
@@ -157,6 +144,7 @@ class KvReuseSession:
                   "min": check.min, "max": check.max, "value": None, "passed": False,
                   "message": None}
         entry.checks.append(record)
+        self._results = None
         try:
             if entry.error is not None:
                 raise entry.error
@@ -187,15 +175,17 @@ class KvReuseSession:
     # -- results ------------------------------------------------------------------------
 
     def _result(self, e: TraceEntry) -> dict:
-        name = sorted(e.names)[0]
+        # The smallest name and path, not the first: under xdist which test reaches a
+        # trace first varies, and the results must not.
+        name, path = min(e.names), min(e.paths)
         if e.analysis is not None:
             from .results import trace_result
 
             r = trace_result(e.analysis, name=name, gpu_cache_sizes=sorted(e.sizes))
-            r["params"]["path"] = self.display_name(e.path)
+            r["params"]["path"] = path
             r["error"] = None
         else:
-            r = {"name": name, "params": {**e.params, "path": self.display_name(e.path)},
+            r = {"name": name, "params": {**e.params, "path": path},
                  "figures": {}, "offloadable_fraction": {}, "curves": {}, "timings": {},
                  "error": e.error.one_line() if e.error else None}
         r["content_hash"] = e.digest
@@ -211,18 +201,26 @@ class KvReuseSession:
 
     def add_worker_payload(self, payload: dict) -> None:
         self.worker_payloads.append(payload)
+        self._results = None
 
     def results(self) -> list[dict]:
         """All traces of the run (this process and every worker), in a stable order."""
+        if self._results is None:
+            self._results = self._merge()
+        return self._results
+
+    def _merge(self) -> list[dict]:
         merged: dict[str, dict] = {}
         for payload in [self.payload(), *self.worker_payloads]:
             for item in payload.get("traces", []):
                 r = item["result"]
                 have = merged.get(item["key"])
                 if have is None:
-                    merged[item["key"]] = {**r, "checks": list(r["checks"])}
+                    merged[item["key"]] = {**r, "params": dict(r["params"]),
+                                           "checks": list(r["checks"])}
                     continue
                 have["name"] = min(have["name"], r["name"])
+                have["params"]["path"] = min(have["params"]["path"], r["params"]["path"])
                 have["checks"].extend(r["checks"])
                 have["offloadable_fraction"] = dict(sorted(
                     {**have["offloadable_fraction"], **r["offloadable_fraction"]}.items(),

@@ -42,7 +42,7 @@ def summary_table(results: list[dict]) -> list[str]:
     lines = []
     for row in rows:
         cells = [row[0].ljust(widths[0])]
-        cells += [cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1])]
+        cells += [cell.rjust(w) for cell, w in zip(row[1:-1], widths[1:-1], strict=True)]
         cells.append(row[-1])
         lines.append("  ".join(cells).rstrip())
     return lines

@@ -12,8 +12,6 @@ from pytest_kvreuse.analysis import analyze
 from pytest_kvreuse.drift import format_value
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
 
-pytest_plugins = ("pytester",)
-
 GPU = 16384
 MANIFEST = f"""
 [[trace]]

@@ -85,7 +85,7 @@ def test_content_hash_streams_the_file(tmp_path, monkeypatch):
     data = os.urandom(100)
     (tmp_path / "x").write_bytes(data)
     assert content_sha256(tmp_path / "x") == hashlib.sha256(data).hexdigest()
-    with pytest.raises(TraceReadError, match="missing: cannot read"):
+    with pytest.raises(TraceReadError, match="missing: cannot read the trace"):
         content_sha256(tmp_path / "missing")
 
 
