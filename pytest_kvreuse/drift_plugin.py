@@ -111,6 +111,9 @@ def pytest_configure(config: pytest.Config) -> None:
     except KvReuseError as exc:
         raise pytest.UsageError(f"kvreuse: {exc.one_line()}") from None
     state = DriftState(guard=guard, save_name=save)
+    if config.getoption("kvreuse_compare_fail") and not guard.comparing:
+        state.notes.append("kvreuse: --kvreuse-compare-fail has no effect without "
+                           "--kvreuse-compare")
     config.stash[_STATE] = state
     if guard.comparing or save is not None:
         session_of(config).output_extenders.append(

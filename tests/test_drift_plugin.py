@@ -267,3 +267,24 @@ def test_xdist_saves_once_on_the_controller(project, exports):
                           "--kvreuse-compare-fail=offloadable_fraction:0.01")
     r.assert_outcomes(failed=2)
     assert r.stdout.str().count("kvreuse baseline comparison") == 1
+
+
+def test_drift_of_a_trace_no_item_checks_still_fails_the_run(project, exports):
+    project.makepyfile(test_factory="""
+        def test_uses_factory(kvreuse_analyze):
+            assert kvreuse_analyze("chat.jsonl").num_requests > 0
+    """)
+    project.runpytest("--kvreuse-save=main", "test_factory.py").assert_outcomes(passed=1)
+    new_export(project, exports)
+    r = project.runpytest("--kvreuse-compare", "--kvreuse-compare-fail=reused_fraction:0.001",
+                          "test_factory.py")
+    r.assert_outcomes(passed=1)
+    assert r.ret == pytest.ExitCode.TESTS_FAILED
+    r.stdout.fnmatch_lines(["chat.jsonl: DRIFTED (1 figure(s) beyond tolerance)*"])
+
+
+def test_tolerance_without_compare_is_noted(project):
+    r = project.runpytest("--kvreuse-compare-fail=reused_fraction:1%")
+    r.assert_outcomes(passed=2)
+    r.stdout.fnmatch_lines(["kvreuse: --kvreuse-compare-fail has no effect without "
+                            "--kvreuse-compare"])
