@@ -146,8 +146,9 @@ def _item_traces(item: pytest.Item) -> list[tuple[Path, dict, str | None]]:
 
 
 def _current_result(state: DriftState, kv: KvReuseSession, entry: TraceEntry) -> dict:
-    """The entry's result as the session will report it (memoized: one per sizes)."""
-    key = (entry.key, tuple(sorted(entry.sizes)))
+    """The entry's result as the session will report it (memoized while its sizes and
+    names stay the same: the CCDF and the curves are not rebuilt for every item)."""
+    key = (entry.key, tuple(sorted(entry.sizes)), min(entry.names), min(entry.paths))
     if key not in state._results:
         state._results[key] = kv._result(entry)
     return state._results[key]
