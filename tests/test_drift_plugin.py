@@ -178,6 +178,9 @@ def test_storage_survives_a_failed_save(project, monkeypatch):
     r.assert_outcomes(passed=2)
     project.runpytest("--kvreuse-save=next").assert_outcomes(passed=2)
     assert saved(project) == ["0001_main.json", "0002_next.json"]
+    doc = orjson.loads((project.path / ".kvreuse" / "0002_next.json").read_bytes())
+    [t] = doc["traces"]  # the workers' results, merged on the controller
+    assert t["name"] == "chat" and len(t["checks"]) == 2
 
 
 def test_interrupted_run_saves_nothing(project):
@@ -258,15 +261,17 @@ def test_report_data_reaches_the_json(project, exports, monkeypatch):
     assert written["run"]["baseline"].startswith(".kvreuse/0001_main.json (saved ")
 
 
-def test_xdist_saves_once_on_the_controller(project, exports):
+def test_xdist_compares_on_workers_and_saves_once_on_the_controller(project, exports):
     pytest.importorskip("xdist")
-    project.runpytest("-n", "2", "--kvreuse-save=main").assert_outcomes(passed=2)
-    assert saved(project) == ["0001_main.json"]
+    project.runpytest("--kvreuse-save=main").assert_outcomes(passed=2)
     new_export(project, exports)
-    r = project.runpytest("-n", "2", "--kvreuse-compare",
+    # One run under xdist both compares (on the workers) and saves (on the controller).
+    r = project.runpytest("-n", "2", "--kvreuse-compare", "--kvreuse-save=next",
                           "--kvreuse-compare-fail=offloadable_fraction:0.01")
     r.assert_outcomes(failed=2)
+    r.stdout.fnmatch_lines(["*trace 'chat' drifted from the baseline*"])
     assert r.stdout.str().count("kvreuse baseline comparison") == 1
+    assert saved(project) == ["0001_main.json", "0002_next.json"]
 
 
 def test_drift_of_a_trace_no_item_checks_still_fails_the_run(project, exports):
