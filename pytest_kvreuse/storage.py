@@ -95,17 +95,31 @@ def _read_json(path: Path) -> object:
         raise KvReuseError(f"not valid JSON ({exc})", path=path) from None
 
 
+# Figures `kvreuse analyze --json` gives at its one --gpu-kv-cache-size, and where a trace
+# result keeps them: (top-level per-size map, None) or ("lru", key in each size's block).
+_AT_GPU = {"offloadable_fraction": ("offloadable_fraction", None),
+           "lru_hit_fraction": ("lru", "hit"),
+           "lru_offloadable_fraction": ("lru", "offloadable")}
+
+
 def _from_analysis(doc: dict) -> dict:
     """A trace result from ``kvreuse analyze --json`` output (one trace, flat figures)."""
     params = doc.get("params") if isinstance(doc.get("params"), dict) else {}
-    figures = {k: v for k, v in doc.items()
-               if k not in ("params", "gpu_cache_tokens", "offloadable_fraction")}
-    offload = {}
-    if doc.get("gpu_cache_tokens") is not None:
-        offload[str(doc["gpu_cache_tokens"])] = doc.get("offloadable_fraction")
-    name = Path(str(params.get("path", "trace"))).name
-    return {"name": name, "params": params, "figures": figures,
-            "offloadable_fraction": offload}
+    gpu = doc.get("gpu_cache_tokens")
+    result: dict = {"name": Path(str(params.get("path", "trace"))).name, "params": params,
+                    "figures": {}, "offloadable_fraction": {}}
+    for key, value in doc.items():
+        if key in ("params", "gpu_cache_tokens"):
+            continue
+        if key not in _AT_GPU:
+            result["figures"][key] = value
+        elif gpu is not None:
+            where, inner = _AT_GPU[key]
+            if inner is None:
+                result[where][str(gpu)] = value
+            else:
+                result.setdefault(where, {}).setdefault(str(gpu), {})[inner] = value
+    return result
 
 
 def load_results(path: str | os.PathLike[str]) -> tuple[list[dict], dict]:

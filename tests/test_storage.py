@@ -11,7 +11,7 @@ import pytest
 
 from pytest_kvreuse.analysis import analyze
 from pytest_kvreuse.cli import analysis_json
-from pytest_kvreuse.drift import content_sha256_of
+from pytest_kvreuse.drift import content_sha256_of, metric_values
 from pytest_kvreuse.errors import KvReuseError, TraceReadError
 from pytest_kvreuse.fingerprint import content_sha256
 from pytest_kvreuse.storage import (
@@ -238,6 +238,15 @@ def test_load_results_accepts_saved_runs_json_results_and_analyze_output(tmp_pat
     assert t["figures"]["reused_fraction"] == 0.25 and t["figures"]["num_requests"] == 3
     assert t["offloadable_fraction"] == {"16384": 0.125}
     assert t["params"]["content_sha256"] == "c" * 64
+
+    # LRU figures at the one GPU size land where trace_result keeps them.
+    lru = {**analysis, "lru_hit_fraction": 0.06, "lru_offloadable_fraction": 0.5,
+           "compulsory_fraction": 0.3}
+    (tmp_path / "l.json").write_bytes(orjson.dumps(lru))
+    [t], _ = load_results(tmp_path / "l.json")
+    assert t["lru"] == {"16384": {"hit": 0.06, "offloadable": 0.5}}
+    assert t["figures"]["compulsory_fraction"] == 0.3
+    assert metric_values(t, "lru_hit_fraction") == {16384: 0.06}
 
 
 @pytest.mark.parametrize("content, message", [
