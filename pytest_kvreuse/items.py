@@ -68,22 +68,11 @@ class CheckItem(pytest.Item):
         self.check = check
 
     def runtest(self) -> None:
-        session = session_of(self.config)
-        sizes = self.trace.gpu_cache_tokens
-        if self.check is not None and self.check.check.at is not None:
-            sizes = (*sizes, self.check.check.at)
-        entry = session.entry(self.trace.path, self.trace.params, name=self.trace.name,
-                              sizes=sizes)
-        self.user_properties.extend(session.properties(entry, self.trace.name))
-        if self.check is None:
-            if entry.error is not None:
-                raise entry.error
-            return
-        value, failure = session.run_check(entry, self.check.check, nodeid=self.nodeid,
-                                           trace_name=self.trace.name)
-        self.user_properties.append((f"kvreuse_{self.check.check.label}", value))
-        if failure is not None:
-            raise ThresholdViolation(failure)
+        checks = () if self.check is None else (self.check.check,)
+        session_of(self.config).check_trace(
+            self.trace.path, self.trace.params, checks, name=self.trace.name,
+            sizes=self.trace.gpu_cache_tokens, nodeid=self.nodeid,
+            properties=self.user_properties)
 
     def repr_failure(self, excinfo, style=None):  # type: ignore[override]
         return one_line_failure(excinfo) or super().repr_failure(excinfo, style)

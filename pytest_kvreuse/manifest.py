@@ -29,7 +29,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checks import Check
+from .checks import Check, metric_needs_at
 from .errors import KvReuseError
 
 if sys.version_info >= (3, 11):
@@ -137,7 +137,8 @@ class _Reader:
         for key in table:
             if key not in allowed:
                 raise self.error(f"unknown key {key!r} in {what} (allowed: "
-                                 f"{', '.join(allowed)})", self.lines.key(key, section))
+                                 f"{', '.join(allowed)})",
+                                 self.lines.key(key, section) or section or None)
 
     def positive_int(self, value: object, key: str, line: int | None) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -164,11 +165,8 @@ class _Reader:
                 self.positive_int(value, key, line)
             elif key in ("format", "tokenizer", "prompt"):
                 self.string(value, key, line)
-            elif key == "warmup":
-                v = self.number(value, key, line)
-                if not 0 <= v < 1:
-                    raise self.error(f"'warmup' must be a fraction in [0, 1), got {v!r}",
-                                     line)
+            elif key == "warmup":  # its range is analyze()'s to check
+                self.number(value, key, line)
             out[key] = value
         return out
 
@@ -189,11 +187,7 @@ class _Reader:
 
     def check(self, raw: object, line: int | None, default_at: int | None) -> CheckSpec:
         table = self.table(raw, "a [[trace.check]] entry", line)
-        for key in table:
-            if key not in CHECK_KEYS:
-                raise self.error(f"unknown key {key!r} in [[trace.check]] (allowed: "
-                                 f"{', '.join(CHECK_KEYS)})",
-                                 self.lines.key(key, line) or line)
+        self.unknown(table, CHECK_KEYS, "[[trace.check]]", line)
 
         def at_line(key: str) -> int | None:
             return self.lines.key(key, line) or line
@@ -207,8 +201,6 @@ class _Reader:
         bounds = {k: self.number(table[k], k, at_line(k)) for k in ("min", "max")
                   if k in table}
         try:
-            from .checks import metric_needs_at
-
             if at is None and default_at is not None and metric_needs_at(metric):
                 at = default_at
             check = Check(metric, at, bounds.get("min"), bounds.get("max")).validate()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from .checks import ThresholdViolation
 from .errors import KvReuseError
 from .items import SESSION_KEY, ManifestFile, one_line_failure, session_of
 from .marker import check_params, marker_spec
@@ -161,22 +160,12 @@ def pytest_runtest_call(item: pytest.Item) -> None:
     if spec is None:
         return
     session = session_of(item.config)
-    sizes = (spec.gpu_cache_tokens,) if spec.gpu_cache_tokens else ()
     # The marker's own name for the trace, not the entry's: under xdist which other test
     # reached the entry first differs between runs.
-    name = session.display_name(spec.path)
-    entry = session.entry(spec.path, spec.params, name=name, sizes=sizes)
-    item.user_properties.extend(session.properties(entry, name))
-    if entry.error is not None:
-        raise entry.error
-    failures = []
-    for check in spec.checks:
-        value, failure = session.run_check(entry, check, nodeid=item.nodeid, trace_name=name)
-        item.user_properties.append((f"kvreuse_{check.label}", value))
-        if failure is not None:
-            failures.append(failure)
-    if failures:
-        raise ThresholdViolation("\n".join(failures))
+    session.check_trace(spec.path, spec.params, spec.checks,
+                        name=session.display_name(spec.path),
+                        sizes=(spec.gpu_cache_tokens,) if spec.gpu_cache_tokens else (),
+                        nodeid=item.nodeid, properties=item.user_properties)
 
 
 def _uses_kvreuse(item: pytest.Item) -> bool:

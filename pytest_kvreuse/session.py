@@ -133,30 +133,41 @@ class KvReuseSession:
         analyze = analysis_module.analyze
         return analyze(path, **params, **self.cache_kwargs(analyze))
 
-    def run_check(self, entry: TraceEntry, check: Check, *, nodeid: str,
-                  trace_name: str) -> tuple[float | None, str | None]:
-        """Evaluate and record ``check``: ``(value, None)`` or ``(value, failure paragraph)``.
+    def check_trace(self, path: str | os.PathLike[str], params: dict,
+                    checks: tuple[Check, ...], *, name: str, sizes: tuple[int, ...],
+                    nodeid: str, properties: list) -> None:
+        """Analyse (memoized), evaluate and record ``checks``, add the junitxml
+        ``properties``; raise the trace's one-line error, or one ThresholdViolation naming
+        every bound that does not hold."""
+        from .checks import ThresholdViolation, evaluate, violation_paragraph
 
-        An unreadable trace or an unavailable metric is recorded, then raised."""
-        from .checks import evaluate, violation_paragraph
-
-        record = {"nodeid": nodeid, "metric": check.metric, "at": check.at,
-                  "min": check.min, "max": check.max, "value": None, "passed": False,
-                  "message": None}
-        entry.checks.append(record)
+        sizes = (*sizes, *(c.at for c in checks if c.at is not None))
+        entry = self.entry(path, params, name=name, sizes=sizes)
+        properties.extend(self.properties(entry, name))
         self._results = None
-        try:
-            if entry.error is not None:
-                raise entry.error
-            value, problem = evaluate(entry.analysis, check)
-        except KvReuseError as exc:
-            record["message"] = exc.one_line()
-            raise
-        paragraph = None if problem is None else violation_paragraph(
-            trace_name, self.display_name(entry.path), entry.analysis, problem)
-        record.update(value=None if value != value else value, passed=problem is None,
-                      message=paragraph)
-        return record["value"], paragraph
+        records = [{"nodeid": nodeid, "metric": c.metric, "at": c.at, "min": c.min,
+                    "max": c.max, "value": None, "passed": False, "message": None}
+                   for c in checks]
+        entry.checks.extend(records)
+        if entry.error is not None:
+            for record in records:
+                record["message"] = entry.error.one_line()
+            raise entry.error
+        failures = []
+        for check, record in zip(checks, records, strict=True):
+            try:
+                value, problem = evaluate(entry.analysis, check)
+            except KvReuseError as exc:
+                record["message"] = exc.one_line()
+                raise
+            if problem is not None:
+                failures.append(violation_paragraph(name, self.display_name(entry.path),
+                                                    entry.analysis, problem))
+            record.update(value=None if value != value else value, passed=problem is None,
+                          message=failures[-1] if problem is not None else None)
+            properties.append((f"kvreuse_check_{check.label}", record["value"]))
+        if failures:
+            raise ThresholdViolation("\n".join(failures))
 
     def properties(self, entry: TraceEntry, trace_name: str) -> list[tuple[str, object]]:
         """Key figures of a trace as junitxml properties."""

@@ -24,16 +24,18 @@ def trace_status(result: dict) -> str:
 
 
 def summary_table(results: list[dict]) -> list[str]:
-    """One row per trace: requests, tokens, reused %, offloadable % at each size, result."""
+    """One row per trace and block size: requests, tokens, reused %, offloadable % at each
+    size, result."""
     sizes = sorted({int(c) for r in results for c in r.get("offloadable_fraction", {})})
-    header = ["trace", "requests", "tokens", "reused %",
+    header = ["trace", "block", "requests", "tokens", "reused %",
               *(f"offload % @{c:,}" for c in sizes), "result"]
     rows = [header]
     for r in results:
         fig = r.get("figures") or {}
         off = r.get("offloadable_fraction", {})
         rows.append([
-            r["name"], _count(fig.get("num_requests")), _count(fig.get("total_tokens")),
+            r["name"], _count((r.get("params") or {}).get("block_size")),
+            _count(fig.get("num_requests")), _count(fig.get("total_tokens")),
             _pct(fig.get("reused_fraction")),
             *(_pct(off.get(str(c))) if str(c) in off else "" for c in sizes),
             trace_status(r),

@@ -75,7 +75,7 @@ def test_marker_fixture_gives_the_analysis_and_bounds_pass(tiny: pytest.Pytester
     result = tiny.runpytest()
     result.assert_outcomes(passed=1)
     assert summary_block(result.stdout.str())[1].split() == [
-        "tiny.jsonl", "2", "2,560", "40.00", "40.00", "passed", "1/1"]
+        "tiny.jsonl", "64", "2", "2,560", "40.00", "40.00", "passed", "1/1"]
 
 
 def test_marker_bound_violated_fails_with_one_paragraph(tiny: pytest.Pytester) -> None:
@@ -311,9 +311,9 @@ check = [{ metric = "reused_fraction", max = 0.0 }]
 """)
     result = tiny.runpytest()
     assert summary_block(result.stdout.str()) == [
-        "trace  requests  tokens  reused %  offload % @512  offload % @2,048  result",
-        "cold          4   2,048      0.00                              0.00  passed 1/1",
-        "tiny          2   2,560     40.00           40.00                    passed 2/2",
+        "trace  block  requests  tokens  reused %  offload % @512  offload % @2,048  result",
+        "cold      64         4   2,048      0.00                              0.00  passed 1/1",
+        "tiny      64         2   2,560     40.00           40.00                    passed 2/2",
         "kvreuse: 2 traces, 3 checks: 3 passed, 0 failed",
     ]
     quiet = tiny.runpytest("-q", "-q")
@@ -355,10 +355,11 @@ def test_junitxml_records_key_figures(tiny: pytest.Pytester) -> None:
     assert check["kvreuse_tokens"] == "2560"
     assert check["kvreuse_reused_fraction"] == "0.4"
     assert check["kvreuse_offloadable_fraction@512"] == "0.4"
-    assert check["kvreuse_offloadable_fraction@512"] == "0.4"
+    assert check["kvreuse_check_offloadable_fraction@512"] == "0.4"
     marked = cases["test_marked"]
     assert marked["kvreuse_trace"] == "tiny.jsonl"
     assert marked["kvreuse_offloadable_fraction@512"] == "0.4"
+    assert marked["kvreuse_check_offloadable_fraction@512"] == "0.4"
 
 
 def test_xdist_summary_equals_serial(tiny: pytest.Pytester) -> None:
@@ -560,3 +561,26 @@ def test_report_is_written_once_under_xdist(tiny: pytest.Pytester) -> None:
     tiny.runpytest_subprocess("-n", "2", "--kvreuse-report").assert_outcomes(passed=2)
     [line] = (tiny.path / "calls.txt").read_text().splitlines()
     assert line.split() == [str(tiny.path / "kvreuse-report.html"), "1", "2"]
+
+
+def test_checks_of_an_unreadable_trace_reach_the_results_as_failed(
+        pytester: pytest.Pytester, outputs: list) -> None:
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.kvreuse("gone.jsonl", gpu_cache_tokens=512, min_offloadable=0.1,
+                             max_offloadable=0.9)
+        def test_gone():
+            pass
+    """)
+    result = pytester.runpytest_inprocess("--kvreuse-json=r.json")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["kvreuse: *gone.jsonl: cannot read the trace: *"])
+    [(_, _, [trace], _)] = outputs
+    assert trace["error"].endswith("gone.jsonl: cannot read the trace: No such file or "
+                                   "directory")
+    assert trace["params"]["path"] == "gone.jsonl"
+    [check] = trace["checks"]
+    assert (check["metric"], check["at"], check["min"], check["max"], check["passed"],
+            check["value"]) == ("offloadable_fraction", 512, 0.1, 0.9, False, None)
+    assert check["message"] == trace["error"]
