@@ -92,7 +92,8 @@ def metric_values(trace: dict, metric: str) -> dict[int | None, float | None] | 
 
     Looked up in ``figures`` (``reused_fraction``, ``unique_blocks``, ...), then at the top
     level (the per-size ``offloadable_fraction`` map); ``lru_hit_fraction`` and
-    ``lru_offloadable_fraction`` read the ``lru`` block (``{size: {"hit", "offloadable"}}``).
+    ``lru_offloadable_fraction`` read the ``lru`` block
+    (``{"hit_fraction": {size: value}, "offloadable_fraction": {size: value}}``).
     """
     lru = _lru_values(trace, metric)
     if lru is not None:
@@ -123,16 +124,17 @@ def metric_values(trace: dict, metric: str) -> dict[int | None, float | None] | 
 
 def _lru_values(trace: dict, metric: str) -> dict[int | None, float | None] | None:
     block = trace.get("lru")
-    m = _LRU_METRIC.match(metric)
-    if not m or not isinstance(block, dict):
+    if not _LRU_METRIC.match(metric) or not isinstance(block, dict):
         return None
+    per_size = block.get(metric[len("lru_"):])
+    if not isinstance(per_size, dict):
+        return None if block else {}
     out: dict[int | None, float | None] = {}
-    for key, figures in block.items():
-        if isinstance(figures, dict) and m[1] in figures:
-            n = _number(figures[m[1]])
-            if n is not False and str(key).isdigit():
-                out[int(key)] = n  # type: ignore[assignment]
-    return out if out or not block else None
+    for key, value in per_size.items():
+        n = _number(value)
+        if n is not False and str(key).isdigit():
+            out[int(key)] = n  # type: ignore[assignment]
+    return out
 
 
 def figure_label(metric: str, at: int | None) -> str:
@@ -332,8 +334,7 @@ def _metric_names(trace: dict) -> list[str]:
             names += [k for k in container if metric_values(trace, k) is not None]
     block = trace.get("lru")
     if isinstance(block, dict):
-        names += [f"lru_{k}_fraction" for v in block.values() if isinstance(v, dict)
-                  for k in v]
+        names += [f"lru_{k}" for k, v in block.items() if isinstance(v, dict)]
     return names
 
 

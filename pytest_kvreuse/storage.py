@@ -96,10 +96,10 @@ def _read_json(path: Path) -> object:
 
 
 # Figures `kvreuse analyze --json` gives at its one --gpu-kv-cache-size, and where a trace
-# result keeps them: (top-level per-size map, None) or ("lru", key in each size's block).
+# result keeps them: (top-level per-size map, None) or ("lru", its per-size map).
 _AT_GPU = {"offloadable_fraction": ("offloadable_fraction", None),
-           "lru_hit_fraction": ("lru", "hit"),
-           "lru_offloadable_fraction": ("lru", "offloadable")}
+           "lru_hit_fraction": ("lru", "hit_fraction"),
+           "lru_offloadable_fraction": ("lru", "offloadable_fraction")}
 
 
 def _from_analysis(doc: dict) -> dict:
@@ -118,7 +118,7 @@ def _from_analysis(doc: dict) -> dict:
             if inner is None:
                 result[where][str(gpu)] = value
             else:
-                result.setdefault(where, {}).setdefault(str(gpu), {})[inner] = value
+                result.setdefault(where, {}).setdefault(inner, {})[str(gpu)] = value
     return result
 
 

@@ -88,8 +88,8 @@ def test_tolerance_limits():
 
 def test_metric_values_scalar_map_and_lru_block():
     # The shape of results.trace_result(..., lru=True).
-    r = result(lru={"16384": {"hit": 0.01, "offloadable": 0.59},
-                    "345792": {"hit": 0.06, "offloadable": None}})
+    r = result(lru={"hit_fraction": {"16384": 0.01, "345792": 0.06},
+                    "offloadable_fraction": {"16384": 0.59, "345792": None}})
     r["figures"]["compulsory_fraction"] = 0.35
     assert metric_values(r, "reused_fraction") == {None: 0.5}
     assert metric_values(r, "unique_blocks") == {None: 1000}
@@ -273,8 +273,10 @@ def test_nameless_trace_is_an_error():
 
 
 def test_lru_figures_compared_when_present():
-    base = result(lru={"345792": {"hit": 0.063, "offloadable": 0.589}})
-    cur = result(lru={"345792": {"hit": 0.09, "offloadable": 0.589}})
+    base = result(lru={"hit_fraction": {"345792": 0.063},
+                       "offloadable_fraction": {"345792": 0.589}})
+    cur = result(lru={"hit_fraction": {"345792": 0.09},
+                      "offloadable_fraction": {"345792": 0.589}})
     c = compare_runs([base], [cur], parse_tolerances(["lru_hit_fraction:10%"]))
     assert [f.label for f in only(c).drifted] == ["lru_hit_fraction@345792"]
     labels = [f.label for f in only(c).figures]

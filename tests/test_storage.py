@@ -244,7 +244,7 @@ def test_load_results_accepts_saved_runs_json_results_and_analyze_output(tmp_pat
            "compulsory_fraction": 0.3}
     (tmp_path / "l.json").write_bytes(orjson.dumps(lru))
     [t], _ = load_results(tmp_path / "l.json")
-    assert t["lru"] == {"16384": {"hit": 0.06, "offloadable": 0.5}}
+    assert t["lru"] == {"hit_fraction": {"16384": 0.06}, "offloadable_fraction": {"16384": 0.5}}
     assert t["figures"]["compulsory_fraction"] == 0.3
     assert metric_values(t, "lru_hit_fraction") == {16384: 0.06}
 
