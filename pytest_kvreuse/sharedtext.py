@@ -1,0 +1,168 @@
+"""Tokenize shared text once: cut prompts at content-defined safe points, tokenize each
+distinct chunk once, join the ids.
+
+A cut between positions ``i-1`` and ``i`` is *safe* when tokenizing ``text[:i]`` and
+``text[i:]`` separately and joining the ids equals tokenizing ``text``. We cut only where an
+ASCII letter is followed by a space and an ASCII letter (``"word| next"``), and only for
+tokenizers whose pipeline is proven local there (:func:`cut_points_are_safe`):
+
+* no normalizer (normalizers such as NFC can join characters across the cut);
+* a BPE model, which works on each pre-token on its own;
+* no added token contains a space, or strips/claims whitespace around it
+  (``lstrip``/``rstrip``/``single_word``), so no added-token match spans the cut, and the
+  leftmost-longest added-token split on each side is the whole text's split;
+* every pre-tokenizer step is one of the regex splits in :data:`SAFE_SPLIT_REGEXES`
+  (``Isolated``) or byte-level mapping. For each of them the match holding the letter at
+  ``i-1`` is a letter run that ends exactly at ``i`` (no alternative can take a letter
+  followed by a space), no earlier match looks past ``i`` (every alternative stops at a
+  letter/space boundary, and lookaheads only follow whitespace, which ``i-1`` is not),
+  and there is no lookbehind, so matching restarts at ``i`` exactly as on ``text[i:]``.
+  Digit groups (``\\p{N}{1,3}``) and CJK runs cannot cross a letter-space boundary.
+
+For any other tokenizer every prompt is tokenized whole. Which candidate cuts are taken
+depends only on the 8 bytes before the space, so identical text in two prompts is cut
+identically (away from its first few bytes) and its chunks are found in the memo.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+
+import numpy as np
+
+from .tokenizer import TextTokenizer
+
+_DIGITS = r"\p{N}{1,3}"
+_CJK = "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+"
+_DEEPSEEK_V3 = (r"""[!"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?"""
+                r"[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|"
+           r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+_QWEN2 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}|"
+          r" ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+#: Split regexes (behaviour Isolated) proven to keep "letter| space letter" a boundary,
+#: written with CR and LF escaped (tokenizer.json files spell them either way).
+SAFE_SPLIT_REGEXES = frozenset({_DIGITS, _CJK, _DEEPSEEK_V3, _LLAMA3, _QWEN2})
+
+
+def _canonical_regex(pattern: object) -> object:
+    if not isinstance(pattern, str):
+        return pattern
+    return pattern.replace("\r", "\\r").replace("\n", "\\n")
+
+# One candidate cut in 2**_CUT_BITS is taken: chunks of ~64 words (~90 tokens), large
+# enough that per-chunk overhead stays small next to tokenizing, small enough that a
+# prompt's unshared tail costs little.
+_CUT_BITS = 6
+_WINDOW = 8
+_MIX = np.uint64(0x9E3779B97F4A7C15)
+_ASCII_LETTER = np.zeros(256, dtype=bool)
+_ASCII_LETTER[ord("A"):ord("Z") + 1] = True
+_ASCII_LETTER[ord("a"):ord("z") + 1] = True
+
+
+def _pre_tokenizer_is_safe(pre: dict | None) -> bool:
+    if pre is None:
+        return False
+    kind = pre.get("type")
+    if kind == "Sequence":
+        steps = pre.get("pretokenizers") or []
+        return bool(steps) and all(_pre_tokenizer_is_safe(s) for s in steps)
+    if kind == "ByteLevel":
+        # With use_regex it splits with GPT-2's pattern, which keeps the boundary too
+        # (' ?\p{L}+' takes " next", letter runs stop at the space).
+        return not pre.get("add_prefix_space", False)
+    if kind == "Split":
+        pattern = pre.get("pattern") or {}
+        return (pre.get("behavior") == "Isolated" and not pre.get("invert", False)
+                and _canonical_regex(pattern.get("Regex")) in SAFE_SPLIT_REGEXES)
+    return False
+
+
+def cut_points_are_safe(backend: object) -> bool:
+    """Whether cutting at "letter| space letter" is proven not to change ``backend``'s ids."""
+    try:
+        spec = json.loads(backend.to_str())
+    except Exception:
+        return False
+    normalizer = spec.get("normalizer")
+    if normalizer is not None and not (normalizer.get("type") == "Sequence"
+                                       and not normalizer.get("normalizers")):
+        return False
+    if (spec.get("model") or {}).get("type") != "BPE":
+        return False
+    if spec.get("truncation") is not None:
+        return False
+    for tok in spec.get("added_tokens") or []:
+        if " " in tok.get("content", " ") or tok.get("lstrip") or tok.get("rstrip") \
+                or tok.get("single_word"):
+            return False
+    return _pre_tokenizer_is_safe(spec.get("pre_tokenizer"))
+
+
+def cut_offsets(data: bytes) -> np.ndarray:
+    """Byte offsets at which to cut UTF-8 ``data``: content-defined safe points."""
+    b = np.frombuffer(data, dtype=np.uint8)
+    if b.size < _WINDOW + 2:
+        return np.zeros(0, dtype=np.int64)
+    letter = _ASCII_LETTER[b]
+    cand = np.flatnonzero((b[_WINDOW:-1] == 32) & letter[_WINDOW - 1:-2]
+                          & letter[_WINDOW + 1:]) + _WINDOW
+    if cand.size == 0:
+        return cand
+    windows = np.lib.stride_tricks.sliding_window_view(b, _WINDOW)[cand - _WINDOW]
+    h = np.ascontiguousarray(windows).view("<u8").ravel() * _MIX
+    return cand[(h >> np.uint64(64 - _CUT_BITS)) == 0]
+
+
+class ChunkedEncoder:
+    """Batch tokenization that tokenizes each distinct chunk of text once.
+
+    Chunks live in a memo bounded by ``memo_bytes`` (least recently used go first), so a
+    trace with no repeated text costs memory for one batch only.
+    """
+
+    def __init__(self, tokenizer: TextTokenizer, *, memo_bytes: int = 256 << 20,
+                 safe: bool | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.safe = cut_points_are_safe(tokenizer.backend) if safe is None else safe
+        self.memo_bytes = memo_bytes
+        self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._memo_size = 0
+        self.chunks_seen = 0
+        self.chunks_tokenized = 0
+
+    def encode(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids of every text, equal to ``tokenizer.encode_batch(texts)``."""
+        if not self.safe:
+            return self.tokenizer.encode_batch(texts)
+        memo = self._memo
+        pieces: list[list[bytes]] = []
+        missing: dict[bytes, None] = {}
+        for text in texts:  # per request: the per-chunk work is dict lookups only
+            data = text.encode("utf-8")
+            cuts = cut_offsets(data).tolist()
+            chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+            pieces.append(chunks)
+            for c in chunks:
+                if c not in memo:
+                    missing[c] = None
+        self.chunks_seen += sum(len(p) for p in pieces)
+        if missing:
+            new = list(missing)
+            self.chunks_tokenized += len(new)
+            ids = self.tokenizer.encode_batch([c.decode("utf-8") for c in new])
+            for c, arr in zip(new, ids):
+                memo[c] = arr
+                self._memo_size += len(c) + arr.nbytes
+        out = []
+        for chunks in pieces:
+            arrays = [memo[c] for c in chunks]
+            for c in chunks:
+                memo.move_to_end(c)
+            out.append(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+        while self._memo_size > self.memo_bytes and memo:
+            c, arr = memo.popitem(last=False)
+            self._memo_size -= len(c) + arr.nbytes
+        return out

