@@ -143,7 +143,7 @@ class ChunkedEncoder:
         for text in texts:  # per request: the per-chunk work is dict lookups only
             data = text.encode("utf-8")
             cuts = cut_offsets(data).tolist()
-            chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)])]
+            chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
             pieces.append(chunks)
             for c in chunks:
                 if c not in memo:
@@ -153,7 +153,7 @@ class ChunkedEncoder:
             new = list(missing)
             self.chunks_tokenized += len(new)
             ids = self.tokenizer.encode_batch([c.decode("utf-8") for c in new])
-            for c, arr in zip(new, ids):
+            for c, arr in zip(new, ids, strict=True):
                 memo[c] = arr
                 self._memo_size += len(c) + arr.nbytes
         out = []

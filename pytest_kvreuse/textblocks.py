@@ -154,7 +154,7 @@ def text_block_stream(path: str | os.PathLike[str], fmt: str, *, block_size: int
     with _progress_bar(spath, progress_enabled(progress), "tokenizing") as bar:
         for batch in _batches(iter_text_requests(spath, fmt, bar.update), prompt, tok):
             ids = encoder.encode([text for text, _, _ in batch])
-            for arr, (_, session, ts) in zip(ids, batch):
+            for arr, (_, session, ts) in zip(ids, batch, strict=True):
                 builder.add(arr, session, ts)
     return builder.stream({"tokenizer": tokenizer, "prompt": prompt})
 
