@@ -11,10 +11,11 @@ import numpy as np
 class BlockStream:
     """All full KV blocks of a trace, request after request.
 
-    ``keys[i]`` is a dense integer naming the whole prefix up to and including block ``i``
-    (equal keys <=> identical prefix); ``request[i]`` is the request that block belongs to
-    (non-decreasing). Per request: ``prompt_tokens`` (partial tail included),
-    ``timestamps`` (NaN when unknown) and ``sessions`` (dense ids, -1 when unknown).
+    ``keys[i]`` is a small non-negative integer naming the whole prefix up to and including
+    block ``i`` (equal keys <=> identical prefix; below a few times ``num_blocks``);
+    ``request[i]`` is the request that block belongs to (non-decreasing). Per request:
+    ``prompt_tokens`` (partial tail included), ``timestamps`` (NaN when unknown) and
+    ``sessions`` (dense ids, -1 when unknown).
     """
 
     keys: np.ndarray
@@ -69,9 +70,11 @@ def request_index(blocks_per_request: np.ndarray) -> np.ndarray:
     )
 
 
-def offsets_within_request(blocks_per_request: np.ndarray) -> np.ndarray:
+def offsets_within_request(blocks_per_request: np.ndarray,
+                           request: np.ndarray | None = None) -> np.ndarray:
     """Position of every block inside its request (0, 1, ..., n_r - 1 for each request)."""
     counts = np.asarray(blocks_per_request, dtype=np.int64)
-    total = int(counts.sum())
-    starts = np.cumsum(counts) - counts
-    return np.arange(total, dtype=np.int64) - np.repeat(starts, counts)
+    if request is None:
+        request = request_index(counts)
+    starts = smallest_index_dtype(np.cumsum(counts) - counts, int(counts.sum()))
+    return np.arange(request.shape[0], dtype=starts.dtype) - starts[request]

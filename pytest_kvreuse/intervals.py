@@ -10,20 +10,48 @@ from .blocks import BlockStream
 def reuse_intervals(stream: BlockStream) -> tuple[np.ndarray, int]:
     """Sorted reuse intervals (tokens) of ``stream`` and its number of unique keys.
 
-    One sort by key puts every key's occurrences side by side in stream order (the sort is
-    stable), so consecutive occurrences are neighbours: no per-block Python loop.
+    One sort by (key, position) puts every key's occurrences side by side in stream order,
+    so consecutive occurrences are neighbours: no per-block Python loop.
     """
     keys = stream.keys
-    if keys.size == 0:
+    n = int(keys.size)
+    if n == 0:
         return np.zeros(0, dtype=np.int64), 0
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    same = sorted_keys[1:] == sorted_keys[:-1]
-    unique = int(keys.size - np.count_nonzero(same))
-    prev = order[:-1][same]
-    nxt = order[1:][same]
-    cross = stream.request[prev] != stream.request[nxt]
-    intervals = (nxt[cross].astype(np.int64) - prev[cross] - 1) * stream.block_size
+    shift = n.bit_length()
+    # Big temporaries cost page faults on every fresh allocation: work in place where the
+    # numbers allow, it halves the time of this pass.
+    if int(keys.max()).bit_length() + shift <= 62:
+        # Pack (key, position) into one int64 and sort values, not indices: several times
+        # faster than a stable argsort, and equal keys stay in stream order.
+        packed = keys.astype(np.int64)
+        packed <<= shift
+        packed += np.arange(n, dtype=np.int64)
+        packed.sort()
+        sorted_keys = packed >> shift
+        same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        del sorted_keys
+        mask = (1 << shift) - 1
+        prev = packed[same]
+        prev &= mask
+        same += 1
+        nxt = packed[same]
+        nxt &= mask
+        del packed
+    else:
+        order = np.argsort(keys, kind="stable")
+        sorted_keys = keys[order]
+        same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
+        prev = order[same]
+        nxt = order[same + 1]
+    unique = n - int(same.size)
+    del same
+    request = stream.request
+    cross = request[prev] != request[nxt]
+    nxt -= prev
+    del prev
+    intervals = nxt[cross]
+    intervals -= 1
+    intervals *= stream.block_size
     intervals.sort()
     return intervals, unique
 

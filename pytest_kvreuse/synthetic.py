@@ -51,7 +51,8 @@ class Workload:
 def generate(w: Workload) -> list[Request]:
     rng = np.random.default_rng(w.seed)
     next_seg = iter(range(1, 1 << 62))
-    system = [(next(next_seg), int(rng.integers(*w.system_tokens))) for _ in range(w.system_prompts)]
+    system = [(next(next_seg), int(rng.integers(*w.system_tokens)))
+              for _ in range(w.system_prompts)]
     docs = [(next(next_seg), int(rng.integers(*w.document_tokens))) for _ in range(w.documents)]
     popularity = 1.0 / np.arange(1, w.system_prompts + 1)
     popularity /= popularity.sum()
@@ -101,7 +102,7 @@ def prefix_hash_ids(requests: list[Request], block: int) -> Iterator[list[int]]:
 def write_mooncake(requests: list[Request], path: str | os.PathLike[str],
                    block: int = 512) -> None:
     lines = []
-    for r, ids in zip(requests, prefix_hash_ids(requests, block)):
+    for r, ids in zip(requests, prefix_hash_ids(requests, block), strict=True):
         lines.append(orjson.dumps({"timestamp": r.timestamp_ms, "input_length": r.input_length,
                                    "output_length": r.output_tokens, "hash_ids": ids}))
     atomic_write_bytes(path, b"\n".join(lines) + b"\n")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blocks import BlockStream, dense_ids, offsets_within_request, request_index
+from ..blocks import BlockStream, dense_ids, request_index, smallest_index_dtype
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
 from .jsonl import iter_records
 
@@ -80,7 +80,7 @@ def _ids_to_array(batch_ids: list, batch_counts: list[int], batch_lines: list[in
         return np.zeros(0, dtype=np.int64)
     # Slow path, only on bad input: find the record at fault.
     pos = 0
-    for count, lineno in zip(batch_counts, batch_lines):
+    for count, lineno in zip(batch_counts, batch_lines, strict=True):
         for value in batch_ids[pos:pos + count]:
             if type(value) is not int:
                 raise TraceFormatError(
@@ -170,7 +170,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
 
 def _bailian_sessions(chat_ids: list[int], parent_ids: list[int]) -> np.ndarray:
     """A conversation is the root of the parent chain (parent -1 or unknown: a root)."""
-    parent_of = dict(zip(chat_ids, parent_ids))
+    parent_of = dict(zip(chat_ids, parent_ids, strict=True))
     root_of: dict[int, int] = {}
     roots = []
     for chat in chat_ids:  # per request, not per block
@@ -206,24 +206,12 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
             f"{math.gcd(block_size, native)} or --hash-block-size)", path=trace.path)
 
     nblocks = trace.input_lengths // block_size
-    j = offsets_within_request(nblocks)
-    req = request_index(nblocks)
-    if per_native is not None:
-        native_index = (j * block_size) // native
-        sub = (j * block_size) % native // block_size
-    else:
-        native_index = ((j + 1) * block_size) // native - 1
-        sub = None
-
-    # Every full block must be named by a hash id: check per request, vectorized.
-    needed = np.zeros(trace.num_requests, dtype=np.int64)
-    has = nblocks > 0
-    last = nblocks[has] - 1
-    if per_native is not None:
-        needed[has] = (last * block_size) // native + 1
-    else:
-        needed[has] = ((last + 1) * block_size) // native
     have = np.diff(trace.offsets)
+    # Full blocks need hash ids up to the last one they touch: check per request.
+    if per_native is not None:
+        needed = -(-nblocks // per_native)
+    else:
+        needed = nblocks * (block_size // native)
     short = np.flatnonzero(needed > have)
     if short.size:
         r = int(short[0])
@@ -232,12 +220,26 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
             f"{native} tokens, the record has {int(have[r])}",
             path=trace.path, line=int(trace.lines[r]))
 
-    ids = trace.hash_ids[trace.offsets[:-1][req] + native_index]
-    if sub is None:
-        keys, _ = dense_ids(ids)
+    # Lay out every possible block of every hash id once ("virtual blocks": per native id
+    # its sub-blocks, or the id itself when a block spans several ids); a request's blocks
+    # are then one contiguous (strided) run of them, gathered for all requests at once.
+    native_ids, n_native = dense_ids(trace.hash_ids)
+    total = int(nblocks.sum())
+    req = request_index(nblocks)
+    first_block = np.cumsum(nblocks) - nblocks
+    if per_native is not None:
+        virtual = (native_ids.astype(np.int64)[:, None] * per_native
+                   + np.arange(per_native, dtype=np.int64)).reshape(-1)
+        virtual = smallest_index_dtype(virtual, n_native * per_native)
+        start = trace.offsets[:-1] * per_native - first_block
+        step = 1
     else:
-        dense, n_ids = dense_ids(ids)
-        keys, _ = dense_ids(dense.astype(np.int64) * per_native + sub)
+        step = block_size // native
+        virtual = native_ids
+        start = trace.offsets[:-1] + step - 1 - first_block * step
+    index = np.repeat(start, nblocks)
+    index += np.arange(0, total * step, step, dtype=np.int64)
+    keys = virtual[index]
     return BlockStream(
         keys=keys,
         request=req,

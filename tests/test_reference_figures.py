@@ -1,0 +1,55 @@
+"""analysis.md section 4: the figures the tool must reproduce exactly."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_kvreuse import analyze
+from pytest_kvreuse.cli import main
+
+
+@pytest.fixture(scope="module")
+def mooncake64(request):
+    shared = request.getfixturevalue("shared_traces")
+    return analyze(shared / "mooncake_synthetic_trace.jsonl", block_size=64)
+
+
+def test_mooncake_block_counts(mooncake64):
+    a = mooncake64
+    assert (a.num_requests, a.num_blocks, a.unique_blocks) == (3993, 954_267, 331_666)
+    assert a.total_tokens == 61_073_088
+    assert a.reuse_count == 622_601
+    assert (a.interval_min, a.interval_median, a.interval_max) == (2752, 3_999_232, 44_867_008)
+
+
+@pytest.mark.parametrize("gpu, percent", [(345_792, 59.4846), (16_384, 65.1341),
+                                          (1_000_000, 51.7395)])
+def test_mooncake_offloadable(mooncake64, gpu, percent):
+    assert round(mooncake64.offloadable_fraction(gpu) * 100, 4) == percent
+
+
+def test_mooncake_intervals_beyond_gpu(mooncake64):
+    assert int((mooncake64.intervals > 345_792).sum()) == 567_642
+
+
+def test_mooncake_block_512(shared_traces):
+    a = analyze(shared_traces / "mooncake_synthetic_trace.jsonl", block_size=512)
+    assert a.num_blocks == 117_888
+    assert a.reuse_count == 77_740
+    assert round(a.offloadable_fraction(345_792) * 100, 4) == 60.1198
+
+
+def test_cli_json_matches(shared_traces, tmp_path, capsys):
+    out = tmp_path / "r.json"
+    rc = main(["analyze", "--input-file", str(shared_traces / "mooncake_synthetic_trace.jsonl"),
+               "--gpu-kv-cache-size", "345792", "--json", str(out), "--quiet"])
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["num_blocks"] == 954_267
+    assert data["unique_blocks"] == 331_666
+    assert data["reuse_count"] == 622_601
+    assert data["gpu_cache_tokens"] == 345_792
+    assert round(data["offloadable_fraction"] * 100, 4) == 59.4846
+    assert capsys.readouterr().out == ""
