@@ -81,28 +81,28 @@ def _pre_tokenizer_is_safe(pre: dict | None) -> bool:
 
 
 def cut_points_are_safe(backend: object) -> bool:
-    """Whether cutting at "letter| space letter" is proven not to change ``backend``'s ids."""
+    """Whether cutting at "letter| space letter" is proven not to change ``backend``'s ids.
+
+    Reads the pipeline's parts (not the whole serialized tokenizer, which is megabytes)."""
     try:
-        spec = json.loads(backend.to_str())
-    except Exception:
-        return False
-    normalizer = spec.get("normalizer")
-    if normalizer is not None and not (normalizer.get("type") == "Sequence"
-                                       and not normalizer.get("normalizers")):
-        return False
-    if (spec.get("model") or {}).get("type") != "BPE":
-        return False
-    if spec.get("truncation") is not None:
-        return False
-    for tok in spec.get("added_tokens") or []:
-        if " " in tok.get("content", " ") or tok.get("lstrip") or tok.get("rstrip") \
-                or tok.get("single_word"):
+        normalizer = backend.normalizer
+        # An empty Sequence does nothing; its state does not serialize on its own.
+        if normalizer is not None and repr(normalizer) != "Sequence(normalizers=[])":
             return False
-    return _pre_tokenizer_is_safe(spec.get("pre_tokenizer"))
+        if type(backend.model).__name__ != "BPE" or backend.truncation is not None:
+            return False
+        for tok in backend.get_added_tokens_decoder().values():
+            if " " in tok.content or tok.lstrip or tok.rstrip or tok.single_word:
+                return False
+        pre = backend.pre_tokenizer
+        return pre is not None and _pre_tokenizer_is_safe(json.loads(pre.__getstate__()))
+    except Exception:  # an unfamiliar tokenizer object: not proven
+        return False
 
 
-def cut_offsets(data: bytes) -> np.ndarray:
-    """Byte offsets at which to cut UTF-8 ``data``: content-defined safe points."""
+def cut_offsets(data: bytes, cut_bits: int = _CUT_BITS) -> np.ndarray:
+    """Byte offsets at which to cut UTF-8 ``data``: content-defined safe points, about one
+    candidate in ``2**cut_bits`` (0: every candidate, for tests)."""
     b = np.frombuffer(data, dtype=np.uint8)
     if b.size < _WINDOW + 2:
         return np.zeros(0, dtype=np.int64)
@@ -113,7 +113,9 @@ def cut_offsets(data: bytes) -> np.ndarray:
         return cand
     windows = np.lib.stride_tricks.sliding_window_view(b, _WINDOW)[cand - _WINDOW]
     h = np.ascontiguousarray(windows).view("<u8").ravel() * _MIX
-    return cand[(h >> np.uint64(64 - _CUT_BITS)) == 0]
+    if cut_bits == 0:
+        return cand
+    return cand[(h >> np.uint64(64 - cut_bits)) == 0]
 
 
 class ChunkedEncoder:
@@ -124,9 +126,10 @@ class ChunkedEncoder:
     """
 
     def __init__(self, tokenizer: TextTokenizer, *, memo_bytes: int = 256 << 20,
-                 safe: bool | None = None) -> None:
+                 safe: bool | None = None, cut_bits: int = _CUT_BITS) -> None:
         self.tokenizer = tokenizer
-        self.safe = cut_points_are_safe(tokenizer.backend) if safe is None else safe
+        self.cut_bits = cut_bits
+        self.safe = tokenizer.safe_cuts if safe is None else safe
         self.memo_bytes = memo_bytes
         self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._memo_size = 0
@@ -142,7 +145,7 @@ class ChunkedEncoder:
         missing: dict[bytes, None] = {}
         for text in texts:  # per request: the per-chunk work is dict lookups only
             data = text.encode("utf-8")
-            cuts = cut_offsets(data).tolist()
+            cuts = cut_offsets(data, self.cut_bits).tolist()
             chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
             pieces.append(chunks)
             for c in chunks:

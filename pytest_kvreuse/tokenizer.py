@@ -3,6 +3,7 @@ Face tokenizer found on disk (a local directory or the hub cache)."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import logging
@@ -91,6 +92,13 @@ class TextTokenizer:
     backend: object
     hf: object
 
+    @functools.cached_property
+    def safe_cuts(self) -> bool:
+        """Whether shared text may be tokenized once (see :mod:`.sharedtext`)."""
+        from .sharedtext import cut_points_are_safe
+
+        return cut_points_are_safe(self.backend)
+
     def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
         """Token ids of each text, without special tokens; uses every core."""
         if not texts:
@@ -109,9 +117,17 @@ class TextTokenizer:
 
 
 def load_tokenizer(name: str = DEFAULT_TOKENIZER) -> TextTokenizer:
-    """Load tokenizer ``name`` ('deepseek-v3', a local directory or a cached hub name)."""
+    """Load tokenizer ``name`` ('deepseek-v3', a local directory or a cached hub name).
+
+    Loaded tokenizers are kept for the process (a test session analyses many traces),
+    keyed by their files' digest so an edited directory is loaded afresh."""
     if not isinstance(name, str) or not name:
         raise TokenizerError(f"tokenizer must be a non-empty name, got {name!r}")
+    return _load(name, tokenizer_identity(name))
+
+
+@functools.lru_cache(maxsize=4)
+def _load(name: str, identity: str) -> TextTokenizer:
     directory = resolve_tokenizer_dir(name)
     _silence_transformers()
     with warnings.catch_warnings():
