@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 from ..errors import EmptyTraceError, TraceFormatError
 from .aiperf import HEAD as _AIPERF_HEAD
@@ -10,6 +11,7 @@ from .jsonl import first_record, open_trace
 from .text import TEXT_FORMATS, TOKEN_FORMATS
 
 HASH_ID_FORMATS = ("mooncake", "bailian")
+_DATA_LIST = re.compile(rb'"data"\s*:\s*\[')
 FORMATS = (*HASH_ID_FORMATS, *TEXT_FORMATS, *TOKEN_FORMATS)
 
 
@@ -20,7 +22,12 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         head = fh.read(1 << 16)
     if _AIPERF_HEAD.match(head):
         return "aiperf"
-    first = first_record(path)
+    first = first_record(path) if _complete_first_line(head) else None
+    if _DATA_LIST.search(head) and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") and (
+            first is None or (isinstance(first[1], dict) and "data" in first[1])):
+        return "aiperf"  # "data" is not the first key, or the object spans many lines
+    if first is None and not _complete_first_line(head):
+        first = first_record(path)
     if first is None:
         if not head.strip():
             raise EmptyTraceError("trace is empty", path=path)
@@ -43,3 +50,9 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         "cannot detect the format from the first record: expected 'hash_ids', 'messages', "
         "'prompt', 'text', 'token_ids' or an aiperf {\"data\": [...]} "
         f"(formats: {', '.join(FORMATS)}; pass one with --format)", path=path, line=lineno)
+
+
+def _complete_first_line(head: bytes) -> bool:
+    """Whether the first non-blank line ends inside ``head`` (else it may be huge)."""
+    body = head.lstrip(b" \t\r\n")
+    return b"\n" in body or len(head) < (1 << 16)

@@ -129,6 +129,7 @@ def iter_aiperf_entries(path: str | os.PathLike[str],
                         sc.pos += 1
                     else:
                         while True:
+                            sc.peek()
                             line = sc.line_at(sc.pos)
                             yield index, line, sc.value()
                             index += 1
