@@ -152,8 +152,10 @@ def aiperf_sessions(requests: list[Request], text: SegmentText) -> Iterator[dict
         for r in sorted(turns, key=lambda r: r.turn):
             # segments: system, [document], then user/assistant alternating, ending on user.
             n_prefix = len(r.segments) - (2 * r.turn - 1)
-            system = "\n\n".join(text(s, n) for s, n in r.segments[:n_prefix])
-            messages = [{"role": "system", "content": system}]
+            messages = []
+            if n_prefix > 0:
+                system = "\n\n".join(text(s, n) for s, n in r.segments[:n_prefix])
+                messages.append({"role": "system", "content": system})
             for k, (s, n) in enumerate(r.segments[n_prefix:]):
                 messages.append({"role": "user" if k % 2 == 0 else "assistant",
                                  "content": text(s, n)})

@@ -9,14 +9,17 @@ import importlib.util
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from .errors import TokenizerError
 
 DEFAULT_TOKENIZER = "deepseek-v3"
+T = TypeVar("T")
 
 # Files that together decide how text becomes ids (and how chats are rendered): their
 # bytes name a tokenizer in the cache key, so warm runs need not load it at all.
@@ -86,11 +89,18 @@ def tokenizer_identity(name: str) -> str:
 @dataclass(eq=False)
 class TextTokenizer:
     """A loaded tokenizer: ``backend`` (a ``tokenizers.Tokenizer``) does the bulk work,
-    ``hf`` (a transformers tokenizer) renders chat templates."""
+    ``hf`` (a transformers tokenizer, built by ``make_hf`` on first use) renders chat
+    templates."""
 
     name: str
     backend: object
-    hf: object
+    make_hf: Callable[[], object] | None = None
+
+    @functools.cached_property
+    def hf(self) -> object:
+        if self.make_hf is None:
+            raise TokenizerError(f"tokenizer {self.name!r} has no chat template support")
+        return _guarded(self.name, "<built in>", self.make_hf)
 
     @functools.cached_property
     def safe_cuts(self) -> bool:
@@ -129,16 +139,38 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER) -> TextTokenizer:
 @functools.lru_cache(maxsize=4)
 def _load(name: str, identity: str) -> TextTokenizer:
     directory = resolve_tokenizer_dir(name)
+    if name == DEFAULT_TOKENIZER:
+        # Straight from tokenizer.json: no transformers import (seconds) unless a chat
+        # template is needed.
+        from tokenizers import Tokenizer
+
+        backend = _guarded(name, directory,
+                           lambda: Tokenizer.from_file(str(directory / "tokenizer.json")))
+        return TextTokenizer(name=name, backend=backend,
+                             make_hf=lambda: _load_deepseek(directory, backend))
+
+    def auto():
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+
+    hf = _guarded(name, directory, auto)
+    backend = getattr(hf, "backend_tokenizer", None)
+    if backend is None:
+        raise TokenizerError(f"tokenizer {name!r} has no fast (Rust) implementation; "
+                             "a directory with tokenizer.json is needed")
+    tok = TextTokenizer(name=name, backend=backend)
+    tok.hf = hf  # already built: fills the cached property
+    return tok
+
+
+def _guarded(name: str, directory: object, make: Callable[[], T]) -> T:
+    """Run a loading step quietly and offline; any failure becomes one TokenizerError."""
     _silence_transformers()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            if name == DEFAULT_TOKENIZER:
-                hf = _load_deepseek(directory)
-            else:
-                from transformers import AutoTokenizer
-
-                hf = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+            return make()
         except TokenizerError:
             raise
         except Exception as exc:
@@ -146,17 +178,11 @@ def _load(name: str, identity: str) -> TextTokenizer:
             raise TokenizerError(f"cannot load tokenizer {name!r} from {directory}: {first}. "
                                  f"Pass '{DEFAULT_TOKENIZER}' (built in) or a directory "
                                  "holding tokenizer.json") from None
-    backend = getattr(hf, "backend_tokenizer", None)
-    if backend is None:
-        raise TokenizerError(f"tokenizer {name!r} has no fast (Rust) implementation; "
-                             "a directory with tokenizer.json is needed")
-    return TextTokenizer(name=name, backend=backend, hf=hf)
 
 
-def _load_deepseek(directory: Path):
+def _load_deepseek(directory: Path, backend: object) -> object:
     import json
 
-    from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     # Wrap tokenizer.json as it is: the config names LlamaTokenizerFast, whose newer
@@ -168,7 +194,7 @@ def _load_deepseek(directory: Path):
         return value.get("content") if isinstance(value, dict) else value
 
     return PreTrainedTokenizerFast(
-        tokenizer_object=Tokenizer.from_file(str(directory / "tokenizer.json")),
+        tokenizer_object=backend,
         bos_token=content("bos_token"), eos_token=content("eos_token"),
         pad_token=content("pad_token"), chat_template=config.get("chat_template"),
         model_max_length=config.get("model_max_length", 131072),

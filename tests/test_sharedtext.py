@@ -123,7 +123,7 @@ def _trained(pre, normalizer=None) -> TextTokenizer:
     tok.train_from_iterator(corpus, trainers.BpeTrainer(
         vocab_size=400, special_tokens=["<|im_start|>", "<s>"], show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    return TextTokenizer(name="trained", backend=tok, hf=None)
+    return TextTokenizer(name="trained", backend=tok)
 
 
 GPT2 = _trained(pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True))

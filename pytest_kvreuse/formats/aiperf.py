@@ -32,12 +32,19 @@ class _Scanner:
         self.decoder = codecs.getincrementaldecoder("utf-8-sig")()
         self.buf = ""
         self.pos = 0
-        self.line_base = 1  # line number of buf[0]
+        # Line number at buf[_cpos]: counted forward only, so a huge one-line file is
+        # scanned for newlines once, not once per entry.
+        self._cpos = 0
+        self._cline = 1
         self.eof = False
         self.json = json.JSONDecoder()
 
     def line_at(self, pos: int) -> int:
-        return self.line_base + self.buf.count("\n", 0, pos)
+        if pos < self._cpos:
+            return self._cline - self.buf.count("\n", pos, self._cpos)
+        self._cline += self.buf.count("\n", self._cpos, pos)
+        self._cpos = pos
+        return self._cline
 
     def fail(self, message: str, pos: int | None = None) -> TraceFormatError:
         return TraceFormatError(message, path=self.path,
@@ -45,8 +52,9 @@ class _Scanner:
 
     def more(self, size: int = _READ) -> None:
         if self.pos:
-            self.line_base += self.buf.count("\n", 0, self.pos)
+            self.line_at(self.pos)
             self.buf = self.buf[self.pos:]
+            self._cpos -= self.pos
             self.pos = 0
         raw = self.fh.read(size)
         if self.on_bytes is not None and raw:
@@ -54,7 +62,7 @@ class _Scanner:
         try:
             text = self.decoder.decode(raw, final=not raw)
         except UnicodeDecodeError as exc:
-            line = self.line_base + self.buf.count("\n") + raw[:max(exc.start, 0)].count(b"\n")
+            line = self.line_at(len(self.buf)) + raw[:max(exc.start, 0)].count(b"\n")
             raise TraceFormatError("not UTF-8 text", path=self.path, line=line) from None
         if not raw:
             self.eof = True
