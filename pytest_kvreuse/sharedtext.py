@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import json
 from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -118,14 +120,29 @@ def cut_offsets(data: bytes, cut_bits: int = _CUT_BITS) -> np.ndarray:
     return cand[(h >> np.uint64(64 - cut_bits)) == 0]
 
 
+@dataclass(eq=False)
+class PendingBatch:
+    """A batch handed to :meth:`ChunkedEncoder.submit`, being tokenized in the background."""
+
+    pieces: list[list[bytes]]
+    hits: dict[bytes, np.ndarray]
+    new: list[bytes]
+    future: Future
+    previous: PendingBatch | None
+    new_arrays: dict[bytes, np.ndarray] = field(default_factory=dict)
+    done: bool = False
+
+
 class ChunkedEncoder:
     """Batch tokenization that tokenizes each distinct chunk of text once.
 
     Chunks live in a memo bounded by ``memo_bytes`` (least recently used go first), so a
-    trace with no repeated text costs memory for one batch only.
+    trace with no repeated text costs memory for one batch only. :meth:`submit` tokenizes
+    in a background thread (the tokenizer releases the GIL and uses every core) while the
+    caller reads and cuts the next batch; :meth:`result` collects in submission order.
     """
 
-    def __init__(self, tokenizer: TextTokenizer, *, memo_bytes: int = 256 << 20,
+    def __init__(self, tokenizer: TextTokenizer, *, memo_bytes: int = 128 << 20,
                  safe: bool | None = None, cut_bits: int = _CUT_BITS) -> None:
         self.tokenizer = tokenizer
         self.cut_bits = cut_bits
@@ -133,15 +150,33 @@ class ChunkedEncoder:
         self.memo_bytes = memo_bytes
         self._memo: OrderedDict[bytes, np.ndarray] = OrderedDict()
         self._memo_size = 0
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kvreuse-tokenize")
         self.chunks_seen = 0
         self.chunks_tokenized = 0
 
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> ChunkedEncoder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def encode(self, texts: list[str]) -> list[np.ndarray]:
         """Token ids of every text, equal to ``tokenizer.encode_batch(texts)``."""
+        return self.result(self.submit(texts))
+
+    def submit(self, texts: list[str], previous: PendingBatch | None = None) -> PendingBatch:
+        """Start tokenizing ``texts``; ``previous`` is the batch submitted just before,
+        if it is not collected yet (its chunks are then not tokenized twice)."""
+        encodings = self.tokenizer.encodings
         if not self.safe:
-            return self.tokenizer.encode_batch(texts)
+            return PendingBatch([], {}, [], self._pool.submit(encodings, texts), None)
         memo = self._memo
+        pending = set(previous.new) if previous is not None and not previous.done else set()
         pieces: list[list[bytes]] = []
+        hits: dict[bytes, np.ndarray] = {}
         missing: dict[bytes, None] = {}
         for text in texts:  # per request: the per-chunk work is dict lookups only
             data = text.encode("utf-8")
@@ -149,23 +184,41 @@ class ChunkedEncoder:
             chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
             pieces.append(chunks)
             for c in chunks:
-                if c not in memo:
+                if c in hits or c in missing:
+                    continue
+                arr = memo.get(c)
+                if arr is not None:
+                    hits[c] = arr  # held here: eviction cannot take it before assembly
+                    memo.move_to_end(c)
+                elif c not in pending:
                     missing[c] = None
         self.chunks_seen += sum(len(p) for p in pieces)
-        if missing:
-            new = list(missing)
-            self.chunks_tokenized += len(new)
-            ids = self.tokenizer.encode_batch([c.decode("utf-8") for c in new])
-            for c, arr in zip(new, ids, strict=True):
-                memo[c] = arr
-                self._memo_size += len(c) + arr.nbytes
+        new = list(missing)
+        self.chunks_tokenized += len(new)
+        future = self._pool.submit(encodings, [c.decode("utf-8") for c in new])
+        return PendingBatch(pieces, hits, new, future, previous if pending else None)
+
+    def result(self, batch: PendingBatch) -> list[np.ndarray]:
+        """The ids of a submitted batch (batches are collected in submission order)."""
+        ids = self.tokenizer.ids_of(batch.future.result())
+        batch.done = True
+        if not self.safe:
+            return ids
+        batch.new_arrays = dict(zip(batch.new, ids, strict=True))
+        lookups = [batch.hits, batch.new_arrays]
+        if batch.previous is not None:
+            lookups.append(batch.previous.new_arrays)
+            batch.previous = None
         out = []
-        for chunks in pieces:
-            arrays = [memo[c] for c in chunks]
-            for c in chunks:
-                memo.move_to_end(c)
+        for chunks in batch.pieces:
+            arrays = [next(d[c] for d in lookups if c in d) for c in chunks]
             out.append(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
+        memo = self._memo
+        for c, arr in batch.new_arrays.items():
+            memo[c] = arr
+            self._memo_size += len(c) + arr.nbytes
         while self._memo_size > self.memo_bytes and memo:
             c, arr = memo.popitem(last=False)
             self._memo_size -= len(c) + arr.nbytes
+        batch.pieces, batch.hits = [], {}
         return out

@@ -149,13 +149,25 @@ def text_block_stream(path: str | os.PathLike[str], fmt: str, *, block_size: int
 
     spath = os.fspath(path)
     tok = load_tokenizer(tokenizer)
-    encoder = ChunkedEncoder(tok)
     builder = _StreamBuilder(block_size)
-    with _progress_bar(spath, progress_enabled(progress), "tokenizing") as bar:
+
+    def add(batch: list[tuple[str, object, float]], ids: list[np.ndarray]) -> None:
+        for arr, (_, session, ts) in zip(ids, batch, strict=True):
+            builder.add(arr, session, ts)
+
+    # Two batches in flight: one tokenized in the background while the next is read and
+    # cut, and the previous one's keys are hashed.
+    with ChunkedEncoder(tok) as encoder, \
+            _progress_bar(spath, progress_enabled(progress), "tokenizing") as bar:
+        waiting = None
         for batch in _batches(iter_text_requests(spath, fmt, bar.update), prompt, tok):
-            ids = encoder.encode([text for text, _, _ in batch])
-            for arr, (_, session, ts) in zip(ids, batch, strict=True):
-                builder.add(arr, session, ts)
+            handle = encoder.submit([text for text, _, _ in batch],
+                                    previous=waiting[1] if waiting else None)
+            if waiting:
+                add(waiting[0], encoder.result(waiting[1]))
+            waiting = (batch, handle)
+        if waiting:
+            add(waiting[0], encoder.result(waiting[1]))
     return builder.stream({"tokenizer": tokenizer, "prompt": prompt})
 
 

@@ -109,12 +109,21 @@ class TextTokenizer:
 
         return cut_points_are_safe(self.backend)
 
-    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
-        """Token ids of each text, without special tokens; uses every core."""
+    def encodings(self, texts: list[str]) -> list:
+        """The backend's encodings of ``texts`` without special tokens (every core)."""
         if not texts:
             return []
         encode = getattr(self.backend, "encode_batch_fast", None) or self.backend.encode_batch
-        return [np.asarray(e.ids, dtype=np.int32) for e in encode(texts, add_special_tokens=False)]
+        return encode(texts, add_special_tokens=False)
+
+    @staticmethod
+    def ids_of(encodings: list) -> list[np.ndarray]:
+        # One short-lived list per text, straight into int32: never all ids as Python ints.
+        return [np.asarray(e.ids, dtype=np.int32) for e in encodings]
+
+    def encode_batch(self, texts: list[str]) -> list[np.ndarray]:
+        """Token ids of each text, without special tokens; uses every core."""
+        return self.ids_of(self.encodings(texts))
 
     def render_chat(self, messages: list[dict]) -> str:
         """The prompt text a server builds from ``messages`` (generation prompt included)."""

@@ -141,3 +141,18 @@ def test_head120_reference_figures(shared_traces, tmp_path_factory, prompt):
     assert round(a.offloadable_fraction(345_792) * 100, 4) == 2.1046
     assert a.params["tokenizer"] == "deepseek-v3" and a.params["prompt"] == prompt
     assert a.stream.sessions.tolist() == list(range(120))
+
+
+def test_progress_only_when_asked_or_on_a_terminal(trace, tmp_path, capsys, monkeypatch):
+    from pytest_kvreuse.textblocks import progress_enabled
+
+    monkeypatch.delenv("CI", raising=False)
+    assert progress_enabled(True) and not progress_enabled(False)
+    assert not progress_enabled(None)  # pytest captures stderr: not a terminal
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True, raising=False)
+    monkeypatch.setenv("CI", "true")
+    assert not progress_enabled(None)
+    load_block_stream(trace, block_size=4, use_cache=False, progress=False)
+    assert capsys.readouterr().err == ""
+    load_block_stream(trace, block_size=4, use_cache=False, progress=True)
+    assert "tokenizing" in capsys.readouterr().err

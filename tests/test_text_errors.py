@@ -153,3 +153,11 @@ def test_cli_reports_one_line(tmp_path, capsys):
     assert main(["analyze", str(p), "--no-cache", "--tokenizer", "nope/nope"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "deepseek-v3" in err
+
+
+def test_prompt_must_be_a_string(tmp_path):
+    p = tmp_path / "p.jsonl"
+    p.write_text('{"prompt": "ok"}\n{"prompt": ["a", "b"]}\n')
+    with pytest.raises(TraceFormatError) as err:
+        load(p, format="prompt")
+    assert err.value.line == 2 and "string 'prompt'" in one_line(err.value)

@@ -62,8 +62,8 @@ def _messages(record: dict, path: str, line: int, where: str) -> tuple[tuple[str
     msgs = record.get("messages")
     if msgs is None:
         for key in ("prompt", "text"):
-            if isinstance(record.get(key), (str, list)):
-                return (("user", content_text(record[key], path, line, where)),)
+            if isinstance(record.get(key), str):
+                return (("user", record[key]),)
         raise TraceFormatError(f"{where} has no 'messages'", path=path, line=line)
     if not isinstance(msgs, list):
         raise TraceFormatError(f"{where}: 'messages' must be a list, got "
@@ -130,10 +130,12 @@ def iter_text_requests(path: str | os.PathLike[str], fmt: str,
                 msgs = _messages(rec, spath, line, "record")
             else:
                 text = rec.get("prompt", rec.get("text"))
-                if text is None:
-                    raise TraceFormatError("record has no 'prompt' or 'text'", path=spath,
-                                           line=line)
-                msgs = (("user", content_text(text, spath, line, "record")),)
+                if not isinstance(text, str):
+                    raise TraceFormatError(
+                        "record needs a string 'prompt' or 'text', got "
+                        f"{type(text).__name__ if text is not None else 'neither'}",
+                        path=spath, line=line)
+                msgs = (("user", text),)
             count += 1
             yield TextRequest(msgs, _session(rec, spath, line), _timestamp(rec, spath, line),
                               line)
