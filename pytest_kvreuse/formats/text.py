@@ -3,7 +3,6 @@ JSONL, read as requests: they know nothing of tokenizers or blocks."""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,6 +11,7 @@ import numpy as np
 
 from ..errors import EmptyTraceError, TraceFormatError
 from .aiperf import iter_aiperf_entries
+from .hashids import _field_number
 from .jsonl import iter_records
 
 TEXT_FORMATS = ("aiperf", "chat", "prompt")
@@ -84,13 +84,7 @@ def _messages(record: dict, path: str, line: int, where: str) -> tuple[tuple[str
 
 
 def _timestamp(record: dict, path: str, line: int) -> float:
-    value = record.get("timestamp")
-    if value is None:
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TraceFormatError(f"'timestamp' must be a number, got {type(value).__name__}",
-                               path=path, line=line)
-    return float(value)
+    return _field_number(record, "timestamp", path, line)
 
 
 def _session(record: dict, path: str, line: int) -> object:
