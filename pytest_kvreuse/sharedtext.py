@@ -58,6 +58,9 @@ def _canonical_regex(pattern: object) -> object:
 # prompt's unshared tail costs little.
 _CUT_BITS = 6
 _WINDOW = 8
+# A batch whose text is this new (by bytes) sends the next batches whole.
+_NO_REPEAT_SHARE = 0.95
+_MAX_WHOLE_BATCHES = 16
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 _ASCII_LETTER = np.zeros(256, dtype=bool)
 _ASCII_LETTER[ord("A"):ord("Z") + 1] = True
@@ -131,6 +134,7 @@ class PendingBatch:
     previous: PendingBatch | None
     new_arrays: dict[bytes, np.ndarray] = field(default_factory=dict)
     done: bool = False
+    whole: bool = False  # tokenized as whole texts, no chunks
 
 
 class ChunkedEncoder:
@@ -153,6 +157,8 @@ class ChunkedEncoder:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="kvreuse-tokenize")
         self.chunks_seen = 0
         self.chunks_tokenized = 0
+        self._whole_left = 0
+        self._backoff = 0
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -171,15 +177,19 @@ class ChunkedEncoder:
         """Start tokenizing ``texts``; ``previous`` is the batch submitted just before,
         if it is not collected yet (its chunks are then not tokenized twice)."""
         encodings = self.tokenizer.encodings
-        if not self.safe:
-            return PendingBatch([], {}, [], self._pool.submit(encodings, texts), None)
+        if not self.safe or self._whole_left > 0:
+            self._whole_left -= 1
+            return PendingBatch([], {}, [], self._pool.submit(encodings, texts), None,
+                                whole=True)
         memo = self._memo
         pending = set(previous.new) if previous is not None and not previous.done else set()
         pieces: list[list[bytes]] = []
         hits: dict[bytes, np.ndarray] = {}
         missing: dict[bytes, None] = {}
+        total_bytes = 0
         for text in texts:  # per request: the per-chunk work is dict lookups only
             data = text.encode("utf-8")
+            total_bytes += len(data)
             cuts = cut_offsets(data, self.cut_bits).tolist()
             chunks = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
             pieces.append(chunks)
@@ -195,6 +205,14 @@ class ChunkedEncoder:
         self.chunks_seen += sum(len(p) for p in pieces)
         new = list(missing)
         self.chunks_tokenized += len(new)
+        # Text that does not repeat gains nothing from cutting: tokenize the next batches
+        # whole (same ids, less work), then look again; 1, 2, 4, ... batches while the
+        # text stays new, so a trace that starts sharing later is noticed soon.
+        if sum(map(len, new)) > _NO_REPEAT_SHARE * total_bytes:
+            self._backoff = min(max(1, 2 * self._backoff), _MAX_WHOLE_BATCHES)
+            self._whole_left = self._backoff
+        else:
+            self._backoff = 0
         future = self._pool.submit(encodings, [c.decode("utf-8") for c in new])
         return PendingBatch(pieces, hits, new, future, previous if pending else None)
 
@@ -202,7 +220,7 @@ class ChunkedEncoder:
         """The ids of a submitted batch (batches are collected in submission order)."""
         ids = self.tokenizer.ids_of(batch.future.result())
         batch.done = True
-        if not self.safe:
+        if batch.whole:
             return ids
         batch.new_arrays = dict(zip(batch.new, ids, strict=True))
         lookups = [batch.hits, batch.new_arrays]

@@ -158,3 +158,27 @@ def test_memo_is_bounded(deepseek):
     got = enc.encode(items)
     assert [g.tolist() for g in got] == plain(deepseek, items)
     assert enc._memo_size <= 10_000
+
+
+def test_text_that_never_repeats_is_tokenized_whole(deepseek):
+    rng = np.random.default_rng(3)
+    letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+
+    def fresh() -> list[str]:
+        return [" ".join("".join(rng.choice(letters, 6)) for _ in range(300)) + " 12 中文"
+                for _ in range(3)]
+
+    enc = ChunkedEncoder(deepseek, cut_bits=2)
+
+    def run(items: list[str]) -> bool:
+        handle = enc.submit(items)
+        assert [g.tolist() for g in enc.result(handle)] == plain(deepseek, items)
+        return handle.whole
+
+    assert [run(fresh()) for _ in range(12)] == [
+        False, True, False, True, True, False, True, True, True, True, False, True]
+    # Text that repeats is noticed on the next look, and cutting resumes.
+    shared = fresh()
+    while enc._whole_left:
+        run(shared)
+    assert [run(shared + shared) for _ in range(3)] == [False] * 3
