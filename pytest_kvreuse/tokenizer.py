@@ -3,13 +3,14 @@ Face tokenizer found on disk (a local directory or the hub cache)."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import importlib.util
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -37,12 +38,32 @@ def _deepseek_dir() -> Path:
     return Path(spec.origin).parent
 
 
-def _silence_transformers() -> None:
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    # The hub library reads this at import: set it before transformers pulls it in.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.getLogger("transformers").setLevel(logging.ERROR)
+_QUIET_OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",  # belt and braces: every load also passes local_files_only
+    "TRANSFORMERS_VERBOSITY": "error",  # no "PyTorch was not found" and the like
+    "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
+}
+
+
+@contextlib.contextmanager
+def _quiet_offline() -> Iterator[None]:
+    """Offline and silent for the duration of a load; the caller's settings come back."""
+    saved = {k: os.environ.get(k) for k in _QUIET_OFFLINE_ENV}
+    logger = logging.getLogger("transformers")
+    level = logger.level
+    os.environ.update(_QUIET_OFFLINE_ENV)
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def resolve_tokenizer_dir(name: str) -> Path:
@@ -57,11 +78,11 @@ def resolve_tokenizer_dir(name: str) -> Path:
     # A hub name is "name" or "org/name"; anything else can only be a missing directory.
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
         raise TokenizerError(f"tokenizer directory {name!r} does not exist")
-    _silence_transformers()
     try:
-        from huggingface_hub import snapshot_download
+        with _quiet_offline():
+            from huggingface_hub import snapshot_download
 
-        snap = snapshot_download(name, local_files_only=True)
+            snap = snapshot_download(name, local_files_only=True)
     except Exception:
         raise TokenizerError(
             f"tokenizer {name!r} is not a local directory and is not in the Hugging Face "
@@ -175,18 +196,16 @@ def _load(name: str, identity: str) -> TextTokenizer:
 
 def _guarded(name: str, directory: object, make: Callable[[], T]) -> T:
     """Run a loading step quietly and offline; any failure becomes one TokenizerError."""
-    _silence_transformers()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
+    try:
+        with _quiet_offline():
             return make()
-        except TokenizerError:
-            raise
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TokenizerError(f"cannot load tokenizer {name!r} from {directory}: {first}. "
-                                 f"Pass '{DEFAULT_TOKENIZER}' (built in) or a directory "
-                                 "holding tokenizer.json") from None
+    except TokenizerError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TokenizerError(f"cannot load tokenizer {name!r} from {directory}: {first}. "
+                             f"Pass '{DEFAULT_TOKENIZER}' (built in) or a directory "
+                             "holding tokenizer.json") from None
 
 
 def _load_deepseek(directory: Path, backend: object) -> object:

@@ -161,3 +161,18 @@ def test_prompt_must_be_a_string(tmp_path):
     with pytest.raises(TraceFormatError) as err:
         load(p, format="prompt")
     assert err.value.line == 2 and "string 'prompt'" in one_line(err.value)
+
+
+def test_local_directory_tokenizer_quiet_and_offline(tmp_path, deepseek, capfd, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    deepseek.hf.save_pretrained(tmp_path / "tok")
+    capfd.readouterr()
+    local = load_tokenizer(str(tmp_path / "tok"))
+    text = "Local tokenizers, 123 digits and 中文 too."
+    assert local.encode_batch([text])[0].tolist() == deepseek.encode_batch([text])[0].tolist()
+    assert local.safe_cuts
+    out = capfd.readouterr()
+    assert out.out == "" and out.err == ""
+    import os
+
+    assert "HF_HUB_OFFLINE" not in os.environ  # set only while loading
