@@ -9,12 +9,19 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_kvreuse import analyze, load_block_stream
 from pytest_kvreuse.formats import aiperf as aiperf_module
 from pytest_kvreuse.formats import detect_format
 from pytest_kvreuse.formats.aiperf import iter_aiperf_entries
-from pytest_kvreuse.textblocks import RAW_JOIN, chained_block_digests, dense_digest_keys
+from pytest_kvreuse.textblocks import (
+    RAW_JOIN,
+    _StreamBuilder,
+    chained_block_digests,
+    dense_digest_keys,
+)
 
 B = 4
 
@@ -193,3 +200,22 @@ def test_chained_digests_name_the_whole_prefix():
     ref, _, _ = reference_stream(reqs, B)
     assert same_partition(keys, ref)
     assert unique == np.unique(ref).size
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 4), st.integers(0, 30),
+                          st.lists(st.integers(0, 2), max_size=30)), max_size=25),
+       st.sampled_from([1, 2, 4, 8]))
+def test_stream_builder_reusing_session_prefixes_equals_reference(spec, block_size):
+    # Requests built from earlier ones (same or other session): a prefix of one plus a tail.
+    reqs: list[list[int]] = []
+    sessions = []
+    builder = _StreamBuilder(block_size)
+    for session, source, cut, tail in spec:
+        base = reqs[source % len(reqs)][:cut] if reqs else []
+        ids = base + tail
+        reqs.append(ids)
+        sessions.append(session if session else None)
+        builder.add(np.asarray(ids, dtype=np.int32), sessions[-1], math.nan)
+    stream = builder.stream({})
+    assert_stream_matches(stream, reqs, block_size)
