@@ -111,9 +111,9 @@ def cut_offsets(data: bytes, cut_bits: int = _CUT_BITS) -> np.ndarray:
     b = np.frombuffer(data, dtype=np.uint8)
     if b.size < _WINDOW + 2:
         return np.zeros(0, dtype=np.int64)
-    letter = _ASCII_LETTER[b]
-    cand = np.flatnonzero((b[_WINDOW:-1] == 32) & letter[_WINDOW - 1:-2]
-                          & letter[_WINDOW + 1:]) + _WINDOW
+    # Spaces first (one pass over the bytes), then the letter test on those alone.
+    cand = np.flatnonzero(b[_WINDOW:-1] == 32) + _WINDOW
+    cand = cand[_ASCII_LETTER[b[cand - 1]] & _ASCII_LETTER[b[cand + 1]]]
     if cand.size == 0:
         return cand
     windows = np.lib.stride_tricks.sliding_window_view(b, _WINDOW)[cand - _WINDOW]
@@ -223,13 +223,14 @@ class ChunkedEncoder:
         if batch.whole:
             return ids
         batch.new_arrays = dict(zip(batch.new, ids, strict=True))
-        lookups = [batch.hits, batch.new_arrays]
+        table = batch.hits  # the same chunk has the same ids wherever it was found
         if batch.previous is not None:
-            lookups.append(batch.previous.new_arrays)
+            table.update(batch.previous.new_arrays)
             batch.previous = None
+        table.update(batch.new_arrays)
         out = []
         for chunks in batch.pieces:
-            arrays = [next(d[c] for d in lookups if c in d) for c in chunks]
+            arrays = [table[c] for c in chunks]
             out.append(arrays[0] if len(arrays) == 1 else np.concatenate(arrays))
         memo = self._memo
         for c, arr in batch.new_arrays.items():
