@@ -118,6 +118,22 @@ def run_ours(trace: str, cache_dir: str) -> dict:
             "reuses": a.reuse_count, "peak_rss_mb": peak_rss_mb()}
 
 
+def hashing_cost(tokens: int, block_size: int = 64) -> tuple[float, int]:
+    """Seconds to key every block of ``tokens`` tokens (16k-token requests) with no prefix
+    shared: the upper bound of what the per-block blake2b chain costs."""
+    import numpy as np
+
+    from pytest_kvreuse.textblocks import chained_block_digests
+
+    ids = np.random.default_rng(0).integers(0, 128_000, 1 << 14, dtype=np.int32)
+    requests = max(1, tokens >> 14)
+    start = time.perf_counter()
+    for r in range(requests):
+        ids[0] = r  # every request distinct from its first block
+        chained_block_digests(ids, block_size)
+    return time.perf_counter() - start, requests * (ids.shape[0] // block_size)
+
+
 def worker(side: str, trace: str, cache_dir: str) -> dict:
     args = [sys.executable, __file__, "--worker", side, "--trace", trace, "--cache-dir",
             cache_dir]
@@ -148,6 +164,9 @@ def main() -> None:
     traces = build_traces(out, args.scale)
     print(f"traces ready in {time.perf_counter() - start:.1f} s under {out} "
           f"(cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f})")
+    seconds, blocks = hashing_cost(round(60e6 * args.scale))
+    print(f"block keys alone (blake2b chain, nothing shared): {seconds:.2f} s for "
+          f"{blocks:,} blocks, {1e6 * seconds / blocks:.2f} us per block")
     for name, trace in traces.items():
         if args.only and name != args.only:
             continue
