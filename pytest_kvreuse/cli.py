@@ -16,6 +16,7 @@ from .errors import KvReuseError
 from .fingerprint import content_sha256
 from .formats import FORMATS
 from .storage import describe_run, load_results
+from .textblocks import PROMPT_MODES
 
 EXIT_USAGE = 2
 
@@ -70,7 +71,17 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help="steady state: the first F of the requests (a fraction in [0, 1)) "
                         "fill the cache but are not counted (default: 0)")
     p.add_argument("--tokenizer", "--model-name", dest="tokenizer", default=None,
-                   metavar="NAME", help="tokenizer for text traces (default: deepseek-v3)")
+                   metavar="NAME",
+                   help="tokenizer for text traces: 'deepseek-v3' (built in, the default), a "
+                        "local directory, or a Hugging Face name already in the local cache")
+    p.add_argument("--prompt", default="raw", choices=PROMPT_MODES,
+                   help="how a text request becomes a prompt: 'raw' message contents "
+                        "(default), 'chat' (the tokenizer's chat template), 'per-message' "
+                        "(every message its own request, as the original script)")
+    p.add_argument("--cache-dir", metavar="DIR", default=None,
+                   help="where tokenized traces are cached (default: the user cache directory)")
+    p.add_argument("--no-cache", dest="use_cache", action="store_false",
+                   help="neither read nor write the tokenized-trace cache")
     p.add_argument("--output", "-o", metavar="PLOT", help="write the CCDF plot (.png or .svg)")
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     p.add_argument("--html", metavar="PATH",
@@ -258,7 +269,8 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         parser.error("give the trace once: as TRACE or as --input-file")
     if not trace:
         parser.error("a trace is required: kvreuse analyze TRACE")
-    options: dict = {}
+    options: dict = {"prompt": args.prompt, "cache_dir": args.cache_dir,
+                     "use_cache": args.use_cache, "progress": False if args.quiet else None}
     if args.tokenizer is not None:
         options["tokenizer"] = args.tokenizer
     if args.lower_tier_size is not None and args.gpu_kv_cache_size is None:

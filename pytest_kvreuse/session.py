@@ -94,13 +94,15 @@ class KvReuseSession:
                          default=str)
         e = self.entries.get(key)
         if e is None:
-            e = self.entries[key] = TraceEntry(key=key, path=path, params=params,
-                                               digest=digest, error=error)
+            e = TraceEntry(key=key, path=path, params=params, digest=digest, error=error)
             if error is None:
                 try:
                     e.analysis = self._analyze(path, params)
                 except KvReuseError as exc:
                     e.error = exc
+            # Only now: an unexpected exception above leaves no half-made entry behind
+            # for the summary and the report to trip over.
+            self.entries[key] = e
         e.names.add(name or self.display_name(path))
         e.paths.add(self.display_name(path))
         e.sizes.update(sizes)

@@ -106,3 +106,83 @@ def write_mooncake(requests: list[Request], path: str | os.PathLike[str],
         lines.append(orjson.dumps({"timestamp": r.timestamp_ms, "input_length": r.input_length,
                                    "output_length": r.output_tokens, "hash_ids": ids}))
     atomic_write_bytes(path, b"\n".join(lines) + b"\n")
+
+
+def vocabulary_words(count: int = 4096) -> list[str]:
+    """Lower-case words that DeepSeek-V3 encodes as one token each when preceded by a space
+    (its earliest-merged, i.e. most common, ones): text of n such words is ~n tokens."""
+    import json
+    import re
+
+    from .tokenizer import resolve_tokenizer_dir
+
+    vocab = json.loads((resolve_tokenizer_dir("deepseek-v3") / "tokenizer.json")
+                       .read_text(encoding="utf-8"))["model"]["vocab"]
+    # "\u0120" is the byte-level alphabet's space.
+    words = sorted((i, w[1:]) for w, i in vocab.items() if re.fullmatch("\u0120[a-z]{3,9}", w))
+    return [w for _, w in words[:count]]
+
+
+class SegmentText:
+    """Deterministic text of about ``tokens`` tokens for every segment id."""
+
+    def __init__(self, seed: int = 0, words: list[str] | None = None) -> None:
+        self.seed = seed
+        self.words = np.asarray(words if words is not None else vocabulary_words())
+        self._cache: dict[int, str] = {}
+
+    def __call__(self, segment: int, tokens: int) -> str:
+        text = self._cache.get(segment)
+        if text is None:
+            rng = np.random.default_rng((self.seed, segment))
+            # Starting with a space makes the first word the same one-token word as the rest.
+            text = " " + " ".join(self.words[rng.integers(0, len(self.words), tokens)])
+            self._cache[segment] = text
+        return text
+
+
+def aiperf_sessions(requests: list[Request], text: SegmentText) -> Iterator[dict]:
+    """One aiperf ``data`` entry per session (sessions in order of their first request),
+    one payload per turn: system prompt (plus document), the history, the new user turn."""
+    by_session: dict[int, list[Request]] = {}
+    for r in requests:
+        by_session.setdefault(r.session, []).append(r)
+    for session, turns in by_session.items():
+        payloads = []
+        for r in sorted(turns, key=lambda r: r.turn):
+            # segments: system, [document], then user/assistant alternating, ending on user.
+            n_prefix = len(r.segments) - (2 * r.turn - 1)
+            messages = []
+            if n_prefix > 0:
+                system = "\n\n".join(text(s, n) for s, n in r.segments[:n_prefix])
+                messages.append({"role": "system", "content": system})
+            for k, (s, n) in enumerate(r.segments[n_prefix:]):
+                messages.append({"role": "user" if k % 2 == 0 else "assistant",
+                                 "content": text(s, n)})
+            payloads.append({"messages": messages, "max_tokens": r.output_tokens})
+        yield {"session_id": f"session-{session}", "payloads": payloads}
+
+
+def write_aiperf(requests: list[Request], path: str | os.PathLike[str], *, seed: int = 0,
+                 words: list[str] | None = None) -> None:
+    """Write ``requests`` as an aiperf ``inputs.json`` of real text (same bytes each run).
+
+    Written entry by entry to a temporary file renamed into place, so a trace of hundreds
+    of megabytes is never held in memory whole."""
+    import tempfile
+
+    target = os.fspath(path)
+    text = SegmentText(seed, words)
+    fd, tmp = tempfile.mkstemp(prefix=".aiperf.", suffix=".tmp",
+                               dir=os.path.dirname(os.path.abspath(target)))
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(b'{"data": [')
+            for i, entry in enumerate(aiperf_sessions(requests, text)):
+                fh.write((b",\n" if i else b"\n") + orjson.dumps(entry))
+            fh.write(b"\n]}\n")
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

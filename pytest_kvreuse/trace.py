@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 from .blocks import BlockStream
-from .errors import BlockSizeError, KvReuseError
+from .errors import BlockSizeError, KvReuseError, TokenizerError
 from .formats import FORMATS, HASH_ID_FORMATS, detect_format
 from .formats.hashids import hash_id_block_stream, read_hash_id_trace
+from .formats.text import TEXT_FORMATS, TOKEN_FORMATS
+from .tokenizer import DEFAULT_TOKENIZER
+
+_TEXT_OPTIONS = frozenset({"tokenizer", "prompt", "cache_dir", "use_cache", "progress"})
 
 
 def check_positive(name: str, value: object) -> int:
@@ -22,7 +27,15 @@ def check_positive(name: str, value: object) -> int:
 def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
                       format: str = "auto", hash_block_size: int | None = None,
                       **text_options: object) -> BlockStream:
-    """Read ``path`` and cut it into full blocks of ``block_size`` tokens."""
+    """Read ``path`` and cut it into full blocks of ``block_size`` tokens.
+
+    Text options: ``tokenizer`` (default 'deepseek-v3'), ``prompt`` ('raw', 'chat' or
+    'per-message'), ``cache_dir``, ``use_cache`` (default True), ``progress`` (None: on
+    for a terminal outside CI).
+    """
+    unknown = set(text_options) - _TEXT_OPTIONS
+    if unknown:
+        raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
     check_positive("block size", block_size)
     if hash_block_size is not None:
         check_positive("hash block size", hash_block_size)
@@ -34,7 +47,46 @@ def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
         trace = read_hash_id_trace(path, flavour=fmt, native_block_size=hash_block_size)
         stream = hash_id_block_stream(trace, block_size)
         meta = {"format": fmt, "hash_block_size": trace.native_block_size}
-    else:  # pragma: no cover - text formats register themselves in FORMATS
-        raise KvReuseError(f"format {fmt!r} is not readable yet", path=path)
+    else:
+        stream = _cached_token_stream(path, fmt, block_size, **text_options)
+        meta = {"format": fmt}
     stream.meta.update(meta, path=str(Path(path)))
+    return stream
+
+
+def _cached_token_stream(path: str | os.PathLike[str], fmt: str, block_size: int, *,
+                         tokenizer: str | None = None, prompt: str = "raw",
+                         cache_dir: str | os.PathLike[str] | None = None,
+                         use_cache: bool = True, progress: bool | None = None) -> BlockStream:
+    """Text and token-id traces: tokenizing dominates, so the stream is cached on disk."""
+    from .cache import cache_file, cache_key, file_digest, read_cached, write_cached
+    from .textblocks import check_prompt_mode, text_block_stream, token_block_stream
+    from .tokenizer import tokenizer_identity
+
+    tokenizer = DEFAULT_TOKENIZER if tokenizer is None else tokenizer
+    if not isinstance(tokenizer, str) or not tokenizer:
+        raise TokenizerError(f"tokenizer must be a non-empty name, got {tokenizer!r}")
+    check_prompt_mode(prompt)
+    text = fmt in TEXT_FORMATS
+    if not text and fmt not in TOKEN_FORMATS:  # pragma: no cover - FORMATS is checked
+        raise KvReuseError(f"format {fmt!r} is not readable", path=path)
+    entry = None
+    if use_cache:
+        parts: dict = {"file": file_digest(path), "format": fmt, "block_size": block_size}
+        if text:
+            parts.update(tokenizer=tokenizer_identity(tokenizer), prompt=prompt)
+        entry = cache_file(cache_dir, cache_key(**parts))
+        stream = read_cached(entry)
+        if stream is not None:
+            return stream
+    if text:
+        stream = text_block_stream(path, fmt, block_size=block_size, tokenizer=tokenizer,
+                                   prompt=prompt, progress=progress)
+    else:
+        stream = token_block_stream(path, block_size=block_size, progress=progress)
+    if entry is not None:
+        try:
+            write_cached(entry, stream)
+        except KvReuseError as exc:  # a read-only cache must not stop the analysis
+            warnings.warn(f"kvreuse: cache not written: {exc.one_line()}", stacklevel=3)
     return stream

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
+from pytest_kvreuse.synthetic import Workload, generate, write_aiperf, write_mooncake
 
 HERE = Path(__file__).resolve().parent.parent / "example_traces"
 
@@ -17,6 +17,13 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     chat = generate(Workload(sessions=400, seed=1))
     write_mooncake(chat, args.out / "chat_sessions.mooncake.jsonl")
+    # Real text (DeepSeek-V3 one-token words), kept under 2 MB: short multi-turn sessions
+    # sharing three system prompts and a few documents.
+    text_chat = generate(Workload(sessions=70, system_prompts=3, system_tokens=(200, 600),
+                                  turns=(1, 6), user_tokens=(20, 120), reply_tokens=(30, 160),
+                                  document_share=0.25, document_tokens=(400, 1200),
+                                  documents=4, seed=3))
+    write_aiperf(text_chat, args.out / "chat_sessions.aiperf.json")
     for p in sorted(args.out.iterdir()):
         print(f"{p.name}: {p.stat().st_size:,} bytes")
 

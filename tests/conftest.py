@@ -14,3 +14,19 @@ def shared_traces() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared/traces not present")
     return SHARED
+
+
+@pytest.fixture(scope="session")
+def deepseek():
+    """The built-in DeepSeek-V3 tokenizer, loaded once per session (it takes a second)."""
+    from pytest_kvreuse.tokenizer import load_tokenizer
+
+    return load_tokenizer("deepseek-v3")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_kvreuse_cache(tmp_path_factory):
+    """Tests never read or fill the user's cache of tokenized traces."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("KVREUSE_CACHE_DIR", str(tmp_path_factory.mktemp("kvreuse-cache")))
+        yield

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -24,10 +24,15 @@ def open_trace(path: str | os.PathLike[str]):
         raise TraceReadError(f"cannot open: {exc.strerror or exc}", path=p) from None
 
 
-def iter_records(path: str | os.PathLike[str]) -> Iterator[tuple[int, dict]]:
-    """Yield ``(line_number, record)`` for every non-blank line; records must be objects."""
+def iter_records(path: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None
+                 ) -> Iterator[tuple[int, dict]]:
+    """Yield ``(line_number, record)`` for every non-blank line; records must be objects.
+
+    ``on_bytes(n)`` is told the size of every line read (for progress bars)."""
     with open_trace(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
+            if on_bytes is not None:
+                on_bytes(len(raw))
             if not raw.strip():
                 continue
             try:
