@@ -1,7 +1,8 @@
 """The interval proxy against the exact LRU answer, size by size (the README's table).
 
     python bench/proxy_vs_lru.py                                   # the bundled example
-    python bench/proxy_vs_lru.py ../shared/traces/mooncake_synthetic_trace.jsonl
+    python bench/proxy_vs_lru.py ../shared/traces/mooncake_synthetic_trace.jsonl \
+        --sizes 345792 4000000
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("trace", nargs="?", default=str(EXAMPLE))
     p.add_argument("--block-size", type=int, default=64)
+    p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES),
+                   help="GPU cache sizes in tokens")
     args = p.parse_args()
     a = analyze(args.trace, block_size=args.block_size)
     print(f"{Path(args.trace).name}: {a.num_requests:,} requests, {a.total_tokens:,} tokens, "
@@ -26,7 +29,7 @@ def main() -> None:
           f"compulsory {a.compulsory_fraction:.2%}")
     print("| GPU cache C (tokens) | interval proxy F(C) | LRU offloadable | LRU hit |")
     print("|---:|---:|---:|---:|")
-    for c in SIZES:
+    for c in args.sizes:
         print(f"| {c:,} | {a.offloadable_fraction(c):.2%} | "
               f"{a.lru_offloadable_fraction(c):.2%} | {a.lru_hit_fraction(c):.2%} |")
 
