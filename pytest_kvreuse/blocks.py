@@ -8,6 +8,23 @@ import numpy as np
 
 
 @dataclass(frozen=True, eq=False)
+class SlotLayout:
+    """How a hash-id stream's blocks group under the native hash ids that name them.
+
+    Slot ``k`` is one hash id as one request uses it: its blocks are ``start[k]`` to
+    ``start[k] + count[k] - 1`` (``count`` is the native-to-block ratio, less for a
+    request's last, partial slot), and block ``start[k] + s`` has key
+    ``key[k] * per_slot + s``. Analyses may work on slots instead of blocks: several
+    times fewer elements.
+    """
+
+    key: np.ndarray
+    start: np.ndarray
+    count: np.ndarray
+    per_slot: int
+
+
+@dataclass(frozen=True, eq=False)
 class BlockStream:
     """All full KV blocks of a trace, request after request.
 
@@ -25,6 +42,7 @@ class BlockStream:
     timestamps: np.ndarray
     sessions: np.ndarray
     meta: dict = field(default_factory=dict)
+    layout: SlotLayout | None = None
 
     @property
     def num_requests(self) -> int:
@@ -53,6 +71,16 @@ def dense_ids(values: np.ndarray) -> tuple[np.ndarray, int]:
     only equality reaches the results)."""
     if values.size == 0:
         return np.zeros(0, dtype=np.int64), 0
+    if values.dtype.kind in "iu":
+        low, high = int(values.min()), int(values.max())
+        if low >= 0 and high < 4 * values.size:
+            # Ids that are already small (Mooncake numbers its hash ids 0, 1, 2, ...):
+            # a lookup table renumbers them in O(N), no sort.
+            used = np.zeros(high + 1, dtype=bool)
+            used[values] = True
+            table = np.cumsum(used, dtype=np.int64) - 1
+            n = int(table[-1]) + 1
+            return smallest_index_dtype(table, n)[values], n
     uniq, inverse = np.unique(values, return_inverse=True)
     return smallest_index_dtype(inverse.reshape(-1), len(uniq)), int(len(uniq))
 

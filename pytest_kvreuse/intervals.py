@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .blocks import BlockStream
+from .blocks import BlockStream, SlotLayout
 
 
 def reuse_intervals(stream: BlockStream, *,
@@ -16,6 +16,10 @@ def reuse_intervals(stream: BlockStream, *,
     With ``counted_from`` (a block index; warm-up), only intervals whose second occurrence
     is at or after that block are kept: earlier blocks still serve as first occurrences.
     """
+    if stream.layout is not None:
+        found = _slot_intervals(stream, stream.layout, counted_from)
+        if found is not None:
+            return found
     keys = stream.keys
     n = int(keys.size)
     if n == 0:
@@ -58,6 +62,72 @@ def reuse_intervals(stream: BlockStream, *,
     intervals -= 1
     intervals *= stream.block_size
     intervals.sort()
+    return intervals, unique
+
+
+# Walking back past more partial slots than this, the block-by-block pass is cheaper.
+_MAX_WALK = 32
+
+
+def _slot_intervals(stream: BlockStream, layout: SlotLayout,
+                    counted_from: int) -> tuple[np.ndarray, int] | None:
+    """The same intervals from the slots of a hash-id stream, without touching its blocks;
+    None when the slots are too ragged for it to pay.
+
+    Sub-block ``s`` of two occurrences of one hash id lies ``s`` blocks into each slot,
+    so every sub-block present in both gives the same interval: one pair of slots stands
+    for up to ``per_slot`` intervals. A request's last slot may hold fewer sub-blocks;
+    sub-block ``s`` then chains back to the nearest earlier slot holding more than ``s``.
+    """
+    n = int(layout.key.size)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), 0
+    shift = n.bit_length()
+    packed = layout.key.astype(np.int64)
+    packed <<= shift
+    packed += np.arange(n, dtype=np.int64)
+    packed.sort()
+    slot_keys = packed >> shift
+    order = packed & ((1 << shift) - 1)
+    del packed
+    count = layout.count[order]
+    start = layout.start[order]
+    request = stream.request[start]
+    groups = np.flatnonzero(np.r_[True, slot_keys[1:] != slot_keys[:-1]])
+    unique = int(np.maximum.reduceat(count, groups).sum())
+
+    later = np.flatnonzero(slot_keys[1:] == slot_keys[:-1]) + 1
+    earlier = later - 1
+    # Sub-blocks below both counts chain to the slot just before.
+    done = np.minimum(count[earlier], count[later])
+    pairs = [(earlier, later, done)]
+    # Sub-blocks of ``later`` above the earlier slot's count chain further back, to the
+    # nearest slot holding them: walk back while any remain.
+    need = np.flatnonzero(done < count[later])
+    later, level, earlier = later[need], done[need], earlier[need] - 1
+    for _ in range(_MAX_WALK):
+        if later.size == 0:
+            break
+        alive = (earlier >= 0) & (slot_keys[np.maximum(earlier, 0)] == slot_keys[later])
+        later, level, earlier = later[alive], level[alive], earlier[alive]
+        reach = np.minimum(count[earlier], count[later])
+        pairs.append((earlier, later, np.maximum(reach - level, 0)))
+        level = np.maximum(level, count[earlier])
+        more = level < count[later]
+        later, level, earlier = later[more], level[more], earlier[more] - 1
+    else:
+        if later.size:
+            return None
+
+    first = np.concatenate([p[0] for p in pairs])
+    second = np.concatenate([p[1] for p in pairs])
+    times = np.concatenate([p[2] for p in pairs])
+    keep = (times > 0) & (request[first] != request[second])
+    if counted_from > 0:
+        keep &= start[second] >= counted_from
+    blocks_apart = start[second[keep]] - start[first[keep]] - 1
+    by_value = np.argsort(blocks_apart)
+    intervals = np.repeat(blocks_apart[by_value] * stream.block_size, times[keep][by_value])
     return intervals, unique
 
 

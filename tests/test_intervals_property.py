@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from pathlib import Path
@@ -10,7 +11,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_kvreuse import analyze
+from pytest_kvreuse import analyze, load_block_stream
+from pytest_kvreuse.intervals import reuse_intervals
 
 import oracle
 
@@ -93,3 +95,37 @@ def test_bailian_sessions_follow_parent_chain(tmp_path):
     # 2 + 1 + 3 + 4 blocks; blocks 1,2 of request 0 come back in requests 2 and 3.
     assert a.num_blocks == 10
     assert a.reuse_count == 2 + 3
+
+
+@settings(max_examples=150, deadline=None)
+@given(traces(), st.integers(0, 12))
+def test_slot_path_equals_block_path(trace, counted_request):
+    """Hash-id streams compute intervals on slots; the block-by-block pass must agree,
+    warm-up (intervals counted from a request on) included."""
+    native, block, records = trace
+    with tempfile.TemporaryDirectory() as d:
+        stream = load_block_stream(write_jsonl(records, d), block_size=block,
+                                   format="mooncake", hash_block_size=native)
+    if native // block > 1:
+        assert stream.layout is not None
+    counted_from = int(np.searchsorted(stream.request, counted_request))
+    plain = dataclasses.replace(stream, layout=None)
+    got, got_unique = reuse_intervals(stream, counted_from=counted_from)
+    want, want_unique = reuse_intervals(plain, counted_from=counted_from)
+    assert got.tolist() == want.tolist()
+    assert got_unique == want_unique
+
+
+def test_long_runs_of_partial_slots_fall_back_exactly(tmp_path):
+    # One hash id, mostly as a single block: sub-blocks 1..7 of the last request chain
+    # back past 40 partial slots, more than the slot pass walks; the block pass answers.
+    rows = ([{"input_length": 512, "hash_ids": [1]}]
+            + [{"input_length": 64, "hash_ids": [1]}] * 40
+            + [{"input_length": 512, "hash_ids": [1]}])
+    path = write_jsonl(rows, str(tmp_path))
+    stream = load_block_stream(path, block_size=64)
+    assert stream.layout is not None
+    got = analyze(path, block_size=64)
+    want = oracle.summary(rows, 64, 512)
+    assert got.intervals.tolist() == want["intervals"]
+    assert got.unique_blocks == want["unique_blocks"]

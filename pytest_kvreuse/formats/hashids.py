@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blocks import BlockStream, dense_ids, request_index, smallest_index_dtype
+from ..blocks import BlockStream, SlotLayout, dense_ids, request_index
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
 from .jsonl import iter_records
 
@@ -126,16 +126,21 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         if not isinstance(ids, list):
             raise TraceFormatError(f"'hash_ids' must be a list, got {type(ids).__name__}",
                                    path=spath, line=lineno)
-        length = _field_int(rec, "input_length", spath, lineno, required=False)
-        if length is None:
-            length = len(ids) * native_block_size
+        length = rec.get("input_length")
+        if type(length) is not int or length < 0:  # the checks only on the rare path
+            length = _field_int(rec, "input_length", spath, lineno, required=False)
+            if length is None:
+                length = len(ids) * native_block_size
+        stamp = rec.get("timestamp")
+        if type(stamp) is not float and type(stamp) is not int:
+            stamp = _field_number(rec, "timestamp", spath, lineno)
         batch_ids.extend(ids)
         batch_counts.append(len(ids))
         batch_lines.append(lineno)
         counts.append(len(ids))
         lengths.append(length)
         lines.append(lineno)
-        stamps.append(_field_number(rec, "timestamp", spath, lineno))
+        stamps.append(stamp)
         if flavour == "bailian":
             chat = rec.get("chat_id")
             parent = rec.get("parent_chat_id", -1)
@@ -228,18 +233,24 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
     req = request_index(nblocks)
     first_block = np.cumsum(nblocks) - nblocks
     if per_native is not None:
-        virtual = (native_ids.astype(np.int64)[:, None] * per_native
-                   + np.arange(per_native, dtype=np.int64)).reshape(-1)
-        virtual = smallest_index_dtype(virtual, n_native * per_native)
+        wide = n_native * per_native >= 2**31
+        ids = native_ids.astype(np.int64 if wide else np.int32, copy=False)
+        virtual = (ids[:, None] * per_native
+                   + np.arange(per_native, dtype=ids.dtype)).reshape(-1)
         start = trace.offsets[:-1] * per_native - first_block
         step = 1
     else:
         step = block_size // native
         virtual = native_ids
         start = trace.offsets[:-1] + step - 1 - first_block * step
-    index = np.repeat(start, nblocks)
-    index += np.arange(0, total * step, step, dtype=np.int64)
+    # int32 indices when they fit: half the memory traffic of this, the widest pass.
+    wide = max(int(virtual.shape[0]), total * step) >= 2**31
+    index = np.repeat(start.astype(np.int64 if wide else np.int32), nblocks)
+    index += np.arange(0, total * step, step, dtype=index.dtype)
     keys = virtual[index]
+    layout = None
+    if per_native is not None and per_native > 1:
+        layout = _slot_layout(trace, native_ids, nblocks, first_block, per_native)
     return BlockStream(
         keys=keys,
         request=req,
@@ -247,4 +258,20 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         prompt_tokens=trace.input_lengths,
         timestamps=trace.timestamps,
         sessions=trace.sessions,
+        layout=layout,
+    )
+
+
+def _slot_layout(trace: HashIdTrace, native_ids: np.ndarray, nblocks: np.ndarray,
+                 first_block: np.ndarray, per_native: int) -> SlotLayout:
+    """The hash ids each request's full blocks use, one slot per (request, hash id)."""
+    slots = -(-nblocks // per_native)
+    slot_request = np.repeat(np.arange(nblocks.shape[0], dtype=np.int64), slots)
+    within = np.arange(slot_request.shape[0], dtype=np.int64) - np.repeat(
+        np.cumsum(slots) - slots, slots)
+    return SlotLayout(
+        key=native_ids[trace.offsets[:-1][slot_request] + within],
+        start=first_block[slot_request] + within * per_native,
+        count=np.minimum(per_native, nblocks[slot_request] - within * per_native),
+        per_slot=per_native,
     )
