@@ -115,7 +115,10 @@ def test_marker_bounds_are_checked_after_the_body_only_when_it_passed(
     # The body's own assertion is reported as usual ...
     assert "assert 2 == 3" in out
     # ... and the bound only for the test whose body passed (even without the fixture).
-    assert out.count("below the minimum 0.9") == 1
+    # (Counted in the failure reports only: under CI pytest repeats whole messages in its
+    # short summary.)
+    reports = [line for line in out.splitlines() if line.startswith("kvreuse: trace")]
+    assert len(reports) == 1 and "below the minimum 0.9" in reports[0]
 
 
 def test_relative_marker_path_resolves_against_the_test_file(
