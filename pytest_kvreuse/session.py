@@ -7,8 +7,6 @@ import datetime as _dt
 import inspect
 import json
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -246,16 +244,10 @@ class KvReuseSession:
         return out
 
     def run_info(self) -> dict:
-        from . import __version__
+        from .report import run_info
 
-        return {
-            "started": self.started.isoformat(timespec="seconds"),
-            "duration_s": round(time.perf_counter() - self._t0, 3),
-            "args": list(self.args),
-            "git_commit": git_commit(self.rootpath),
-            "plugin_version": __version__,
-            "python": platform.python_version(),
-        }
+        return run_info(self.args, started=self.started,
+                        duration_s=time.perf_counter() - self._t0, cwd=self.rootpath)
 
     def write_outputs(self, *, report: Path | None, json_path: Path | None,
                       template_dir: Path | None) -> None:
@@ -299,12 +291,3 @@ def _plain(value: object) -> object:
     return str(value)
 
 
-def git_commit(cwd: Path) -> str | None:
-    """``git rev-parse HEAD`` in ``cwd``, or None without git or outside a repository."""
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                             text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    commit = out.stdout.strip()
-    return commit if out.returncode == 0 and commit else None
