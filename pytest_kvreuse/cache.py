@@ -14,7 +14,6 @@ import numpy as np
 
 from .atomic import atomic_write_bytes
 from .blocks import BlockStream
-from .errors import TraceReadError
 
 # Bump when the stream a given input produces changes (key scheme, join rules, ...).
 CACHE_VERSION = 1
@@ -33,20 +32,6 @@ def default_cache_dir() -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "pytest-kvreuse"
-
-
-def file_digest(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of the file's bytes: a changed trace never matches an old entry. (SHA-256
-    runs in hardware on current CPUs: about twice blake2b's speed, which is most of a
-    warm run's time.)"""
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 22):
-                h.update(chunk)
-    except OSError as exc:
-        raise TraceReadError(f"cannot read: {exc.strerror or exc}", path=path) from None
-    return h.hexdigest()
 
 
 def cache_key(**parts: object) -> str:

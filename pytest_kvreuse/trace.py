@@ -59,7 +59,8 @@ def _cached_token_stream(path: str | os.PathLike[str], fmt: str, block_size: int
                          cache_dir: str | os.PathLike[str] | None = None,
                          use_cache: bool = True, progress: bool | None = None) -> BlockStream:
     """Text and token-id traces: tokenizing dominates, so the stream is cached on disk."""
-    from .cache import cache_file, cache_key, file_digest, read_cached, write_cached
+    from .cache import cache_file, cache_key, read_cached, write_cached
+    from .fingerprint import content_sha256
     from .textblocks import check_prompt_mode, text_block_stream, token_block_stream
     from .tokenizer import tokenizer_identity
 
@@ -72,7 +73,7 @@ def _cached_token_stream(path: str | os.PathLike[str], fmt: str, block_size: int
         raise KvReuseError(f"format {fmt!r} is not readable", path=path)
     entry = None
     if use_cache:
-        parts: dict = {"file": file_digest(path), "format": fmt, "block_size": block_size}
+        parts: dict = {"file": content_sha256(path), "format": fmt, "block_size": block_size}
         if text:
             parts.update(tokenizer=tokenizer_identity(tokenizer), prompt=prompt)
         entry = cache_file(cache_dir, cache_key(**parts))
