@@ -6,7 +6,7 @@ import json
 import math
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_kvreuse import KvReuseError, analyze
@@ -65,8 +65,6 @@ def trace_files(draw):
     return b"\n".join(lines) + draw(st.sampled_from([b"", b"\n"]))
 
 
-@settings(max_examples=300, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=trace_files(), fmt=st.sampled_from(["auto", "mooncake", "bailian"]),
        block=st.sampled_from([16, 64, 512, 1024, 48]))
 def test_result_or_kvreuse_error(tmp_path_factory, data, fmt, block):

@@ -64,7 +64,10 @@ def _field_number(record: dict, name: str, path: str, lineno: int) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TraceFormatError(f"'{name}' must be a number, got {type(value).__name__}",
                                path=path, line=lineno)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond the float range (Python's json keeps it)
+        raise TraceFormatError(f"'{name}' is out of range", path=path, line=lineno) from None
 
 
 def _ids_to_array(batch_ids: list, batch_counts: list[int], batch_lines: list[int],
