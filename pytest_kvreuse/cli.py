@@ -279,12 +279,15 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                 hash_block_size=args.hash_block_size, warmup=args.warmup, **options)
     gpu = args.gpu_kv_cache_size
     lower = args.lower_tier_size
+    # No full block to count: the fractions are undefined (null in JSON, "undefined" in
+    # the summary), which is a result, not an input error; say why on stderr.
     if a.num_blocks == 0:
-        raise KvReuseError(f"no request holds a full block of {a.block_size} tokens: "
-                           "the figures are undefined", path=trace)
-    if a.counted_tokens == 0:
-        raise KvReuseError(f"the warm-up ({a.warmup_requests:,} of {a.num_requests:,} "
-                           "requests) leaves no full block to count", path=trace)
+        print(f"kvreuse: note: {trace}: no request holds a full block of {a.block_size} "
+              "tokens: the fractions are undefined", file=sys.stderr)
+    elif a.counted_tokens == 0:
+        print(f"kvreuse: note: {trace}: the warm-up ({a.warmup_requests:,} of "
+              f"{a.num_requests:,} requests) leaves no full block to count: the fractions "
+              "are undefined", file=sys.stderr)
     if args.json:
         atomic_write_bytes(args.json, orjson.dumps(analysis_json(a, gpu, lower),
                                                    option=orjson.OPT_INDENT_2) + b"\n")
