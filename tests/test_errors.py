@@ -10,12 +10,12 @@ import pytest
 
 from pytest_kvreuse import KvReuseError, analyze
 from pytest_kvreuse.cli import main
-from pytest_kvreuse.errors import (BlockSizeError, EmptyTraceError,
-                                   TraceFormatError, TraceReadError)
+from pytest_kvreuse.errors import BlockSizeError, EmptyTraceError, TraceFormatError, TraceReadError
 from pytest_kvreuse.manifest import ManifestError, load_manifest
 from pytest_kvreuse.results import trace_result
 
-MOONCAKE = b'{"input_length": 1024, "hash_ids": [1, 2]}\n{"input_length": 1536, "hash_ids": [1, 2, 3]}\n'
+MOONCAKE = (b'{"input_length": 1024, "hash_ids": [1, 2]}\n'
+            b'{"input_length": 1536, "hash_ids": [1, 2, 3]}\n')
 
 
 def error_of(tmp_path, content: bytes | None, name: str = "t.jsonl", **kwargs) -> KvReuseError:
@@ -219,7 +219,8 @@ def test_non_utf8_manifest(tmp_path):
 # -- pytest items fail with the one line --------------------------------------------------
 
 def test_items_fail_with_the_line(pytester):
-    pytester.makefile(".jsonl", bad='{"input_length": 1024, "hash_ids": [1, 2]}\n{"hash_ids": [1,\n')
+    pytester.makefile(".jsonl",
+                      bad='{"input_length": 1024, "hash_ids": [1, 2]}\n{"hash_ids": [1,\n')
     pytester.makefile(".toml", kvreuse='[[trace]]\npath = "bad.jsonl"\n'
                       '[[trace.check]]\nmetric = "reused_fraction"\nmin = 0.1\n')
     pytester.makepyfile(test_m="""
