@@ -60,7 +60,8 @@ def test_manifest_result_or_error(tmp_path_factory, data):
         assert trace.path.name and all(c.check.metric for c in trace.checks)
 
 
-GOOD = b'{"input_length": 1024, "hash_ids": [1, 2]}\n{"input_length": 1536, "hash_ids": [1, 2, 3]}\n'
+GOOD = (b'{"input_length": 1024, "hash_ids": [1, 2]}\n'
+        b'{"input_length": 1536, "hash_ids": [1, 2, 3]}\n')
 
 
 @pytest.fixture(scope="module")
