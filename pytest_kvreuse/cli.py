@@ -260,6 +260,7 @@ def write_html(a: ReuseAnalysis, gpu: int | None, path: str, trace: str,
     result.update(checks=[], error=None)
     duration = sum(v for v in a.timings.values() if isinstance(v, float))
     run = report.run_info(["kvreuse", *argv], duration_s=duration)
+    run["timings"] = {result["name"]: results.trace_timings(a)}
     report.write_report(path, [result], run)
 
 
