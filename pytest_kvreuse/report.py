@@ -21,8 +21,9 @@ Optional blocks, rendered when present and ignored when absent:
 
 ``run`` describes the run: ``{"started", "duration_s", "args", "git_commit",
 "plugin_version", "python", "timings"}`` (``timings``: per trace name, the seconds each step
-took; kept out of the per-trace results so those are byte-identical run to run); ``started`` is an ISO 8601 string or a Unix time, ``args``
-a list of strings; any other key is shown as is. :func:`run_info` builds one.
+took; kept out of the per-trace results so those are byte-identical run to run);
+``started`` is an ISO 8601 string or a Unix time, ``args`` a list of strings; any other key
+is shown as is. :func:`run_info` builds one.
 
 Templates are ``templates/report.html.j2`` and its partials (shipped in the wheel as the
 package ``pytest_kvreuse.templates``); ``template_dir`` overrides any of them by name and
