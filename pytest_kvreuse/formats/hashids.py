@@ -22,6 +22,8 @@ BAILIAN_HASH_BLOCK = 16
 # Records are parsed one line at a time but converted to numpy per batch, so the file is
 # never held as Python objects and numpy does the per-id work.
 _BATCH = 8192
+# Blocks gathered per step when cutting requests into blocks (bounds the int64 index).
+_GATHER = 1 << 22
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,18 +233,30 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
     req = request_index(nblocks)
     first_block = np.cumsum(nblocks) - nblocks
     if per_native is not None:
-        virtual = (native_ids.astype(np.int64)[:, None] * per_native
-                   + np.arange(per_native, dtype=np.int64)).reshape(-1)
-        virtual = smallest_index_dtype(virtual, n_native * per_native)
+        # Built in the final dtype: no int64 copy of every virtual block.
+        dtype = smallest_index_dtype(np.zeros(0, np.int64), n_native * per_native).dtype
+        virtual = (native_ids.astype(dtype)[:, None] * dtype.type(per_native)
+                   + np.arange(per_native, dtype=dtype)).reshape(-1)
         start = trace.offsets[:-1] * per_native - first_block
         step = 1
     else:
         step = block_size // native
         virtual = native_ids
         start = trace.offsets[:-1] + step - 1 - first_block * step
-    index = np.repeat(start, nblocks)
-    index += np.arange(0, total * step, step, dtype=np.int64)
-    keys = virtual[index]
+    del native_ids
+    # Gathered a run of requests at a time: the int64 index costs a chunk, not the stream.
+    keys = np.empty(total, dtype=virtual.dtype)
+    ends = np.cumsum(nblocks)
+    lo_req = 0
+    while lo_req < nblocks.shape[0]:
+        lo = int(first_block[lo_req])
+        hi_req = max(int(np.searchsorted(ends, lo + _GATHER, side="right")), lo_req + 1)
+        hi = int(ends[hi_req - 1])
+        index = np.repeat(start[lo_req:hi_req], nblocks[lo_req:hi_req])
+        index += np.arange(lo * step, hi * step, step, dtype=np.int64)
+        keys[lo:hi] = virtual[index]
+        lo_req = hi_req
+    del virtual
     return BlockStream(
         keys=keys,
         request=req,
