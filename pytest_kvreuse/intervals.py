@@ -6,7 +6,6 @@ import numpy as np
 
 from .blocks import BlockStream
 
-
 # Block positions fit int32 below this many blocks: half the memory of the index arrays.
 _INT32_POSITIONS = 2**31 - 1
 # Temporaries of the packed pass are built this many elements at a time, so they cost a

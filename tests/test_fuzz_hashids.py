@@ -21,11 +21,12 @@ JSON = st.recursive(SCALARS, lambda inner: st.one_of(
 
 FIELD_VALUES = {
     "timestamp": st.one_of(st.integers(0, 10**6), st.floats(0, 1e6), JSON),
-    "input_length": st.one_of(st.integers(0, 4000), st.integers(-5, 2**65), JSON),
+    "input_length": st.one_of(st.integers(0, 4000), st.integers(-5, 2**65),
+                              st.integers(2**63 - 2, 2**64 + 2), JSON),
     "output_length": st.one_of(st.integers(0, 100), JSON),
     "hash_ids": st.one_of(st.lists(st.integers(0, 20), max_size=10),
                           st.lists(st.integers(-(2**66), 2**66), max_size=4), JSON),
-    "chat_id": st.one_of(st.integers(-1, 50), JSON),
+    "chat_id": st.one_of(st.integers(-1, 50), st.integers(2**63 - 2, 2**64 + 2), JSON),
     "parent_chat_id": st.one_of(st.integers(-1, 50), JSON),
 }
 
@@ -81,6 +82,14 @@ def test_result_or_kvreuse_error(tmp_path_factory, data, fmt, block):
     json.dumps(a.to_dict())
 
 
+def test_bailian_ids_beyond_64_bits(tmp_path):
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b'{"hash_ids": [1], "chat_id": 18446744073709551615, '
+                     b'"parent_chat_id": -1}\n')
+    with pytest.raises(KvReuseError, match="must fit in 64 bits"):
+        analyze(path, format="bailian")
+
+
 @pytest.mark.parametrize("content, message", [
     (b'{"hash_ids": [1, 2], "input_length": "10"}\n', "'input_length' must be an integer"),
     (b'{"hash_ids": [1, "2"]}\n', "'hash_ids' must hold integers"),
@@ -89,6 +98,8 @@ def test_result_or_kvreuse_error(tmp_path_factory, data, fmt, block):
     (b'{"hash_ids": [1, 18446744073709551615]}\n', "does not fit in 64 bits"),
     (b'{"hash_ids": 7}\n', "'hash_ids' must be a list"),
     (b'{"hash_ids": [1], "input_length": -4}\n', "must not be negative"),
+    (b'{"hash_ids": [1], "input_length": 18446744073709551615}\n', "does not fit in 64 bits"),
+    (b'{"hash_ids": [1], "timestamp": ' + b"9" * 400 + b'}\n', "not valid JSON"),
     (b'[1, 2]\n', "expected a JSON object per line"),
     (b'{"hash_ids": [1]}\n\xff\n', ":2: not valid JSON (not UTF-8 text)"),
 ])

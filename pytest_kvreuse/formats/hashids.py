@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,7 @@ from ..blocks import BlockStream, dense_ids, request_index, smallest_index_dtype
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
 from .jsonl import iter_records
 
+_INT64_END = 2**63
 MOONCAKE_HASH_BLOCK = 512
 BAILIAN_HASH_BLOCK = 16
 
@@ -55,6 +57,9 @@ def _field_int(record: dict, name: str, path: str, lineno: int, *, required: boo
                                path=path, line=lineno)
     if value < 0:
         raise TraceFormatError(f"'{name}' must not be negative, got {value}",
+                               path=path, line=lineno)
+    if value >= _INT64_END:
+        raise TraceFormatError(f"'{name}' {value} does not fit in 64 bits",
                                path=path, line=lineno)
     return value
 
@@ -108,10 +113,12 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         raise BlockSizeError(f"hash block size must be positive, got {native_block_size}")
 
     id_chunks: list[np.ndarray] = []
-    counts: list[int] = []
-    lengths: list[int] = []
-    stamps: list[float] = []
-    lines: list[int] = []
+    # Per-request columns as typed arrays: 8 bytes an entry, not a Python object each
+    # (with lists, these were most of the reader's memory on a big trace).
+    counts = array("q")
+    lengths = array("q")
+    stamps = array("d")
+    lines = array("q")
     chat_ids: list[int] = []
     parent_ids: list[int] = []
     batch_ids: list = []
@@ -147,6 +154,9 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
             if type(chat) is not int or type(parent) is not int:
                 raise TraceFormatError("'chat_id' and 'parent_chat_id' must be integers",
                                        path=spath, line=lineno)
+            if not (-_INT64_END <= chat < _INT64_END and -_INT64_END <= parent < _INT64_END):
+                raise TraceFormatError("'chat_id' and 'parent_chat_id' must fit in 64 bits",
+                                       path=spath, line=lineno)
             chat_ids.append(chat)
             parent_ids.append(parent)
         if len(batch_counts) >= _BATCH:
@@ -158,19 +168,33 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
 
     num = len(counts)
     offsets = np.zeros(num + 1, dtype=np.int64)
-    np.cumsum(np.asarray(counts, dtype=np.int64), out=offsets[1:])
+    np.cumsum(np.frombuffer(counts, dtype=np.int64), out=offsets[1:])
+    del counts
     sessions = (_bailian_sessions(chat_ids, parent_ids) if flavour == "bailian"
                 else np.full(num, -1, dtype=np.int64))
     return HashIdTrace(
         path=spath,
-        hash_ids=np.concatenate(id_chunks) if id_chunks else np.zeros(0, np.int64),
+        hash_ids=_concatenate(id_chunks),
         offsets=offsets,
-        input_lengths=np.asarray(lengths, dtype=np.int64),
-        timestamps=np.asarray(stamps, dtype=np.float64),
+        input_lengths=np.frombuffer(lengths, dtype=np.int64).copy(),
+        timestamps=np.frombuffer(stamps, dtype=np.float64).copy(),
         sessions=sessions,
-        lines=np.asarray(lines, dtype=np.int64),
+        lines=np.frombuffer(lines, dtype=np.int64).copy(),
         native_block_size=native_block_size,
     )
+
+
+def _concatenate(chunks: list[np.ndarray]) -> np.ndarray:
+    """One array of all chunks, releasing each chunk as soon as it is copied (the list would
+    otherwise hold a second copy of every id until the end)."""
+    out = np.empty(sum(c.shape[0] for c in chunks), dtype=np.int64)
+    at = 0
+    chunks.reverse()
+    while chunks:
+        c = chunks.pop()
+        out[at:at + c.shape[0]] = c
+        at += c.shape[0]
+    return out
 
 
 def _bailian_sessions(chat_ids: list[int], parent_ids: list[int]) -> np.ndarray:
