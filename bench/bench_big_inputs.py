@@ -15,6 +15,11 @@ Each analysis runs in a child started from this small process, never from one th
 trace; the child reports its own peak RSS (VmHWM). Memory targets: engine issue 600 MB
 (set for a 2.2M-block trace), text issue 1.2 GB. Bytes per block are printed so a run at
 another size can be compared.
+
+Measured (2 shared cores, 2026-11-30): 1,001 MB Mooncake file, 5,981,170 requests --
+B=512: 60.5M blocks, 23 s, peak 1,981 MB (34 bytes per block); B=64: 505M blocks, 79 s,
+peak 11,947 MB (25 bytes per block). 393 MB inputs.json, cold: 9.6 s, peak 344 MB.
+The 600 MB engine target holds up to ~20M blocks at B=64 (it was set for 2.2M blocks).
 """
 
 from __future__ import annotations
@@ -29,23 +34,13 @@ import tempfile
 import time
 from pathlib import Path
 
+# The child's own peak (VmHWM): Linux carries a parent's ru_maxrss across fork and exec.
+from bench_text import peak_rss_mb  # noqa: E402 - a sibling script (bench/ is on sys.path)
+
 ROOT = Path(__file__).resolve().parents[1]
 BASE_SESSIONS = 2000
 # bench_text.py's multi-turn workload: 2640 sessions (seed 11) make ~393 MB, ~60M tokens.
 AIPERF_SESSIONS_AT_SCALE_1 = 2640
-
-
-def peak_rss_mb() -> float:
-    """This process's own peak RSS (VmHWM): Linux carries a parent's ru_maxrss into a child
-    across fork and exec, so the child reads its own high-water mark."""
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def write_big_mooncake(path: Path, target_bytes: int) -> dict:
