@@ -240,3 +240,28 @@ def test_items_fail_with_the_line(pytester):
     assert "Traceback" not in out
     assert out.count("bad.jsonl:2: not valid JSON") >= 2
     assert "block size must be a positive integer, got 0" in out
+
+
+def test_zero_full_blocks_through_the_plugin(pytester):
+    pytester.makefile(".jsonl", nofull='{"input_length": 10, "hash_ids": [1]}\n')
+    pytester.makepyfile(test_z="""
+        import pytest
+
+        @pytest.mark.kvreuse("nofull.jsonl", gpu_cache_tokens=1000, min_offloadable=0.1)
+        def test_bound(kvreuse):
+            pass
+
+        @pytest.mark.kvreuse("nofull.jsonl", gpu_cache_tokens=1000)
+        def test_plain(kvreuse):
+            pass
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider", "--kvreuse-json=o.json",
+                                "--kvreuse-report=o.html")
+    result.assert_outcomes(passed=1, failed=1)
+    out = result.stdout.str()
+    assert "Traceback" not in out and "ZeroDivision" not in out
+    assert "offloadable_fraction at 1,000 tokens is undefined" in out
+    (trace,) = json.loads((pytester.path / "o.json").read_text())["traces"]
+    assert trace["offloadable_fraction"] == {"1000": None}
+    assert trace["figures"]["reused_fraction"] is None
+    assert "undefined" in (pytester.path / "o.html").read_text()

@@ -6,18 +6,11 @@ import json
 import math
 
 import pytest
+from fuzzing import JSON, mangle
 from hypothesis import given
 from hypothesis import strategies as st
 
 from pytest_kvreuse import KvReuseError, analyze
-
-SCALARS = st.one_of(
-    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
-    st.text(max_size=8), st.just("\x00"), st.just(float("inf")),
-)
-JSON = st.recursive(SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
-    max_leaves=12)
 
 FIELD_VALUES = {
     "timestamp": st.one_of(st.integers(0, 10**6), st.floats(0, 1e6), JSON),
@@ -35,22 +28,6 @@ FIELD_VALUES = {
 def records(draw):
     keys = draw(st.sets(st.sampled_from(sorted(FIELD_VALUES)), min_size=0))
     return {k: draw(FIELD_VALUES[k]) for k in sorted(keys)}
-
-
-def mangle(draw, line: bytes) -> bytes:
-    how = draw(st.sampled_from(["keep", "keep", "keep", "truncate", "nul", "bad-utf8",
-                                "deep", "garbage"]))
-    if how == "truncate" and line:
-        return line[: draw(st.integers(0, len(line) - 1))]
-    if how == "nul":
-        return line.replace(b":", b":\x00", 1)
-    if how == "bad-utf8":
-        return line + b"\xff\xfe"
-    if how == "deep":
-        return b"[" * 5000 + b"]" * 5000
-    if how == "garbage":
-        return draw(st.binary(max_size=30)).replace(b"\n", b"")
-    return line
 
 
 @st.composite
