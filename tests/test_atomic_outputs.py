@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import io
 import json
+import sys
 import zipfile
 
 import numpy as np
@@ -191,3 +192,30 @@ def test_damaged_cache_entry_is_rebuilt(tmp_path, damage):
     fixed = read_cached(entry)  # rewritten whole
     assert fixed is not None and np.array_equal(fixed.keys, cold.keys)
     assert leftovers(cache) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_kill_mid_write_keeps_the_previous_file(tmp_path):
+    import signal
+    import subprocess
+
+    out = tmp_path / "r.json"
+    out.write_bytes(PREVIOUS)
+    code = ("import sys, time\n"
+            "from pytest_kvreuse.atomic import atomic_open\n"
+            "with atomic_open(sys.argv[1]) as fh:\n"
+            "    fh.write(b'half of the new file')\n"
+            "    fh.flush()\n"
+            "    print('writing', flush=True)\n"
+            "    time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(out)], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"writing"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # No cleanup is possible after SIGKILL: the temporary file stays, the target is intact.
+    assert out.read_bytes() == PREVIOUS
+    assert all(p.name.startswith(".r.json.") for p in tmp_path.iterdir() if p != out)
