@@ -265,3 +265,18 @@ def test_zero_full_blocks_through_the_plugin(pytester):
     assert trace["offloadable_fraction"] == {"1000": None}
     assert trace["figures"]["reused_fraction"] is None
     assert "undefined" in (pytester.path / "o.html").read_text()
+
+
+def test_chat_template_failure_names_the_request(tmp_path, monkeypatch, deepseek):
+    from pytest_kvreuse.errors import TokenizerError
+    from pytest_kvreuse.tokenizer import TextTokenizer
+
+    def refuse(self, messages):
+        raise TokenizerError("tokenizer 'deepseek-v3' cannot render a chat: bad roles")
+
+    monkeypatch.setattr(TextTokenizer, "render_chat", refuse)
+    path = tmp_path / "t.jsonl"
+    path.write_text('\n{"messages": [{"role": "user", "content": "hi"}]}\n')
+    with pytest.raises(TokenizerError) as info:
+        analyze(path, prompt="chat", use_cache=False, progress=False)
+    assert info.value.one_line().startswith(f"{path}:2: tokenizer 'deepseek-v3' cannot render")

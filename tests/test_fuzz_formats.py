@@ -95,7 +95,7 @@ FMT = {"chat": ["auto", "chat", "prompt"], "prompt": ["auto", "prompt", "chat"],
 
 @pytest.mark.usefixtures("deepseek")  # loaded once, shared through the tokenizer cache
 @given(data=st.data(), kind=st.sampled_from(sorted(RECORDS)),
-       block=st.sampled_from([1, 4, 16]), prompt=st.sampled_from(["raw", "per-message"]))
+       block=st.sampled_from([1, 4, 16]), prompt=st.sampled_from(["raw", "per-message", "chat"]))
 def test_jsonl_result_or_kvreuse_error(tmp_path_factory, data, kind, block, prompt):
     path = tmp_path_factory.mktemp("fuzz") / "trace.jsonl"
     path.write_bytes(data.draw(jsonl_files(kind)))
@@ -105,7 +105,7 @@ def test_jsonl_result_or_kvreuse_error(tmp_path_factory, data, kind, block, prom
 
 @pytest.mark.usefixtures("deepseek")  # loaded once, shared through the tokenizer cache
 @given(data=aiperf_files(), fmt=st.sampled_from(["auto", "aiperf"]),
-       block=st.sampled_from([1, 4, 16]), prompt=st.sampled_from(["raw", "per-message"]))
+       block=st.sampled_from([1, 4, 16]), prompt=st.sampled_from(["raw", "per-message", "chat"]))
 def test_aiperf_result_or_kvreuse_error(tmp_path_factory, data, fmt, block, prompt):
     path = tmp_path_factory.mktemp("fuzz") / "inputs.json"
     path.write_bytes(data)
