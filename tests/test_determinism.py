@@ -77,8 +77,8 @@ def project(pytester: pytest.Pytester, monkeypatch, tmp_path_factory):
 
 
 def run_json(project: pytest.Pytester, name: str, *args: str) -> bytes:
-    result = project.runpytest_subprocess("-p", "no:cacheprovider", f"--kvreuse-json={name}",
-                                          f"--kvreuse-report={name}.html", *args)
+    result = project.runpytest("-p", "no:cacheprovider", f"--kvreuse-json={name}",
+                               f"--kvreuse-report={name}.html", *args)
     result.assert_outcomes(passed=5)
     raw = (project.path / name).read_bytes()
     doc = json.loads(raw)
