@@ -124,7 +124,8 @@ def test_bad_flag_value_is_usage_error(trace, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["analyze", str(trace), "--block-size", "0"])
     assert exc.value.code == 2
-    assert "positive integer" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "positive integer" in err and len(err.strip().splitlines()) == 1
 
 
 def test_console_script_exit_code(tmp_path):

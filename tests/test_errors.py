@@ -280,3 +280,17 @@ def test_chat_template_failure_names_the_request(tmp_path, monkeypatch, deepseek
     with pytest.raises(TokenizerError) as info:
         analyze(path, prompt="chat", use_cache=False, progress=False)
     assert info.value.one_line().startswith(f"{path}:2: tokenizer 'deepseek-v3' cannot render")
+
+
+@pytest.mark.parametrize("flags", [
+    ["--block-size", "0"], ["--hash-block-size", "-512"], ["--gpu-kv-cache-size", "0"],
+    ["--gpu-kv-cache-size", "1000", "--lower-tier-size", "-1"], ["--warmup", "1"],
+    ["--format", "nope"], ["--lower-tier-size", "100"]])
+def test_cli_usage_errors_are_one_line(tmp_path, capsys, flags):
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(MOONCAKE)
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", str(path), *flags])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "error:" in err, err
