@@ -13,7 +13,7 @@ import numpy as np
 from .blocks import BlockStream
 from .errors import KvReuseError
 from .intervals import interval_ccdf, reuse_intervals, tokens_beyond
-from .lru import LruProfile, counted_from_block, lru_profile
+from .lru import LruProfile, capacity_blocks, counted_from_block, lru_profile
 from .trace import load_block_stream
 
 
@@ -119,6 +119,7 @@ class ReuseAnalysis:
 
     def offloadable_fraction(self, gpu_cache_tokens: float) -> float:
         """Share of all tokens seen before but not within the last ``gpu_cache_tokens``."""
+        capacity_blocks(gpu_cache_tokens, self.block_size)  # refuse a negative or NaN size
         return self._share(tokens_beyond(self.intervals, gpu_cache_tokens, self.block_size))
 
     def ccdf(self) -> tuple[np.ndarray, np.ndarray]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 import orjson
 
@@ -19,6 +20,13 @@ from .storage import describe_run, load_results
 from .textblocks import PROMPT_MODES
 
 EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors in one line, like every other error (not the whole usage block)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _positive_int(text: str) -> int:
@@ -125,7 +133,7 @@ def _run_compare(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kvreuse",
         description="KV-cache reuse of LLM request traces: reuse intervals, offloadable "
                     "fraction at a GPU cache size, CCDF plot.",
@@ -260,6 +268,7 @@ def write_html(a: ReuseAnalysis, gpu: int | None, path: str, trace: str,
     result.update(checks=[], error=None)
     duration = sum(v for v in a.timings.values() if isinstance(v, float))
     run = report.run_info(["kvreuse", *argv], duration_s=duration)
+    run["timings"] = {result["name"]: results.trace_timings(a)}
     report.write_report(path, [result], run)
 
 
@@ -279,12 +288,15 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                 hash_block_size=args.hash_block_size, warmup=args.warmup, **options)
     gpu = args.gpu_kv_cache_size
     lower = args.lower_tier_size
+    # No full block to count: the fractions are undefined (null in JSON, "undefined" in
+    # the summary), which is a result, not an input error; say why on stderr.
     if a.num_blocks == 0:
-        raise KvReuseError(f"no request holds a full block of {a.block_size} tokens: "
-                           "the figures are undefined", path=trace)
-    if a.counted_tokens == 0:
-        raise KvReuseError(f"the warm-up ({a.warmup_requests:,} of {a.num_requests:,} "
-                           "requests) leaves no full block to count", path=trace)
+        print(f"kvreuse: note: {trace}: no request holds a full block of {a.block_size} "
+              "tokens: the fractions are undefined", file=sys.stderr)
+    elif a.counted_tokens == 0:
+        print(f"kvreuse: note: {trace}: the warm-up ({a.warmup_requests:,} of "
+              f"{a.num_requests:,} requests) leaves no full block to count: the fractions "
+              "are undefined", file=sys.stderr)
     if args.json:
         atomic_write_bytes(args.json, orjson.dumps(analysis_json(a, gpu, lower),
                                                    option=orjson.OPT_INDENT_2) + b"\n")

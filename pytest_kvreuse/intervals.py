@@ -6,6 +6,37 @@ import numpy as np
 
 from .blocks import BlockStream, SlotLayout
 
+# Block positions fit int32 below this many blocks: half the memory of the index arrays.
+_INT32_POSITIONS = 2**31 - 1
+# Temporaries of the packed pass are built this many elements at a time, so they cost a
+# chunk, not a whole stream's worth of int64 (the pass's peak memory is per block).
+_CHUNK = 1 << 22
+
+
+def _neighbours(packed: np.ndarray, shift: int) -> tuple[int, np.ndarray, np.ndarray]:
+    """For sorted packed ``(key << shift) | position``: how many neighbours ``i, i + 1``
+    share a key, and the positions of the two entries of each such pair."""
+    n = packed.shape[0]
+    index_dtype = np.int32 if n <= _INT32_POSITIONS else np.int64
+    pos_mask = (1 << shift) - 1
+    equal = np.empty(max(n - 1, 0), dtype=bool)
+    for lo in range(0, n - 1, _CHUNK):
+        hi = min(lo + _CHUNK, n - 1)
+        np.equal(packed[lo:hi] >> shift, packed[lo + 1:hi + 1] >> shift, out=equal[lo:hi])
+    pairs = int(np.count_nonzero(equal))
+    prev = np.empty(pairs, dtype=index_dtype)
+    nxt = np.empty_like(prev)
+    at = 0
+    for lo in range(0, n - 1, _CHUNK):
+        hits = np.flatnonzero(equal[lo:lo + _CHUNK])
+        hits += lo
+        end = at + hits.shape[0]
+        prev[at:end] = packed[hits] & pos_mask
+        hits += 1
+        nxt[at:end] = packed[hits] & pos_mask
+        at = end
+    return pairs, prev, nxt
+
 
 def reuse_intervals(stream: BlockStream, *,
                     counted_from: int = 0) -> tuple[np.ndarray, int]:
@@ -34,15 +65,7 @@ def reuse_intervals(stream: BlockStream, *,
         packed <<= shift
         packed += np.arange(n, dtype=np.int64)
         packed.sort()
-        sorted_keys = packed >> shift
-        same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
-        del sorted_keys
-        mask = (1 << shift) - 1
-        prev = packed[same]
-        prev &= mask
-        same += 1
-        nxt = packed[same]
-        nxt &= mask
+        pairs, prev, nxt = _neighbours(packed, shift)
         del packed
     else:
         order = np.argsort(keys, kind="stable")
@@ -50,15 +73,17 @@ def reuse_intervals(stream: BlockStream, *,
         same = np.flatnonzero(sorted_keys[1:] == sorted_keys[:-1])
         prev = order[same]
         nxt = order[same + 1]
-    unique = n - int(same.size)
-    del same
+        pairs = int(same.size)
+        del same, order, sorted_keys
+    unique = n - pairs
     request = stream.request
     cross = request[prev] != request[nxt]
     if counted_from > 0:
         cross &= nxt >= counted_from
     nxt -= prev
     del prev
-    intervals = nxt[cross]
+    # int64 from here: an interval in tokens may exceed int32 even when positions do not.
+    intervals = nxt[cross].astype(np.int64, copy=False)
     intervals -= 1
     intervals *= stream.block_size
     intervals.sort()

@@ -2,7 +2,7 @@
 
 ``results`` is a list of dicts, one per analysed trace: ``results.trace_result(...)``
 (``name``, ``params``, ``figures``, ``offloadable_fraction`` keyed by GPU cache size in
-tokens as a string, ``curves`` down-sampled to a few hundred points, ``timings``) plus
+tokens as a string, ``curves`` down-sampled to a few hundred points) plus
 
 - ``"checks"``: list of ``{"nodeid", "metric", "at", "min", "max", "value", "passed",
   "message"}`` (``at``, ``min``, ``max``, ``value``, ``message`` may be None);
@@ -20,8 +20,10 @@ Optional blocks, rendered when present and ignored when absent:
   Any other ``curves[key]`` with ``x``/``y`` is drawn too, labelled by its key.
 
 ``run`` describes the run: ``{"started", "duration_s", "args", "git_commit",
-"plugin_version", "python"}``; ``started`` is an ISO 8601 string or a Unix time, ``args``
-a list of strings; any other key is shown as is. :func:`run_info` builds one.
+"plugin_version", "python", "timings"}`` (``timings``: per trace name, the seconds each step
+took; kept out of the per-trace results so those are byte-identical run to run);
+``started`` is an ISO 8601 string or a Unix time, ``args`` a list of strings; any other key
+is shown as is. :func:`run_info` builds one.
 
 Templates are ``templates/report.html.j2`` and its partials (shipped in the wheel as the
 package ``pytest_kvreuse.templates``); ``template_dir`` overrides any of them by name and
@@ -146,7 +148,8 @@ def render_report(results: list[dict], run: dict, *,
                   template_dir: str | os.PathLike[str] | None = None) -> str:
     """The report as one HTML string: CSS inline, every plot a ``data:`` URI."""
     env = _environment(template_dir)
-    traces = [_trace_view(i, r) for i, r in enumerate(results)]
+    run_timings = run.get("timings") if isinstance(run.get("timings"), dict) else {}
+    traces = [_trace_view(i, r, run_timings) for i, r in enumerate(results)]
     checks = sorted((c for t in traces for c in t["checks"]), key=lambda c: c["passed"])
     try:
         template = env.get_template(TEMPLATE)
@@ -318,14 +321,15 @@ def _run_rows(run: dict) -> list[dict]:
     if args is not None:
         text = args if isinstance(args, str) else shlex.join(str(a) for a in args)
         rows.append({"label": "arguments", "text": text or "(none)", "code": True})
-    known = {"started", "duration_s", "plugin_version", "python", "git_commit", "args"}
+    known = {"started", "duration_s", "plugin_version", "python", "git_commit", "args",
+             "timings"}
     for key in sorted(set(run) - known):
         if run[key] is not None:
             rows.append({"label": key.replace("_", " "), "text": str(run[key]), "code": False})
     return rows
 
 
-def _trace_view(index: int, result: dict) -> dict:
+def _trace_view(index: int, result: dict, run_timings: dict | None = None) -> dict:
     params = result.get("params") or {}
     name = str(result.get("name") or params.get("path") or f"trace {index + 1}")
     anchor = f"trace-{index + 1}"
@@ -352,7 +356,9 @@ def _trace_view(index: int, result: dict) -> dict:
     view["figures"] = _figure_rows(figures, lru)
     view["size_columns"], view["sizes"] = _size_table(result, lru)
     view["plot"], view["plot_alt"] = _plot(result, name, lru)
-    view["timings"] = _timings_text(result.get("timings") or {})
+    # Timings live in the run block, by trace name (older result files: in the trace).
+    timings = (run_timings or {}).get(name) or result.get("timings") or {}
+    view["timings"] = _timings_text(timings if isinstance(timings, dict) else {})
     view["headline"] = _headline(figures, result.get("offloadable_fraction") or {})
     return view
 

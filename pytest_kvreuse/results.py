@@ -49,5 +49,10 @@ def trace_result(analysis: ReuseAnalysis, *, name: str,
                                      for c in sizes},
         }
         result["curves"]["lru"] = _curve(*analysis.lru_offloadable_curve())
-    result["timings"] = {k: round(float(v), 4) for k, v in sorted(analysis.timings.items())}
     return result
+
+
+def trace_timings(analysis: ReuseAnalysis) -> dict:
+    """Seconds each step took. Volatile, so never part of a trace's result: they go to the
+    run block (``run["timings"][name]``), keeping per-trace results byte-identical."""
+    return {k: round(float(v), 4) for k, v in sorted(analysis.timings.items())}

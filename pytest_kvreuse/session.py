@@ -56,6 +56,7 @@ class KvReuseSession:
         self.worker_payloads: list[dict] = []
         self.output_notes: list[str] = []
         self._results: list[dict] | None = None
+        self._run_timings: dict[str, dict] = {}
         # Each turns (results, run) into what the report and JSON show (baselines add theirs).
         self.output_extenders: list[Callable[[list[dict], dict], tuple[list[dict], dict]]] = []
 
@@ -197,7 +198,7 @@ class KvReuseSession:
             r["error"] = None
         else:
             r = {"name": name, "params": {**e.params, "path": path},
-                 "figures": {}, "offloadable_fraction": {}, "curves": {}, "timings": {},
+                 "figures": {}, "offloadable_fraction": {}, "curves": {},
                  "error": e.error.one_line() if e.error else None}
         r["content_hash"] = e.digest
         r["checks"] = list(e.checks)
@@ -207,8 +208,16 @@ class KvReuseSession:
 
     def payload(self) -> dict:
         """This process's results as plain dicts (what a worker sends to the controller)."""
-        return {"traces": [{"key": e.key, "names": sorted(e.names), "result": self._result(e)}
-                           for e in self.entries.values()]}
+        return {"traces": [{"key": e.key, "names": sorted(e.names), "result": self._result(e),
+                            "timings": self._timings(e)} for e in self.entries.values()]}
+
+    @staticmethod
+    def _timings(e: TraceEntry) -> dict:
+        if e.analysis is None:
+            return {}
+        from .results import trace_timings
+
+        return trace_timings(e.analysis)
 
     def add_worker_payload(self, payload: dict) -> None:
         self.worker_payloads.append(payload)
@@ -222,9 +231,12 @@ class KvReuseSession:
 
     def _merge(self) -> list[dict]:
         merged: dict[str, dict] = {}
+        timings: dict[str, dict] = {}
         for payload in [self.payload(), *self.worker_payloads]:
             for item in payload.get("traces", []):
                 r = item["result"]
+                if item.get("timings"):
+                    timings.setdefault(item["key"], item["timings"])
                 have = merged.get(item["key"])
                 if have is None:
                     merged[item["key"]] = {**r, "params": dict(r["params"]),
@@ -233,21 +245,29 @@ class KvReuseSession:
                 have["name"] = min(have["name"], r["name"])
                 have["params"]["path"] = min(have["params"]["path"], r["params"]["path"])
                 have["checks"].extend(r["checks"])
-                have["offloadable_fraction"] = dict(sorted(
-                    {**have["offloadable_fraction"], **r["offloadable_fraction"]}.items(),
-                    key=lambda kv: int(kv[0])))
+                # Every per-size figure: each process computed the sizes its tests asked for.
+                have["offloadable_fraction"] = _by_size(have["offloadable_fraction"],
+                                                        r["offloadable_fraction"])
+                if isinstance(have.get("lru"), dict) and isinstance(r.get("lru"), dict):
+                    have["lru"] = {k: _by_size(v, r["lru"].get(k)) if isinstance(v, dict)
+                                   else v for k, v in have["lru"].items()}
         out = list(merged.values())
         for r in out:
             r["checks"].sort(key=lambda c: (c["nodeid"], c["metric"], c["at"] or 0))
         out.sort(key=lambda r: (r["name"], r["params"].get("path", ""),
                                 json.dumps(r["params"], sort_keys=True, default=str)))
+        self._run_timings = {merged[k]["name"]: t for k, t in sorted(
+            timings.items(), key=lambda kv: merged[kv[0]]["name"])}
         return out
 
     def run_info(self) -> dict:
         from .report import run_info
 
-        return run_info(self.args, started=self.started,
-                        duration_s=time.perf_counter() - self._t0, cwd=self.rootpath)
+        run = run_info(self.args, started=self.started,
+                       duration_s=time.perf_counter() - self._t0, cwd=self.rootpath)
+        # Per trace (by name), here rather than in the results: they vary run to run.
+        run["timings"] = dict(self._run_timings)
+        return run
 
     def write_outputs(self, *, report: Path | None, json_path: Path | None,
                       template_dir: Path | None) -> None:
@@ -278,6 +298,11 @@ class KvReuseSession:
                                          f"{path}: {exc.strerror or exc}")
             else:
                 self.output_notes.append(f"kvreuse: {what} written to {path}")
+
+
+def _by_size(a: dict, b: dict | None) -> dict:
+    """Two maps from a cache size (a string of digits) to a figure, merged in size order."""
+    return dict(sorted({**a, **(b or {})}.items(), key=lambda kv: int(kv[0])))
 
 
 def _num(x: float) -> float | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from .atomic import atomic_write_bytes
+from .atomic import atomic_open, atomic_write_bytes
 
 
 @dataclass(frozen=True)
@@ -169,20 +169,9 @@ def write_aiperf(requests: list[Request], path: str | os.PathLike[str], *, seed:
 
     Written entry by entry to a temporary file renamed into place, so a trace of hundreds
     of megabytes is never held in memory whole."""
-    import tempfile
-
-    target = os.fspath(path)
     text = SegmentText(seed, words)
-    fd, tmp = tempfile.mkstemp(prefix=".aiperf.", suffix=".tmp",
-                               dir=os.path.dirname(os.path.abspath(target)))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(b'{"data": [')
-            for i, entry in enumerate(aiperf_sessions(requests, text)):
-                fh.write((b",\n" if i else b"\n") + orjson.dumps(entry))
-            fh.write(b"\n]}\n")
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_open(path) as fh:
+        fh.write(b'{"data": [')
+        for i, entry in enumerate(aiperf_sessions(requests, text)):
+            fh.write((b",\n" if i else b"\n") + orjson.dumps(entry))
+        fh.write(b"\n]}\n")

@@ -135,12 +135,18 @@ class _StreamBuilder:
             sessions=np.asarray(self.sessions, dtype=np.int64), meta=meta)
 
 
-def _batches(requests: Iterable[TextRequest], prompt: str, tokenizer
+def _batches(requests: Iterable[TextRequest], prompt: str, tokenizer, path: str
              ) -> Iterator[list[tuple[str, object, float]]]:
     batch: list[tuple[str, object, float]] = []
     chars = 0
     for req in requests:
-        for text in request_prompts(req, prompt, tokenizer):
+        try:
+            texts = request_prompts(req, prompt, tokenizer)
+        except KvReuseError as exc:  # a chat template refusing this request: name it
+            if exc.path is not None:
+                raise
+            raise type(exc)(exc.message, path=path, line=req.line) from None
+        for text in texts:
             batch.append((text, req.session, req.timestamp))
             chars += len(text)
         if chars >= _BATCH_CHARS or len(batch) >= _BATCH_REQUESTS:
@@ -188,7 +194,8 @@ def text_block_stream(path: str | os.PathLike[str], fmt: str, *, block_size: int
     with ChunkedEncoder(tok) as encoder, \
             _progress_bar(spath, progress_enabled(progress), "tokenizing") as bar:
         waiting = None
-        for batch in _batches(iter_text_requests(spath, fmt, bar.update), prompt, tok):
+        for batch in _batches(iter_text_requests(spath, fmt, bar.update), prompt, tok,
+                              spath):
             handle = encoder.submit([text for text, _, _ in batch],
                                     previous=waiting[1] if waiting else None)
             if waiting:

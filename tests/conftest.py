@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -30,3 +31,14 @@ def _private_kvreuse_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KVREUSE_CACHE_DIR", str(tmp_path_factory.mktemp("kvreuse-cache")))
         yield
+
+
+# Fuzz tests stay quick in CI; `HYPOTHESIS_PROFILE=long` (or `--hypothesis-profile=long`)
+# runs them at length locally.
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                   HealthCheck.too_slow])
+settings.register_profile("default", max_examples=60, **_FUZZ)
+settings.register_profile("long", max_examples=3000, **_FUZZ)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))

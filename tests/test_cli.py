@@ -104,9 +104,15 @@ def test_too_few_hash_ids(trace, capsys):
     assert "t.jsonl:1: input_length 2000 needs 4 hash_ids" in line
 
 
-def test_no_full_block_is_an_error(trace, capsys):
+def test_no_full_block_reports_undefined_figures(trace, tmp_path, capsys):
     trace.write_text(json.dumps({"input_length": 10, "hash_ids": [1]}) + "\n")
-    assert "figures are undefined" in run_error(["analyze", str(trace)], capsys)
+    out = tmp_path / "o.json"
+    assert main(["analyze", str(trace), "--gpu-kv-cache-size", "1000", "--json", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "fractions are undefined" in captured.err
+    assert "offloadable at 1,000 tokens: undefined" in captured.out
+    data = json.loads(out.read_text())
+    assert data["offloadable_fraction"] is None and data["reused_fraction"] is None
 
 
 def test_bad_plot_extension_keeps_nothing(trace, tmp_path, capsys):
@@ -118,7 +124,8 @@ def test_bad_flag_value_is_usage_error(trace, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["analyze", str(trace), "--block-size", "0"])
     assert exc.value.code == 2
-    assert "positive integer" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "positive integer" in err and len(err.strip().splitlines()) == 1
 
 
 def test_console_script_exit_code(tmp_path):

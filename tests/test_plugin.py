@@ -507,7 +507,9 @@ def test_report_and_json_are_written_with_results_and_run(
         ("kvreuse.toml::tiny::reused_fraction", False)]
     assert "below the minimum 0.5" in trace["checks"][1]["message"]
     assert set(run) == {"started", "duration_s", "args", "git_commit", "plugin_version",
-                        "python"}
+                        "python", "timings"}
+    assert "timings" not in trace and set(run["timings"]) == {"tiny"}
+    assert run["timings"]["tiny"]["load_s"] >= 0
     assert run["args"][0] == "--kvreuse-report"
     result.stdout.fnmatch_lines([f"kvreuse: report written to {tiny.path}/kvreuse-report.html"])
 

@@ -91,6 +91,8 @@ class _Scanner:
         while True:
             try:
                 value, end = self.json.raw_decode(self.buf, self.pos)
+            except RecursionError:  # the C scanner gives up on very deep nesting
+                raise self.fail("not valid JSON (nested too deeply)") from None
             except json.JSONDecodeError as exc:
                 # Input cut off by the buffer fails at its very end, or as a string left
                 # open: anything else is a real error, reported without reading on.

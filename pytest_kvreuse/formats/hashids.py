@@ -8,20 +8,24 @@ from __future__ import annotations
 
 import math
 import os
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..blocks import BlockStream, SlotLayout, dense_ids, request_index
+from ..blocks import BlockStream, SlotLayout, dense_ids, request_index, smallest_index_dtype
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
 from .jsonl import iter_records
 
+_INT64_END = 2**63
 MOONCAKE_HASH_BLOCK = 512
 BAILIAN_HASH_BLOCK = 16
 
 # Records are parsed one line at a time but converted to numpy per batch, so the file is
 # never held as Python objects and numpy does the per-id work.
 _BATCH = 8192
+# Blocks gathered per step when cutting requests into blocks (bounds the int64 index).
+_GATHER = 1 << 22
 
 
 @dataclass(frozen=True, eq=False)
@@ -54,6 +58,9 @@ def _field_int(record: dict, name: str, path: str, lineno: int, *, required: boo
     if value < 0:
         raise TraceFormatError(f"'{name}' must not be negative, got {value}",
                                path=path, line=lineno)
+    if value >= _INT64_END:
+        raise TraceFormatError(f"'{name}' {value} does not fit in 64 bits",
+                               path=path, line=lineno)
     return value
 
 
@@ -64,7 +71,10 @@ def _field_number(record: dict, name: str, path: str, lineno: int) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TraceFormatError(f"'{name}' must be a number, got {type(value).__name__}",
                                path=path, line=lineno)
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond the float range (Python's json keeps it)
+        raise TraceFormatError(f"'{name}' is out of range", path=path, line=lineno) from None
 
 
 def _ids_to_array(batch_ids: list, batch_counts: list[int], batch_lines: list[int],
@@ -103,10 +113,12 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         raise BlockSizeError(f"hash block size must be positive, got {native_block_size}")
 
     id_chunks: list[np.ndarray] = []
-    counts: list[int] = []
-    lengths: list[int] = []
-    stamps: list[float] = []
-    lines: list[int] = []
+    # Per-request columns as typed arrays: 8 bytes an entry, not a Python object each
+    # (with lists, these were most of the reader's memory on a big trace).
+    counts = array("q")
+    lengths = array("q")
+    stamps = array("d")
+    lines = array("q")
     chat_ids: list[int] = []
     parent_ids: list[int] = []
     batch_ids: list = []
@@ -126,13 +138,15 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         if not isinstance(ids, list):
             raise TraceFormatError(f"'hash_ids' must be a list, got {type(ids).__name__}",
                                    path=spath, line=lineno)
+        # Plain values pass straight through; anything else takes the checking path.
         length = rec.get("input_length")
-        if type(length) is not int or length < 0:  # the checks only on the rare path
+        if type(length) is not int or not 0 <= length < _INT64_END:
             length = _field_int(rec, "input_length", spath, lineno, required=False)
             if length is None:
                 length = len(ids) * native_block_size
         stamp = rec.get("timestamp")
-        if type(stamp) is not float and type(stamp) is not int:
+        if type(stamp) is not float and (type(stamp) is not int
+                                         or not -_INT64_END <= stamp < _INT64_END):
             stamp = _field_number(rec, "timestamp", spath, lineno)
         batch_ids.extend(ids)
         batch_counts.append(len(ids))
@@ -147,6 +161,9 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
             if type(chat) is not int or type(parent) is not int:
                 raise TraceFormatError("'chat_id' and 'parent_chat_id' must be integers",
                                        path=spath, line=lineno)
+            if not (-_INT64_END <= chat < _INT64_END and -_INT64_END <= parent < _INT64_END):
+                raise TraceFormatError("'chat_id' and 'parent_chat_id' must fit in 64 bits",
+                                       path=spath, line=lineno)
             chat_ids.append(chat)
             parent_ids.append(parent)
         if len(batch_counts) >= _BATCH:
@@ -158,19 +175,33 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
 
     num = len(counts)
     offsets = np.zeros(num + 1, dtype=np.int64)
-    np.cumsum(np.asarray(counts, dtype=np.int64), out=offsets[1:])
+    np.cumsum(np.frombuffer(counts, dtype=np.int64), out=offsets[1:])
+    del counts
     sessions = (_bailian_sessions(chat_ids, parent_ids) if flavour == "bailian"
                 else np.full(num, -1, dtype=np.int64))
     return HashIdTrace(
         path=spath,
-        hash_ids=np.concatenate(id_chunks) if id_chunks else np.zeros(0, np.int64),
+        hash_ids=_concatenate(id_chunks),
         offsets=offsets,
-        input_lengths=np.asarray(lengths, dtype=np.int64),
-        timestamps=np.asarray(stamps, dtype=np.float64),
+        input_lengths=np.frombuffer(lengths, dtype=np.int64).copy(),
+        timestamps=np.frombuffer(stamps, dtype=np.float64).copy(),
         sessions=sessions,
-        lines=np.asarray(lines, dtype=np.int64),
+        lines=np.frombuffer(lines, dtype=np.int64).copy(),
         native_block_size=native_block_size,
     )
+
+
+def _concatenate(chunks: list[np.ndarray]) -> np.ndarray:
+    """One array of all chunks, releasing each chunk as soon as it is copied (the list would
+    otherwise hold a second copy of every id until the end)."""
+    out = np.empty(sum(c.shape[0] for c in chunks), dtype=np.int64)
+    at = 0
+    chunks.reverse()
+    while chunks:
+        c = chunks.pop()
+        out[at:at + c.shape[0]] = c
+        at += c.shape[0]
+    return out
 
 
 def _bailian_sessions(chat_ids: list[int], parent_ids: list[int]) -> np.ndarray:
@@ -233,21 +264,29 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
     req = request_index(nblocks)
     first_block = np.cumsum(nblocks) - nblocks
     if per_native is not None:
-        wide = n_native * per_native >= 2**31
-        ids = native_ids.astype(np.int64 if wide else np.int32, copy=False)
-        virtual = (ids[:, None] * per_native
-                   + np.arange(per_native, dtype=ids.dtype)).reshape(-1)
+        # Built in the final dtype: no int64 copy of every virtual block.
+        dtype = smallest_index_dtype(np.zeros(0, np.int64), n_native * per_native).dtype
+        virtual = (native_ids.astype(dtype)[:, None] * dtype.type(per_native)
+                   + np.arange(per_native, dtype=dtype)).reshape(-1)
         start = trace.offsets[:-1] * per_native - first_block
         step = 1
     else:
         step = block_size // native
         virtual = native_ids
         start = trace.offsets[:-1] + step - 1 - first_block * step
-    # int32 indices when they fit: half the memory traffic of this, the widest pass.
-    wide = max(int(virtual.shape[0]), total * step) >= 2**31
-    index = np.repeat(start.astype(np.int64 if wide else np.int32), nblocks)
-    index += np.arange(0, total * step, step, dtype=index.dtype)
-    keys = virtual[index]
+    # Gathered a run of requests at a time: the int64 index costs a chunk, not the stream.
+    keys = np.empty(total, dtype=virtual.dtype)
+    ends = np.cumsum(nblocks)
+    lo_req = 0
+    while lo_req < nblocks.shape[0]:
+        lo = int(first_block[lo_req])
+        hi_req = max(int(np.searchsorted(ends, lo + _GATHER, side="right")), lo_req + 1)
+        hi = int(ends[hi_req - 1])
+        index = np.repeat(start[lo_req:hi_req], nblocks[lo_req:hi_req])
+        index += np.arange(lo * step, hi * step, step, dtype=np.int64)
+        keys[lo:hi] = virtual[index]
+        lo_req = hi_req
+    del virtual
     layout = None
     if per_native is not None and per_native > 1:
         layout = _slot_layout(trace, native_ids, nblocks, first_block, per_native)
@@ -269,9 +308,12 @@ def _slot_layout(trace: HashIdTrace, native_ids: np.ndarray, nblocks: np.ndarray
     slot_request = np.repeat(np.arange(nblocks.shape[0], dtype=np.int64), slots)
     within = np.arange(slot_request.shape[0], dtype=np.int64) - np.repeat(
         np.cumsum(slots) - slots, slots)
+    total = int(nblocks.sum())
     return SlotLayout(
         key=native_ids[trace.offsets[:-1][slot_request] + within],
-        start=first_block[slot_request] + within * per_native,
-        count=np.minimum(per_native, nblocks[slot_request] - within * per_native),
+        # Small dtypes: a slot costs ~10 bytes, a few per cent of its blocks' arrays.
+        start=smallest_index_dtype(first_block[slot_request] + within * per_native, total),
+        count=np.minimum(per_native, nblocks[slot_request] - within * per_native
+                         ).astype(np.int32),
         per_slot=per_native,
     )

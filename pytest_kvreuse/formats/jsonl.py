@@ -10,6 +10,8 @@ import orjson
 
 from ..errors import TraceFormatError, TraceReadError
 
+_BOM = b"\xef\xbb\xbf"
+
 
 def open_trace(path: str | os.PathLike[str]):
     """Open a trace for binary reading, turning OS errors into one-line errors."""
@@ -35,6 +37,8 @@ def iter_records(path: str | os.PathLike[str], on_bytes: Callable[[int], None] |
                 on_bytes(len(raw))
             if not raw.strip():
                 continue
+            if lineno == 1 and raw.startswith(_BOM):  # files saved by Windows editors
+                raw = raw[len(_BOM):]
             try:
                 record = orjson.loads(raw)
             except orjson.JSONDecodeError as exc:
@@ -52,6 +56,8 @@ def first_record(path: str | os.PathLike[str]) -> tuple[int, object] | None:
     with open_trace(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if raw.strip():
+                if lineno == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
                 try:
                     return lineno, orjson.loads(raw)
                 except orjson.JSONDecodeError:

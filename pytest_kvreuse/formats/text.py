@@ -89,7 +89,7 @@ def _timestamp(record: dict, path: str, line: int) -> float:
 
 def _session(record: dict, path: str, line: int) -> object:
     value = record.get("session_id")
-    if value is not None and not isinstance(value, (str, int)):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (str, int))):
         raise TraceFormatError(f"'session_id' must be a string or an integer, got "
                                f"{type(value).__name__}", path=path, line=line)
     return value

@@ -1,0 +1,49 @@
+"""Strategies shared by the fuzz tests: JSON values of every kind and ways to break a line."""
+
+from __future__ import annotations
+
+import json
+
+from hypothesis import strategies as st
+
+SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
+    st.text(max_size=8), st.just("\x00"), st.just(float("inf")), st.just(1e308),
+)
+JSON = st.recursive(SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
+    max_leaves=12)
+SHORT_TEXT = st.one_of(st.text(max_size=40), st.sampled_from(
+    ["hello world", "The quick brown fox. " * 3, "\x00nul", "🙂 emoji ☃", "\ud800x",
+     "a" * 70, "日本語のテキスト"]))
+
+
+def dumps(value: object, draw) -> bytes:
+    try:
+        text = json.dumps(value, ensure_ascii=draw(st.booleans()), allow_nan=True)
+    except (ValueError, RecursionError):
+        return b"{}"
+    return text.encode("utf-8", "surrogatepass")
+
+
+def mangle(draw, line: bytes) -> bytes:
+    how = draw(st.sampled_from(["keep", "keep", "keep", "keep", "truncate", "nul", "bad-utf8",
+                                "deep", "garbage", "huge"]))
+    if how == "truncate" and line:
+        return line[: draw(st.integers(0, len(line) - 1))]
+    if how == "nul":
+        return line.replace(b":", b":\x00", 1)
+    if how == "bad-utf8":
+        pos = draw(st.integers(0, len(line)))
+        return line[:pos] + b"\xff\xfe" + line[pos:]
+    if how == "deep":
+        return b"[" * 5000 + b"]" * 5000
+    if how == "garbage":
+        return draw(st.binary(max_size=30)).replace(b"\n", b"")
+    if how == "huge":
+        return line.replace(b"1", b"1" + b"9" * 400, 1)
+    return line
+
+
+def join_lines(draw, lines: list[bytes]) -> bytes:
+    return b"\n".join(lines) + draw(st.sampled_from([b"", b"\n", b"\r\n"]))

@@ -1,0 +1,40 @@
+"""The memory-bounded passes (chunked gathers, neighbour scan, dense ids) give exactly the
+arrays of one whole-stream pass: checked with chunks far smaller than the stream."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import pytest_kvreuse.blocks as blocks
+import pytest_kvreuse.formats.hashids as hashids
+import pytest_kvreuse.intervals as intervals
+from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
+from pytest_kvreuse.trace import load_block_stream
+
+
+@pytest.mark.parametrize("block_size", [16, 512, 2048])
+def test_small_chunks_change_nothing(tmp_path, monkeypatch, block_size):
+    trace = tmp_path / "t.jsonl"
+    write_mooncake(generate(Workload(sessions=12, seed=4)), trace)
+    whole = load_block_stream(trace, block_size=block_size)
+    whole_iv, whole_unique = intervals.reuse_intervals(whole, counted_from=5)
+    for chunk in (1, 3, 7, 64):
+        monkeypatch.setattr(hashids, "_GATHER", chunk)
+        monkeypatch.setattr(intervals, "_CHUNK", chunk)
+        monkeypatch.setattr(blocks, "_CHUNK", chunk)
+        small = load_block_stream(trace, block_size=block_size)
+        assert np.array_equal(small.keys, whole.keys)
+        assert np.array_equal(small.request, whole.request)
+        iv, unique = intervals.reuse_intervals(small, counted_from=5)
+        assert unique == whole_unique and np.array_equal(iv, whole_iv)
+
+
+def test_dense_ids_match_np_unique():
+    rng = np.random.default_rng(0)
+    values = rng.integers(-(2**62), 2**62, 500)
+    values[::3] = values[0]
+    ids, n = blocks.dense_ids(values)
+    uniq, inverse = np.unique(values, return_inverse=True)
+    assert n == len(uniq) and np.array_equal(ids, inverse.reshape(-1))
+    assert ids.dtype == np.int32
