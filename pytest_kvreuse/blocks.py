@@ -112,13 +112,3 @@ def request_index(blocks_per_request: np.ndarray) -> np.ndarray:
     numbers = smallest_index_dtype(np.arange(counts.shape[0], dtype=np.int64),
                                    counts.shape[0])
     return np.repeat(numbers, counts)
-
-
-def offsets_within_request(blocks_per_request: np.ndarray,
-                           request: np.ndarray | None = None) -> np.ndarray:
-    """Position of every block inside its request (0, 1, ..., n_r - 1 for each request)."""
-    counts = np.asarray(blocks_per_request, dtype=np.int64)
-    if request is None:
-        request = request_index(counts)
-    starts = smallest_index_dtype(np.cumsum(counts) - counts, int(counts.sum()))
-    return np.arange(request.shape[0], dtype=starts.dtype) - starts[request]
