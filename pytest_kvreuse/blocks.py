@@ -14,13 +14,14 @@ class SlotLayout:
     Slot ``k`` is one hash id as one request uses it: its blocks are ``start[k]`` to
     ``start[k] + count[k] - 1`` (``count`` is the native-to-block ratio, less for a
     request's last, partial slot), and block ``start[k] + s`` has key
-    ``key[k] * per_slot + s``. Analyses may work on slots instead of blocks: several
-    times fewer elements.
+    ``key[k] * per_slot + s``; ``request[k]`` is the slot's request. Analyses may work on
+    slots instead of blocks: several times fewer elements.
     """
 
     key: np.ndarray
     start: np.ndarray
     count: np.ndarray
+    request: np.ndarray
     per_slot: int
 
 

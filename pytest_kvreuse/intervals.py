@@ -38,6 +38,12 @@ def _neighbours(packed: np.ndarray, shift: int) -> tuple[int, np.ndarray, np.nda
     return pairs, prev, nxt
 
 
+def interval_dtype(stream: BlockStream) -> type:
+    """int32 while every interval fits (one is less than the stream's tokens): half the
+    memory of the result, the biggest array this pass makes."""
+    return np.int32 if stream.total_tokens < 2**31 else np.int64
+
+
 def reuse_intervals(stream: BlockStream, *,
                     counted_from: int = 0) -> tuple[np.ndarray, int]:
     """Sorted reuse intervals (tokens) of ``stream`` and its number of unique keys.
@@ -83,7 +89,7 @@ def reuse_intervals(stream: BlockStream, *,
     nxt -= prev
     del prev
     # int64 from here: an interval in tokens may exceed int32 even when positions do not.
-    intervals = nxt[cross].astype(np.int64, copy=False)
+    intervals = nxt[cross].astype(interval_dtype(stream), copy=False)
     intervals -= 1
     intervals *= stream.block_size
     intervals.sort()
@@ -117,7 +123,7 @@ def _slot_intervals(stream: BlockStream, layout: SlotLayout,
     del packed
     count = layout.count[order]
     start = layout.start[order]
-    request = stream.request[start]
+    request = layout.request[order]
     groups = np.flatnonzero(np.r_[True, slot_keys[1:] != slot_keys[:-1]])
     unique = int(np.maximum.reduceat(count, groups).sum())
 
@@ -151,8 +157,14 @@ def _slot_intervals(stream: BlockStream, layout: SlotLayout,
     if counted_from > 0:
         keep &= start[second] >= counted_from
     blocks_apart = start[second[keep]] - start[first[keep]] - 1
-    by_value = np.argsort(blocks_apart)
-    intervals = np.repeat(blocks_apart[by_value] * stream.block_size, times[keep][by_value])
+    # Sort (distance, multiplicity) packed in one integer: a value sort, not an argsort.
+    times = times[keep]
+    width = int(layout.per_slot).bit_length()
+    packed = blocks_apart.astype(np.int64) << width
+    packed |= times
+    packed.sort()
+    tokens_apart = ((packed >> width) * stream.block_size).astype(interval_dtype(stream))
+    intervals = np.repeat(tokens_apart, packed & ((1 << width) - 1))
     return intervals, unique
 
 

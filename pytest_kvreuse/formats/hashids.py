@@ -21,9 +21,6 @@ _INT64_END = 2**63
 MOONCAKE_HASH_BLOCK = 512
 BAILIAN_HASH_BLOCK = 16
 
-# Records are parsed one line at a time but converted to numpy per batch, so the file is
-# never held as Python objects and numpy does the per-id work.
-_BATCH = 8192
 # Blocks gathered per step when cutting requests into blocks (bounds the int64 index).
 _GATHER = 1 << 22
 
@@ -77,30 +74,17 @@ def _field_number(record: dict, name: str, path: str, lineno: int) -> float:
         raise TraceFormatError(f"'{name}' is out of range", path=path, line=lineno) from None
 
 
-def _ids_to_array(batch_ids: list, batch_counts: list[int], batch_lines: list[int],
-                  path: str) -> np.ndarray:
-    try:
-        arr = np.array(batch_ids)
-    except (ValueError, OverflowError, TypeError):
-        arr = None
-    if arr is not None and arr.ndim == 1 and (arr.dtype.kind == "i" or
-                                               (arr.dtype.kind == "u" and arr.size == 0)):
-        return arr.astype(np.int64, copy=False)
-    if arr is not None and arr.size == 0:
-        return np.zeros(0, dtype=np.int64)
-    # Slow path, only on bad input: find the record at fault.
-    pos = 0
-    for count, lineno in zip(batch_counts, batch_lines, strict=True):
-        for value in batch_ids[pos:pos + count]:
-            if type(value) is not int:
-                raise TraceFormatError(
-                    f"'hash_ids' must hold integers, found {type(value).__name__}",
-                    path=path, line=lineno)
-            if not -(2**63) <= value < 2**63:
-                raise TraceFormatError(f"hash id {value} does not fit in 64 bits",
-                                       path=path, line=lineno)
-        pos += count
-    raise TraceFormatError("'hash_ids' must hold integers", path=path)
+def _bad_ids(ids: list, path: str, lineno: int) -> TraceFormatError:
+    """The error for a ``hash_ids`` list that is not all 64-bit integers."""
+    for value in ids:
+        if type(value) is not int and type(value) is not bool:
+            return TraceFormatError(
+                f"'hash_ids' must hold integers, found {type(value).__name__}",
+                path=path, line=lineno)
+        if not -_INT64_END <= value < _INT64_END:
+            return TraceFormatError(f"hash id {value} does not fit in 64 bits",
+                                    path=path, line=lineno)
+    return TraceFormatError("'hash_ids' must hold integers", path=path, line=lineno)
 
 
 def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
@@ -112,30 +96,24 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     if native_block_size <= 0:
         raise BlockSizeError(f"hash block size must be positive, got {native_block_size}")
 
-    id_chunks: list[np.ndarray] = []
-    # Per-request columns as typed arrays: 8 bytes an entry, not a Python object each
-    # (with lists, these were most of the reader's memory on a big trace).
+    # Ids go straight into a typed array (converted in C, 8 bytes each): never a Python
+    # list of every id of a big trace, and no per-batch conversion pass.
+    all_ids = array("q")
     counts = array("q")
     lengths = array("q")
     stamps = array("d")
     lines = array("q")
     chat_ids: list[int] = []
     parent_ids: list[int] = []
-    batch_ids: list = []
-    batch_counts: list[int] = []
-    batch_lines: list[int] = []
-
-    def flush() -> None:
-        id_chunks.append(_ids_to_array(batch_ids, batch_counts, batch_lines, spath))
-        batch_ids.clear()
-        batch_counts.clear()
-        batch_lines.clear()
-
+    # Bound once: this loop runs per record, and a big trace has millions.
+    add_ids, add_count, add_length = all_ids.extend, counts.append, lengths.append
+    add_line, add_stamp = lines.append, stamps.append
+    bailian = flavour == "bailian"
     for lineno, rec in iter_records(spath):
         ids = rec.get("hash_ids")
-        if ids is None:
-            raise TraceFormatError("record has no 'hash_ids'", path=spath, line=lineno)
-        if not isinstance(ids, list):
+        if type(ids) is not list:
+            if ids is None:
+                raise TraceFormatError("record has no 'hash_ids'", path=spath, line=lineno)
             raise TraceFormatError(f"'hash_ids' must be a list, got {type(ids).__name__}",
                                    path=spath, line=lineno)
         # Plain values pass straight through; anything else takes the checking path.
@@ -148,14 +126,15 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         if type(stamp) is not float and (type(stamp) is not int
                                          or not -_INT64_END <= stamp < _INT64_END):
             stamp = _field_number(rec, "timestamp", spath, lineno)
-        batch_ids.extend(ids)
-        batch_counts.append(len(ids))
-        batch_lines.append(lineno)
-        counts.append(len(ids))
-        lengths.append(length)
-        lines.append(lineno)
-        stamps.append(stamp)
-        if flavour == "bailian":
+        try:
+            add_ids(ids)
+        except (TypeError, OverflowError):
+            raise _bad_ids(ids, spath, lineno) from None
+        add_count(len(ids))
+        add_length(length)
+        add_line(lineno)
+        add_stamp(stamp)
+        if bailian:
             chat = rec.get("chat_id")
             parent = rec.get("parent_chat_id", -1)
             if type(chat) is not int or type(parent) is not int:
@@ -166,9 +145,6 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
                                        path=spath, line=lineno)
             chat_ids.append(chat)
             parent_ids.append(parent)
-        if len(batch_counts) >= _BATCH:
-            flush()
-    flush()
 
     if not counts:
         raise EmptyTraceError("trace holds no requests", path=spath)
@@ -176,12 +152,11 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     num = len(counts)
     offsets = np.zeros(num + 1, dtype=np.int64)
     np.cumsum(np.frombuffer(counts, dtype=np.int64), out=offsets[1:])
-    del counts
     sessions = (_bailian_sessions(chat_ids, parent_ids) if flavour == "bailian"
                 else np.full(num, -1, dtype=np.int64))
     return HashIdTrace(
         path=spath,
-        hash_ids=_concatenate(id_chunks),
+        hash_ids=np.frombuffer(all_ids, dtype=np.int64) if all_ids else np.zeros(0, np.int64),
         offsets=offsets,
         input_lengths=np.frombuffer(lengths, dtype=np.int64).copy(),
         timestamps=np.frombuffer(stamps, dtype=np.float64).copy(),
@@ -189,19 +164,6 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         lines=np.frombuffer(lines, dtype=np.int64).copy(),
         native_block_size=native_block_size,
     )
-
-
-def _concatenate(chunks: list[np.ndarray]) -> np.ndarray:
-    """One array of all chunks, releasing each chunk as soon as it is copied (the list would
-    otherwise hold a second copy of every id until the end)."""
-    out = np.empty(sum(c.shape[0] for c in chunks), dtype=np.int64)
-    at = 0
-    chunks.reverse()
-    while chunks:
-        c = chunks.pop()
-        out[at:at + c.shape[0]] = c
-        at += c.shape[0]
-    return out
 
 
 def _bailian_sessions(chat_ids: list[int], parent_ids: list[int]) -> np.ndarray:
@@ -256,40 +218,35 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
             f"{native} tokens, the record has {int(have[r])}",
             path=trace.path, line=int(trace.lines[r]))
 
-    # Lay out every possible block of every hash id once ("virtual blocks": per native id
-    # its sub-blocks, or the id itself when a block spans several ids); a request's blocks
-    # are then one contiguous (strided) run of them, gathered for all requests at once.
     native_ids, n_native = dense_ids(trace.hash_ids)
     total = int(nblocks.sum())
     req = request_index(nblocks)
     first_block = np.cumsum(nblocks) - nblocks
     if per_native is not None:
-        # Built in the final dtype: no int64 copy of every virtual block.
-        dtype = smallest_index_dtype(np.zeros(0, np.int64), n_native * per_native).dtype
-        virtual = (native_ids.astype(dtype)[:, None] * dtype.type(per_native)
-                   + np.arange(per_native, dtype=dtype)).reshape(-1)
-        start = trace.offsets[:-1] * per_native - first_block
-        step = 1
-    else:
-        step = block_size // native
-        virtual = native_ids
-        start = trace.offsets[:-1] + step - 1 - first_block * step
-    # Gathered a run of requests at a time: the int64 index costs a chunk, not the stream.
-    keys = np.empty(total, dtype=virtual.dtype)
-    ends = np.cumsum(nblocks)
-    lo_req = 0
-    while lo_req < nblocks.shape[0]:
-        lo = int(first_block[lo_req])
-        hi_req = max(int(np.searchsorted(ends, lo + _GATHER, side="right")), lo_req + 1)
-        hi = int(ends[hi_req - 1])
-        index = np.repeat(start[lo_req:hi_req], nblocks[lo_req:hi_req])
-        index += np.arange(lo * step, hi * step, step, dtype=np.int64)
-        keys[lo:hi] = virtual[index]
-        lo_req = hi_req
-    del virtual
-    layout = None
-    if per_native is not None and per_native > 1:
+        # Each (request, hash id) slot is a run of consecutive keys id * per_native + s:
+        # written as steps and summed in place, so the keys are the one array of blocks
+        # this builds (fresh memory costs page faults; an index array would double it).
         layout = _slot_layout(trace, native_ids, nblocks, first_block, per_native)
+        keys = _keys_of_slots(layout, total, n_native)
+        if per_native == 1:
+            layout = None  # a slot per block: nothing for the analyses to save
+    else:
+        layout = None
+        step = block_size // native
+        start = trace.offsets[:-1] + step - 1 - first_block * step
+        # Gathered a run of requests at a time: the int64 index costs a chunk, not the
+        # stream.
+        keys = np.empty(total, dtype=native_ids.dtype)
+        ends = np.cumsum(nblocks)
+        lo_req = 0
+        while lo_req < nblocks.shape[0]:
+            lo = int(first_block[lo_req])
+            hi_req = max(int(np.searchsorted(ends, lo + _GATHER, side="right")), lo_req + 1)
+            hi = int(ends[hi_req - 1])
+            index = np.repeat(start[lo_req:hi_req], nblocks[lo_req:hi_req])
+            index += np.arange(lo * step, hi * step, step, dtype=np.int64)
+            keys[lo:hi] = native_ids[index]
+            lo_req = hi_req
     return BlockStream(
         keys=keys,
         request=req,
@@ -299,6 +256,19 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         sessions=trace.sessions,
         layout=layout,
     )
+
+
+def _keys_of_slots(layout: SlotLayout, total: int, n_native: int) -> np.ndarray:
+    """Block keys from the slots, which tile the stream in order."""
+    per = layout.per_slot
+    dtype = smallest_index_dtype(np.zeros(0, np.int64), n_native * per).dtype
+    keys = np.ones(total, dtype=dtype)
+    if total:
+        first = layout.key.astype(dtype) * dtype.type(per)
+        keys[0] = first[0]
+        keys[layout.start[1:]] = first[1:] - (first[:-1] + layout.count[:-1] - 1)
+        np.cumsum(keys, out=keys)
+    return keys
 
 
 def _slot_layout(trace: HashIdTrace, native_ids: np.ndarray, nblocks: np.ndarray,
@@ -315,5 +285,6 @@ def _slot_layout(trace: HashIdTrace, native_ids: np.ndarray, nblocks: np.ndarray
         start=smallest_index_dtype(first_block[slot_request] + within * per_native, total),
         count=np.minimum(per_native, nblocks[slot_request] - within * per_native
                          ).astype(np.int32),
+        request=smallest_index_dtype(slot_request, nblocks.shape[0]),
         per_slot=per_native,
     )
