@@ -153,18 +153,26 @@ def _slot_intervals(stream: BlockStream, layout: SlotLayout,
     first = np.concatenate([p[0] for p in pairs])
     second = np.concatenate([p[1] for p in pairs])
     times = np.concatenate([p[2] for p in pairs])
+    del pairs, slot_keys, count
     keep = (times > 0) & (request[first] != request[second])
     if counted_from > 0:
         keep &= start[second] >= counted_from
-    blocks_apart = start[second[keep]] - start[first[keep]] - 1
-    # Sort (distance, multiplicity) packed in one integer: a value sort, not an argsort.
-    times = times[keep]
+    # Sort (distance, multiplicity) packed in one integer: a value sort, not an argsort;
+    # in place, since on a big trace each of these is tens of millions of pairs.
     width = int(layout.per_slot).bit_length()
-    packed = blocks_apart.astype(np.int64) << width
-    packed |= times
+    packed = start[second[keep]].astype(np.int64)
+    packed -= start[first[keep]]
+    packed -= 1
+    packed <<= width
+    packed |= times[keep]
+    del first, second, times, keep
     packed.sort()
-    tokens_apart = ((packed >> width) * stream.block_size).astype(interval_dtype(stream))
-    intervals = np.repeat(tokens_apart, packed & ((1 << width) - 1))
+    repeats = (packed & ((1 << width) - 1)).astype(np.int32)
+    packed >>= width
+    packed *= stream.block_size
+    tokens_apart = packed.astype(interval_dtype(stream))
+    del packed
+    intervals = np.repeat(tokens_apart, repeats)
     return intervals, unique
 
 

@@ -222,17 +222,15 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
     total = int(nblocks.sum())
     req = request_index(nblocks)
     first_block = np.cumsum(nblocks) - nblocks
-    if per_native is not None:
+    if per_native is not None and per_native > 1:
         # Each (request, hash id) slot is a run of consecutive keys id * per_native + s:
         # written as steps and summed in place, so the keys are the one array of blocks
         # this builds (fresh memory costs page faults; an index array would double it).
         layout = _slot_layout(trace, native_ids, nblocks, first_block, per_native)
         keys = _keys_of_slots(layout, total, n_native)
-        if per_native == 1:
-            layout = None  # a slot per block: nothing for the analyses to save
     else:
         layout = None
-        step = block_size // native
+        step = block_size // native  # 1 when the blocks are the native ones
         start = trace.offsets[:-1] + step - 1 - first_block * step
         # Gathered a run of requests at a time: the int64 index costs a chunk, not the
         # stream.
