@@ -199,11 +199,11 @@ class ReuseAnalysis:
             "warmup_requests": self.warmup_requests,
             "counted_tokens": self.counted_tokens,
             "reuse_count": self.reuse_count,
-            "reused_fraction": _finite(self.reused_fraction),
+            "reused_fraction": defined(self.reused_fraction),
             "interval_min": self.interval_min,
             "interval_median": self.interval_median,
             "interval_max": self.interval_max,
-            "compulsory_fraction": _finite(self.compulsory_fraction),
+            "compulsory_fraction": defined(self.compulsory_fraction),
         }
 
     def __repr__(self) -> str:
@@ -211,8 +211,9 @@ class ReuseAnalysis:
                 f"block_size={self.block_size}, reuses={self.reuse_count})")
 
 
-def _finite(x: float) -> float | None:
-    return None if math.isnan(x) else x
+def defined(x: float) -> float | None:
+    """A fraction as JSON carries it: None where it is undefined (NaN: no full block)."""
+    return None if x != x else float(x)
 
 
 def analyze(path: str | os.PathLike[str], *, block_size: int = 64, format: str = "auto",

@@ -10,7 +10,7 @@ from typing import NoReturn
 import orjson
 
 from . import __version__
-from .analysis import ReuseAnalysis, analyze
+from .analysis import ReuseAnalysis, analyze, defined
 from .atomic import atomic_write_bytes
 from .drift import Tolerance, compare_runs, format_comparison, parse_tolerance
 from .errors import KvReuseError
@@ -197,24 +197,20 @@ def lru_tiers(a: ReuseAnalysis, gpu: int, lower: int) -> dict[str, float | None]
         ("beyond_tiers", beyond), ("compulsory", a.compulsory_fraction))}
 
 
-def _num(x: float) -> float | None:
-    return None if x != x else x
-
-
 def analysis_json(a: ReuseAnalysis, gpu: int | None, lower: int | None = None) -> dict:
     out = a.to_dict()
     # Lets `kvreuse compare` tell a new export of a trace from the same bytes.
     out["params"]["content_sha256"] = content_sha256(a.params["path"])
     if gpu is not None:
         out["gpu_cache_tokens"] = gpu
-        out["offloadable_fraction"] = _num(a.offloadable_fraction(gpu))
-        out["lru_hit_fraction"] = _num(a.lru_hit_fraction(gpu))
-        out["lru_offloadable_fraction"] = _num(a.lru_offloadable_fraction(gpu))
+        out["offloadable_fraction"] = defined(a.offloadable_fraction(gpu))
+        out["lru_hit_fraction"] = defined(a.lru_hit_fraction(gpu))
+        out["lru_offloadable_fraction"] = defined(a.lru_offloadable_fraction(gpu))
         hit_split = a.lru_hit_split(gpu)
         if hit_split is not None:
-            out["lru_hit_split"] = {k: _num(v) for k, v in hit_split.items()}
+            out["lru_hit_split"] = {k: defined(v) for k, v in hit_split.items()}
             out["lru_offloadable_split"] = {
-                k: _num(v) for k, v in (a.lru_offloadable_split(gpu) or {}).items()}
+                k: defined(v) for k, v in (a.lru_offloadable_split(gpu) or {}).items()}
         if lower is not None:
             out["lower_tier_tokens"] = lower
             out["lru_tiers"] = lru_tiers(a, gpu, lower)

@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from .curves import downsample  # noqa: E402
 from .errors import KvReuseError  # noqa: E402
 
 X_LABEL = "interval, tokens from other requests"
@@ -28,24 +29,6 @@ class Series:
     x: np.ndarray
     y: np.ndarray
     style: dict = field(default_factory=dict)
-
-
-def downsample(x: np.ndarray, y: np.ndarray, points: int = 400) -> tuple[np.ndarray, np.ndarray]:
-    """At most ``points`` points spread evenly on the log x axis, keeping both ends.
-
-    The curve is a non-increasing step function, so keeping for each log bin the last
-    point (lowest y) preserves its shape to the eye.
-    """
-    x = np.asarray(x)
-    y = np.asarray(y)
-    if x.size <= points:
-        return x, y
-    lx = np.log10(np.maximum(x.astype(np.float64), 1.0))
-    edges = np.linspace(lx[0], lx[-1], points)
-    idx = np.unique(np.concatenate([[0], np.searchsorted(lx, edges, side="right") - 1,
-                                    [x.size - 1]]))
-    idx = idx[idx >= 0]
-    return x[idx], y[idx]
 
 
 def ccdf_figure(series: list[Series], *, gpu_cache_tokens: float | None = None,

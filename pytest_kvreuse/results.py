@@ -7,14 +7,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .analysis import ReuseAnalysis
-from .plot import downsample
+from .analysis import ReuseAnalysis, defined
+from .curves import downsample
 
 CURVE_POINTS = 400
-
-
-def _num(x: float) -> float | None:
-    return None if x != x else float(x)
 
 
 def _curve(x: np.ndarray, y: np.ndarray) -> dict:
@@ -38,14 +34,14 @@ def trace_result(analysis: ReuseAnalysis, *, name: str,
         "name": name,
         "params": params,
         "figures": figures,
-        "offloadable_fraction": {str(c): _num(analysis.offloadable_fraction(c))
+        "offloadable_fraction": {str(c): defined(analysis.offloadable_fraction(c))
                                  for c in sizes},
         "curves": {"ccdf": _curve(*analysis.ccdf())},
     }
     if lru:
         result["lru"] = {
-            "hit_fraction": {str(c): _num(analysis.lru_hit_fraction(c)) for c in sizes},
-            "offloadable_fraction": {str(c): _num(analysis.lru_offloadable_fraction(c))
+            "hit_fraction": {str(c): defined(analysis.lru_hit_fraction(c)) for c in sizes},
+            "offloadable_fraction": {str(c): defined(analysis.lru_offloadable_fraction(c))
                                      for c in sizes},
         }
         result["curves"]["lru"] = _curve(*analysis.lru_offloadable_curve())
