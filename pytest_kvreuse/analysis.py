@@ -220,14 +220,15 @@ def analyze(path: str | os.PathLike[str], *, block_size: int = 64, format: str =
             hash_block_size: int | None = None, tokenizer: str = "deepseek-v3",
             prompt: str = "raw", cache_dir: str | os.PathLike[str] | None = None,
             use_cache: bool = True, progress: bool | None = None,
-            warmup: float = 0.0) -> ReuseAnalysis:
+            warmup: float = 0.0, known_sha256: str | None = None) -> ReuseAnalysis:
     """Load the trace at ``path`` and compute its reuse figures.
 
     Text traces are tokenized with ``tokenizer`` ('deepseek-v3' built in, a local
     directory, or a cached Hugging Face name; never the network) in ``prompt`` mode
     ('raw', 'chat' or 'per-message'); the tokenized stream is cached under ``cache_dir``
     (default: the user cache directory) unless ``use_cache`` is false. ``progress``:
-    True/False, or None for a bar only on a terminal outside CI.
+    True/False, or None for a bar only on a terminal outside CI. ``known_sha256``: the
+    file's sha256 when the caller has it already (saves the cache key a read of the file).
 
     ``warmup``: fraction of the requests (the first ``floor(warmup * n)``) that fill the
     cache but are not counted; fractions are then shares of the counted requests' tokens
@@ -238,7 +239,7 @@ def analyze(path: str | os.PathLike[str], *, block_size: int = 64, format: str =
     stream = load_block_stream(path, block_size=block_size, format=format,
                                hash_block_size=hash_block_size, tokenizer=tokenizer,
                                prompt=prompt, cache_dir=cache_dir, use_cache=use_cache,
-                               progress=progress)
+                               progress=progress, known_sha256=known_sha256)
     load_s = time.perf_counter() - start
     params = {"path": os.fspath(path), "block_size": block_size, **stream.meta}
     if warmup:

@@ -96,7 +96,7 @@ class KvReuseSession:
             e = TraceEntry(key=key, path=path, params=params, digest=digest, error=error)
             if error is None:
                 try:
-                    e.analysis = self._analyze(path, params)
+                    e.analysis = self._analyze(path, params, digest)
                 except KvReuseError as exc:
                     e.error = exc
             # Only now: an unexpected exception above leaves no half-made entry behind
@@ -127,12 +127,15 @@ class KvReuseSession:
                 out["cache_dir"] = cache_dir
         return out
 
-    def _analyze(self, path: Path, params: dict) -> object:
+    def _analyze(self, path: Path, params: dict, digest: str) -> object:
         # Looked up on the module at call time: tests count calls by patching it.
         from . import analysis as analysis_module
 
         analyze = analysis_module.analyze
-        return analyze(path, **params, **self.cache_kwargs(analyze))
+        extra = self.cache_kwargs(analyze)
+        if "known_sha256" in inspect.signature(analyze).parameters:
+            extra["known_sha256"] = digest  # hashed for the memo: the cache reuses it
+        return analyze(path, **params, **extra)
 
     def check_trace(self, path: str | os.PathLike[str], params: dict,
                     checks: tuple[Check, ...], *, name: str, sizes: tuple[int, ...],

@@ -13,7 +13,8 @@ from .formats.hashids import hash_id_block_stream, read_hash_id_trace
 from .formats.text import TEXT_FORMATS, TOKEN_FORMATS
 from .tokenizer import DEFAULT_TOKENIZER
 
-_TEXT_OPTIONS = frozenset({"tokenizer", "prompt", "cache_dir", "use_cache", "progress"})
+_TEXT_OPTIONS = frozenset({"tokenizer", "prompt", "cache_dir", "use_cache", "progress",
+                           "known_sha256"})
 
 
 def check_positive(name: str, value: object) -> int:
@@ -31,7 +32,8 @@ def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
 
     Text options: ``tokenizer`` (default 'deepseek-v3'), ``prompt`` ('raw', 'chat' or
     'per-message'), ``cache_dir``, ``use_cache`` (default True), ``progress`` (None: on
-    for a terminal outside CI).
+    for a terminal outside CI), ``known_sha256`` (the file's content hash when the caller
+    has just computed it: the cache key then costs no second read of the file).
     """
     unknown = set(text_options) - _TEXT_OPTIONS
     if unknown:
@@ -57,7 +59,8 @@ def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
 def _cached_token_stream(path: str | os.PathLike[str], fmt: str, block_size: int, *,
                          tokenizer: str | None = None, prompt: str = "raw",
                          cache_dir: str | os.PathLike[str] | None = None,
-                         use_cache: bool = True, progress: bool | None = None) -> BlockStream:
+                         use_cache: bool = True, progress: bool | None = None,
+                         known_sha256: str | None = None) -> BlockStream:
     """Text and token-id traces: tokenizing dominates, so the stream is cached on disk."""
     from .cache import cache_file, cache_key, read_cached, write_cached
     from .fingerprint import content_sha256
@@ -73,7 +76,8 @@ def _cached_token_stream(path: str | os.PathLike[str], fmt: str, block_size: int
         raise KvReuseError(f"format {fmt!r} is not readable", path=path)
     entry = None
     if use_cache:
-        parts: dict = {"file": content_sha256(path), "format": fmt, "block_size": block_size}
+        parts: dict = {"file": known_sha256 or content_sha256(path), "format": fmt,
+                       "block_size": block_size}
         if text:
             parts.update(tokenizer=tokenizer_identity(tokenizer), prompt=prompt)
         entry = cache_file(cache_dir, cache_key(**parts))

@@ -56,6 +56,21 @@ def test_hit(trace, tmp_path, count_builds):
     assert len(list((tmp_path / "c").glob("*.npz"))) == 1
 
 
+def test_known_hash_spares_a_second_read(trace, tmp_path, count_builds, monkeypatch):
+    import pytest_kvreuse.fingerprint as fingerprint
+
+    digest = fingerprint.content_sha256(trace)
+    first = analyze(trace, block_size=2, cache_dir=tmp_path / "c")
+
+    def no_read(path):
+        raise AssertionError("hashed the file again")
+
+    monkeypatch.setattr(fingerprint, "content_sha256", no_read)
+    again = analyze(trace, block_size=2, cache_dir=tmp_path / "c", known_sha256=digest)
+    assert len(count_builds) == 1  # served from the cache under the caller's hash
+    assert again.to_dict() == first.to_dict()
+
+
 def test_key_covers_prompt_mode_block_size_and_content(trace, tmp_path, count_builds):
     c = tmp_path / "c"
     load_block_stream(trace, block_size=4, cache_dir=c)
