@@ -16,7 +16,8 @@ trace; the child reports its own peak RSS (VmHWM). Memory targets: engine issue 
 (set for a 2.2M-block trace), text issue 1.2 GB. Bytes per block are printed so a run at
 another size can be compared.
 
-Measured (2 cores, 2026-11-30, `python bench/bench_big_inputs.py --aiperf-scale 0`): 1,001 MB Mooncake file, 5,981,170 requests --
+Measured (2 cores, 2026-11-30, `python bench/bench_big_inputs.py --aiperf-scale 0`):
+1,001 MB Mooncake file, 5,981,170 requests --
 B=512: 60.5M blocks, 16.9 s, peak 1,819 MB (31.5 bytes per block); B=64: 505M blocks,
 48.8 s, peak 10,612 MB (22.0 bytes per block). 393 MB inputs.json, cold
 (`--mooncake-mb 0 --aiperf-scale 1`): 10.5 s, peak 340 MB.
