@@ -20,15 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_kvreuse.lru import (
+from pytest_kvreuse.core.lru import (
     COLD,
     lru_profile,
     sequence_stack_distances,
     stack_distances,
     touch_order,
 )
+from pytest_kvreuse.loaders.stream import load_block_stream
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
-from pytest_kvreuse.trace import load_block_stream
 
 TARGET_S = 1.5
 TARGET_RATIO = 10.0

@@ -72,9 +72,9 @@ def cpu_s() -> float:
 
 
 def run_floor(trace: str) -> dict:
-    from pytest_kvreuse.formats.text import iter_text_requests
-    from pytest_kvreuse.textblocks import RAW_JOIN
-    from pytest_kvreuse.tokenizer import load_tokenizer
+    from pytest_kvreuse.loaders.text import iter_text_requests
+    from pytest_kvreuse.text.blocks import RAW_JOIN
+    from pytest_kvreuse.text.tokenizer import load_tokenizer
 
     backend = load_tokenizer("deepseek-v3").backend
     encode_s = encode_cpu = 0.0
@@ -123,7 +123,7 @@ def hashing_cost(tokens: int, block_size: int = 64) -> tuple[float, int]:
     shared: the upper bound of what the per-block blake2b chain costs."""
     import numpy as np
 
-    from pytest_kvreuse.textblocks import chained_block_digests
+    from pytest_kvreuse.text.blocks import chained_block_digests
 
     ids = np.random.default_rng(0).integers(0, 128_000, 1 << 14, dtype=np.int32)
     requests = max(1, tokens >> 14)

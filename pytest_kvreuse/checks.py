@@ -8,7 +8,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import KvReuseError
-from .formats import HASH_ID_FORMATS
+from .loaders import HASH_ID_FORMATS
 
 # Figures that take a cache size in tokens (a method of ReuseAnalysis). Listed by name so a
 # manifest can name one before the analysis provides it and still get a clear message.
@@ -29,7 +29,7 @@ class ThresholdViolation(Exception):
 
 def metric_needs_at(metric: str) -> bool:
     """Whether ``metric`` is read at a cache size; unknown names raise CheckError."""
-    from .analysis import ReuseAnalysis
+    from .core.analysis import ReuseAnalysis
 
     if metric in AT_METRICS:
         return True

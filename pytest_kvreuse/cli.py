@@ -10,14 +10,15 @@ from typing import NoReturn
 import orjson
 
 from . import __version__
-from .analysis import ReuseAnalysis, analyze, defined
+from .api import analyze
 from .atomic import atomic_write_bytes
-from .drift import Tolerance, compare_runs, format_comparison, parse_tolerance
+from .baselines.drift import Tolerance, compare_runs, format_comparison, parse_tolerance
+from .baselines.storage import describe_run, load_results
+from .core.analysis import ReuseAnalysis, defined
 from .errors import KvReuseError
-from .fingerprint import content_sha256
-from .formats import FORMATS
-from .storage import describe_run, load_results
-from .textblocks import PROMPT_MODES
+from .loaders import FORMATS
+from .loaders.fingerprint import content_sha256
+from .text.blocks import PROMPT_MODES
 
 EXIT_USAGE = 2
 
@@ -221,7 +222,7 @@ def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,
                   lower: int | None = None) -> None:
     """The interval CCDF F(x) and its exact twin, the share of tokens seen before that an
     LRU cache of x tokens no longer holds, on the same axes."""
-    from .plot import Series, ccdf_figure, save_figure
+    from .output.plot import Series, ccdf_figure, save_figure
 
     x, y = a.ccdf()
     lx, ly = a.lru_offloadable_curve()
@@ -257,7 +258,8 @@ def write_html(a: ReuseAnalysis, gpu: int | None, path: str, trace: str,
     """The pytest report's renderer, for one trace and no checks."""
     from pathlib import Path
 
-    from . import report, results
+    from . import result as results
+    from .output import report
 
     result = results.trace_result(a, name=Path(trace).name,
                                   gpu_cache_sizes=[gpu] if gpu else [])

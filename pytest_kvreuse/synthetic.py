@@ -114,7 +114,7 @@ def vocabulary_words(count: int = 4096) -> list[str]:
     import json
     import re
 
-    from .tokenizer import resolve_tokenizer_dir
+    from .text.tokenizer import resolve_tokenizer_dir
 
     vocab = json.loads((resolve_tokenizer_dir("deepseek-v3") / "tokenizer.json")
                        .read_text(encoding="utf-8"))["model"]["vocab"]

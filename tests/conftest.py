@@ -20,7 +20,7 @@ def shared_traces() -> Path:
 @pytest.fixture(scope="session")
 def deepseek():
     """The built-in DeepSeek-V3 tokenizer, loaded once per session (it takes a second)."""
-    from pytest_kvreuse.tokenizer import load_tokenizer
+    from pytest_kvreuse.text.tokenizer import load_tokenizer
 
     return load_tokenizer("deepseek-v3")
 

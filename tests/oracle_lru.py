@@ -7,7 +7,7 @@ from collections import Counter, OrderedDict
 
 import numpy as np
 
-from pytest_kvreuse.blocks import BlockStream
+from pytest_kvreuse.core.blocks import BlockStream
 
 
 def make_stream(requests: list[list[int]], sessions: list[int] | None = None,

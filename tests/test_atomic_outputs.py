@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 
 import pytest_kvreuse.atomic as atomic
-from pytest_kvreuse import KvReuseError, analyze, report
-from pytest_kvreuse.cache import read_cached
+from pytest_kvreuse import KvReuseError, analyze
+from pytest_kvreuse.baselines.storage import BaselineStorage
 from pytest_kvreuse.cli import main
-from pytest_kvreuse.storage import BaselineStorage
-from pytest_kvreuse.trace import load_block_stream
+from pytest_kvreuse.loaders.stream import load_block_stream
+from pytest_kvreuse.output import report
+from pytest_kvreuse.text.cache import read_cached
 
 TRACE = (b'{"input_length": 1024, "hash_ids": [1, 2]}\n'
          b'{"input_length": 1536, "hash_ids": [1, 2, 3]}\n')
@@ -54,7 +55,7 @@ def broken_write(request, monkeypatch):
 
 
 def result_for(tmp_path):
-    from pytest_kvreuse.results import trace_result
+    from pytest_kvreuse.result import trace_result
 
     trace = tmp_path / "t.jsonl"
     trace.write_bytes(TRACE)

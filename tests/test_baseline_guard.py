@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_kvreuse.baseline import BaselineGuard
-from pytest_kvreuse.drift import DRIFTED, NEW, WITHIN, parse_tolerances
+from pytest_kvreuse.baselines.drift import DRIFTED, NEW, WITHIN, parse_tolerances
+from pytest_kvreuse.baselines.guard import BaselineGuard
+from pytest_kvreuse.baselines.storage import BaselineStorage, baseline_document, load_results
 from pytest_kvreuse.errors import KvReuseError
-from pytest_kvreuse.storage import BaselineStorage, baseline_document, load_results
 
 RUN = {"started": "2026-11-30T07:00:00+00:00", "git_commit": "c" * 40}
 

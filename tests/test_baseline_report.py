@@ -8,11 +8,11 @@ import xml.etree.ElementTree as ET
 
 from report_html import decode_image, parse
 
-from pytest_kvreuse.baseline import BaselineGuard
-from pytest_kvreuse.baseline_report import baseline_view
-from pytest_kvreuse.drift import parse_tolerances
-from pytest_kvreuse.report import render_report
-from pytest_kvreuse.storage import BaselineStorage, baseline_document
+from pytest_kvreuse.baselines.drift import parse_tolerances
+from pytest_kvreuse.baselines.guard import BaselineGuard
+from pytest_kvreuse.baselines.storage import BaselineStorage, baseline_document
+from pytest_kvreuse.output.baseline_view import baseline_view
+from pytest_kvreuse.output.report import render_report
 
 RUN = {"started": "2026-11-30T07:00:00+00:00", "git_commit": "c" * 40, "args": [],
        "plugin_version": "0.1.0", "python": "3.11.7", "duration_s": 1.0}

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import pytest_kvreuse.blocks as blocks
-import pytest_kvreuse.formats.hashids as hashids
-import pytest_kvreuse.intervals as intervals
+import pytest_kvreuse.core.blocks as blocks
+import pytest_kvreuse.core.intervals as intervals
+import pytest_kvreuse.loaders.hashids as hashids
+from pytest_kvreuse.loaders.stream import load_block_stream
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
-from pytest_kvreuse.trace import load_block_stream
 
 
 @pytest.mark.parametrize("block_size", [16, 512, 2048])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pytest_kvreuse.baselines.storage import BaselineStorage, baseline_document
 from pytest_kvreuse.cli import main
-from pytest_kvreuse.storage import BaselineStorage, baseline_document
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
 
 GPU = "16384"

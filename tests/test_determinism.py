@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from pytest_kvreuse.cli import main
+from pytest_kvreuse.loaders.stream import load_block_stream
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
-from pytest_kvreuse.trace import load_block_stream
 
 CHAT = "".join(json.dumps({"session_id": f"s{i % 3}", "messages": [
     {"role": "system", "content": "You are a helpful assistant. " * 4},

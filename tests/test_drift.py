@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_kvreuse.drift import (
+from pytest_kvreuse.baselines.drift import (
     DRIFTED,
     ERROR,
     MISSING,

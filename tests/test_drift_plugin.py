@@ -8,8 +8,8 @@ import shutil
 import orjson
 import pytest
 
-from pytest_kvreuse.analysis import analyze
-from pytest_kvreuse.drift import format_value
+from pytest_kvreuse.api import analyze
+from pytest_kvreuse.baselines.drift import format_value
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
 
 GPU = 16384
@@ -244,7 +244,7 @@ def test_no_kvreuse_disables_baselines(project):
 
 def test_report_data_reaches_the_json(project, exports, monkeypatch):
     written = {}
-    monkeypatch.setattr("pytest_kvreuse.report.write_json",
+    monkeypatch.setattr("pytest_kvreuse.output.report.write_json",
                         lambda path, results, run: written.update(results=results, run=run))
     project.runpytest("--kvreuse-save=main").assert_outcomes(passed=2)
     new_export(project, exports)

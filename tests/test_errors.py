@@ -11,8 +11,8 @@ import pytest
 from pytest_kvreuse import KvReuseError, analyze
 from pytest_kvreuse.cli import main
 from pytest_kvreuse.errors import BlockSizeError, EmptyTraceError, TraceFormatError, TraceReadError
-from pytest_kvreuse.manifest import ManifestError, load_manifest
-from pytest_kvreuse.results import trace_result
+from pytest_kvreuse.plugin.manifest import ManifestError, load_manifest
+from pytest_kvreuse.result import trace_result
 
 MOONCAKE = (b'{"input_length": 1024, "hash_ids": [1, 2]}\n'
             b'{"input_length": 1536, "hash_ids": [1, 2, 3]}\n')
@@ -269,7 +269,7 @@ def test_zero_full_blocks_through_the_plugin(pytester):
 
 def test_chat_template_failure_names_the_request(tmp_path, monkeypatch, deepseek):
     from pytest_kvreuse.errors import TokenizerError
-    from pytest_kvreuse.tokenizer import TextTokenizer
+    from pytest_kvreuse.text.tokenizer import TextTokenizer
 
     def refuse(self, messages):
         raise TokenizerError("tokenizer 'deepseek-v3' cannot render a chat: bad roles")

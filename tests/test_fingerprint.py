@@ -7,7 +7,7 @@ import hashlib
 import pytest
 
 from pytest_kvreuse import KvReuseError
-from pytest_kvreuse.fingerprint import content_sha256
+from pytest_kvreuse.loaders.fingerprint import content_sha256
 
 
 def test_hash_of_the_bytes(tmp_path):

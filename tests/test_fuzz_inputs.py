@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from pytest_kvreuse import KvReuseError
 from pytest_kvreuse.cli import main
-from pytest_kvreuse.manifest import load_manifest
+from pytest_kvreuse.plugin.manifest import load_manifest
 
 TOML_SCALAR = st.one_of(
     st.integers(-(2**70), 2**70).map(str), st.floats(allow_nan=True).map(

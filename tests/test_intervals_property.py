@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_kvreuse import analyze, load_block_stream
-from pytest_kvreuse.intervals import reuse_intervals
+from pytest_kvreuse.core.intervals import reuse_intervals
 
 import oracle
 

@@ -11,15 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle_lru import make_stream, naive_intervals, naive_stack_distances, replay, touches
 
-from pytest_kvreuse.analysis import ReuseAnalysis, analyze
-from pytest_kvreuse.errors import KvReuseError
-from pytest_kvreuse.lru import (
+from pytest_kvreuse import ReuseAnalysis, analyze
+from pytest_kvreuse.core.lru import (
     COLD,
     earlier_greater,
     sequence_stack_distances,
     stack_distances,
     touch_order,
 )
+from pytest_kvreuse.errors import KvReuseError
 
 B = 4
 

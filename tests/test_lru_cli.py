@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pytest_kvreuse.analysis import analyze
+from pytest_kvreuse.api import analyze
 from pytest_kvreuse.cli import main
-from pytest_kvreuse.results import trace_result
+from pytest_kvreuse.result import trace_result
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_traces" / "chat_sessions.mooncake.jsonl"
 

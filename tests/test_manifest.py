@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_kvreuse.checks import Check, CheckError, evaluate, metric_value
-from pytest_kvreuse.manifest import ManifestError, load_manifest
+from pytest_kvreuse.plugin.manifest import ManifestError, load_manifest
 
 
 def write(tmp_path: Path, text: str) -> Path:

@@ -9,8 +9,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-import pytest_kvreuse.analysis
-import pytest_kvreuse.report
+import pytest_kvreuse.api
+import pytest_kvreuse.output.report
 
 # Two requests, 512-token hash blocks cut into 64-token blocks: request 2 re-reads the 16
 # blocks of request 1, each 960 tokens after its first use (15 other blocks in between).
@@ -164,13 +164,13 @@ def test_fixture_without_marker_is_a_clear_error(pytester: pytest.Pytester) -> N
 def test_analyses_are_memoized_across_tests_fixtures_and_manifests(
         tiny: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     loads = []
-    real = pytest_kvreuse.analysis.load_block_stream
+    real = pytest_kvreuse.api.load_block_stream
 
     def counting(path, **kw):
         loads.append((str(path), kw.get("block_size")))
         return real(path, **kw)
 
-    monkeypatch.setattr(pytest_kvreuse.analysis, "load_block_stream", counting)
+    monkeypatch.setattr(pytest_kvreuse.api, "load_block_stream", counting)
     tiny.makefile(".toml", kvreuse=MANIFEST)
     # Same content under another name: still one analysis.
     tiny.makefile(".jsonl", copy=TINY)
@@ -324,12 +324,12 @@ check = [{ metric = "reused_fraction", max = 0.0 }]
 
 
 def test_summary_never_raises(tiny: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pytest_kvreuse.summary
+    import pytest_kvreuse.output.summary
 
     def broken(results):
         raise ValueError("boom")
 
-    monkeypatch.setattr(pytest_kvreuse.summary, "summary_table", broken)
+    monkeypatch.setattr(pytest_kvreuse.output.summary, "summary_table", broken)
     tiny.makefile(".toml", kvreuse=MANIFEST)
     result = tiny.runpytest_inprocess()
     result.assert_outcomes(passed=2)
@@ -395,7 +395,7 @@ check = [{ metric = "reused_fraction", max = 0.0 },
 # -- tokenization cache --------------------------------------------------------------------
 
 def _fake_cached_analyze(calls: list):
-    real = pytest_kvreuse.analysis.analyze
+    real = pytest_kvreuse.api.analyze
 
     def analyze(path, *, block_size=64, format="auto", hash_block_size=None, cache_dir=None,
                 use_cache=True, **options):
@@ -409,7 +409,7 @@ def _fake_cached_analyze(calls: list):
 def test_cache_dir_is_pytests_cache_when_analyze_supports_it(
         tiny: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list = []
-    monkeypatch.setattr(pytest_kvreuse.analysis, "analyze", _fake_cached_analyze(calls))
+    monkeypatch.setattr(pytest_kvreuse.api, "analyze", _fake_cached_analyze(calls))
     tiny.makefile(".toml", kvreuse=MANIFEST)
     tiny.runpytest_inprocess().assert_outcomes(passed=2)
     assert calls == [{"cache_dir": tiny.path / ".pytest_cache" / "d" / "kvreuse",
@@ -427,13 +427,13 @@ def test_cache_dir_is_pytests_cache_when_analyze_supports_it(
 def test_cache_arguments_are_not_passed_to_an_analyze_without_them(
         tiny: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list = []
-    real = pytest_kvreuse.analysis.analyze
+    real = pytest_kvreuse.api.analyze
 
     def analyze(path, *, block_size=64, **options):
         seen.append(sorted(options))
         return real(path, block_size=block_size, **options)
 
-    monkeypatch.setattr(pytest_kvreuse.analysis, "analyze", analyze)
+    monkeypatch.setattr(pytest_kvreuse.api, "analyze", analyze)
     tiny.makefile(".toml", kvreuse=MANIFEST)
     tiny.runpytest_inprocess().assert_outcomes(passed=2)
     assert seen == [["format"]]
@@ -441,11 +441,11 @@ def test_cache_arguments_are_not_passed_to_an_analyze_without_them(
 
 def test_second_run_hits_the_tokenization_cache(pytester: pytest.Pytester,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    params = inspect.signature(pytest_kvreuse.analysis.analyze).parameters
+    params = inspect.signature(pytest_kvreuse.api.analyze).parameters
     if "cache_dir" not in params:
         pytest.skip("analyze() has no cache_dir yet: the tokenization cache comes with the "
                     "text-trace loaders (issue 3); the plugin passes it once it exists")
-    textblocks = pytest.importorskip("pytest_kvreuse.textblocks")
+    textblocks = pytest.importorskip("pytest_kvreuse.text.blocks")
     pytester.makefile(".jsonl", chat="\n".join(
         '{"messages": [{"role": "user", "content": "%s"}]}' % ("hello world " * (40 + i))
         for i in range(6)) + "\n")
@@ -482,8 +482,8 @@ def outputs(monkeypatch: pytest.MonkeyPatch) -> list:
     def write_json(path, results, run):
         calls.append(("json", path, results, run))
 
-    monkeypatch.setattr(pytest_kvreuse.report, "write_report", write_report)
-    monkeypatch.setattr(pytest_kvreuse.report, "write_json", write_json)
+    monkeypatch.setattr(pytest_kvreuse.output.report, "write_report", write_report)
+    monkeypatch.setattr(pytest_kvreuse.output.report, "write_json", write_json)
     return calls
 
 
@@ -527,7 +527,7 @@ def test_report_write_failure_is_one_warning(tiny: pytest.Pytester,
     def write_report(path, results, run, *, template_dir=None):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(pytest_kvreuse.report, "write_report", write_report)
+    monkeypatch.setattr(pytest_kvreuse.output.report, "write_report", write_report)
     tiny.makefile(".toml", kvreuse=MANIFEST)
     result = tiny.runpytest_inprocess("--kvreuse-report=r.html")
     assert result.ret == pytest.ExitCode.OK
@@ -554,13 +554,13 @@ def test_report_is_written_once_under_xdist(tiny: pytest.Pytester) -> None:
     pytest.importorskip("xdist")
     tiny.makeconftest("""
         import os
-        import pytest_kvreuse.report
+        import pytest_kvreuse.output.report
 
         def write_report(path, results, run, *, template_dir=None):
             with open("calls.txt", "a") as fh:
                 fh.write(f"{path} {len(results)} {len(results[0]['checks'])}\\n")
 
-        pytest_kvreuse.report.write_report = write_report
+        pytest_kvreuse.output.report.write_report = write_report
     """)
     tiny.makefile(".toml", kvreuse=MANIFEST)
     tiny.runpytest_subprocess("-n", "2", "--kvreuse-report").assert_outcomes(passed=2)

@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from report_html import decode_image, json_value, lookup, parse
 
-from pytest_kvreuse import analyze, report
+from pytest_kvreuse import analyze
 from pytest_kvreuse.cli import main
 from pytest_kvreuse.errors import KvReuseError
-from pytest_kvreuse.results import trace_result
+from pytest_kvreuse.output import report
+from pytest_kvreuse.result import trace_result
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example_traces" / "chat_sessions.mooncake.jsonl"

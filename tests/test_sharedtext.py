@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from pytest_kvreuse.sharedtext import (
+from pytest_kvreuse.text.sharedtext import (
     _LLAMA3,
     ChunkedEncoder,
     cut_offsets,
     cut_points_are_safe,
 )
-from pytest_kvreuse.tokenizer import TextTokenizer
+from pytest_kvreuse.text.tokenizer import TextTokenizer
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_traces" / "chat_sessions.aiperf.json"
 

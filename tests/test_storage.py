@@ -9,12 +9,9 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from pytest_kvreuse.analysis import analyze
-from pytest_kvreuse.cli import analysis_json
-from pytest_kvreuse.drift import content_sha256_of, metric_values
-from pytest_kvreuse.errors import KvReuseError, TraceReadError
-from pytest_kvreuse.fingerprint import content_sha256
-from pytest_kvreuse.storage import (
+from pytest_kvreuse.api import analyze
+from pytest_kvreuse.baselines.drift import content_sha256_of, metric_values
+from pytest_kvreuse.baselines.storage import (
     FORMAT,
     BaselineStorage,
     autosave_name,
@@ -23,6 +20,9 @@ from pytest_kvreuse.storage import (
     load_results,
     sanitize_name,
 )
+from pytest_kvreuse.cli import analysis_json
+from pytest_kvreuse.errors import KvReuseError, TraceReadError
+from pytest_kvreuse.loaders.fingerprint import content_sha256
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
 
 RUN = {"started": "2026-11-30T06:00:00+00:00", "duration_s": 1.0, "args": [],
@@ -81,7 +81,7 @@ def test_baseline_document_hashes_traces_the_analysis_did_not(tmp_path):
 
 
 def test_content_hash_streams_the_file(tmp_path, monkeypatch):
-    monkeypatch.setattr("pytest_kvreuse.fingerprint._CHUNK", 7)
+    monkeypatch.setattr("pytest_kvreuse.loaders.fingerprint._CHUNK", 7)
     data = os.urandom(100)
     (tmp_path / "x").write_bytes(data)
     assert content_sha256(tmp_path / "x") == hashlib.sha256(data).hexdigest()

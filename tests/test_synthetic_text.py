@@ -9,7 +9,7 @@ import numpy as np
 
 from pytest_kvreuse import analyze
 from pytest_kvreuse.synthetic import SegmentText, Workload, generate, write_aiperf
-from pytest_kvreuse.textblocks import RAW_JOIN
+from pytest_kvreuse.text.blocks import RAW_JOIN
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = Workload(sessions=6, system_prompts=2, system_tokens=(100, 300), turns=(1, 4),

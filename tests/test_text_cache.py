@@ -9,10 +9,10 @@ import os
 import numpy as np
 import pytest
 
-import pytest_kvreuse.textblocks as textblocks
+import pytest_kvreuse.text.blocks as textblocks
 from pytest_kvreuse import analyze, load_block_stream
-from pytest_kvreuse.cache import default_cache_dir
 from pytest_kvreuse.cli import main
+from pytest_kvreuse.text.cache import default_cache_dir
 
 DOC = {"data": [{"session_id": "a", "payloads": [
     {"messages": [{"role": "user", "content": "the quick brown fox jumps over the lazy dog"}]},
@@ -57,7 +57,7 @@ def test_hit(trace, tmp_path, count_builds):
 
 
 def test_known_hash_spares_a_second_read(trace, tmp_path, count_builds, monkeypatch):
-    import pytest_kvreuse.fingerprint as fingerprint
+    import pytest_kvreuse.loaders.fingerprint as fingerprint
 
     digest = fingerprint.content_sha256(trace)
     first = analyze(trace, block_size=2, cache_dir=tmp_path / "c")
@@ -159,7 +159,7 @@ def test_head120_reference_figures(shared_traces, tmp_path_factory, prompt):
 
 
 def test_progress_only_when_asked_or_on_a_terminal(trace, tmp_path, capsys, monkeypatch):
-    from pytest_kvreuse.textblocks import progress_enabled
+    from pytest_kvreuse.text.blocks import progress_enabled
 
     monkeypatch.delenv("CI", raising=False)
     assert progress_enabled(True) and not progress_enabled(False)

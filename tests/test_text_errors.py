@@ -10,7 +10,7 @@ import pytest
 from pytest_kvreuse import load_block_stream
 from pytest_kvreuse.cli import main
 from pytest_kvreuse.errors import KvReuseError, TokenizerError, TraceFormatError
-from pytest_kvreuse.tokenizer import load_tokenizer
+from pytest_kvreuse.text.tokenizer import load_tokenizer
 
 
 def payloads(*messages_lists):

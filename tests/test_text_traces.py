@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_kvreuse import analyze, load_block_stream
-from pytest_kvreuse.formats import aiperf as aiperf_module
-from pytest_kvreuse.formats import detect_format
-from pytest_kvreuse.formats.aiperf import iter_aiperf_entries
-from pytest_kvreuse.textblocks import (
+from pytest_kvreuse.loaders import aiperf as aiperf_module
+from pytest_kvreuse.loaders import detect_format
+from pytest_kvreuse.loaders.aiperf import iter_aiperf_entries
+from pytest_kvreuse.text.blocks import (
     RAW_JOIN,
     _StreamBuilder,
     chained_block_digests,

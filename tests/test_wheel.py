@@ -82,7 +82,7 @@ def test_wheel_installs_and_renders_from_package_data(tmp_path: Path) -> None:
     script = textwrap.dedent("""
         import json, sys
         import pytest_kvreuse
-        from pytest_kvreuse import report
+        from pytest_kvreuse.output import report
         result = {"name": "plain", "params": {"block_size": 64, "format": "mooncake"},
                   "figures": {"num_requests": 3, "num_blocks": 10, "unique_blocks": 7,
                               "total_tokens": 640, "reuse_count": 3,

@@ -6,12 +6,12 @@ import os
 import warnings
 from pathlib import Path
 
-from .blocks import BlockStream
-from .errors import BlockSizeError, KvReuseError, TokenizerError
-from .formats import FORMATS, HASH_ID_FORMATS, detect_format
-from .formats.hashids import hash_id_block_stream, read_hash_id_trace
-from .formats.text import TEXT_FORMATS, TOKEN_FORMATS
-from .tokenizer import DEFAULT_TOKENIZER
+from ..core.blocks import BlockStream
+from ..errors import BlockSizeError, KvReuseError, TokenizerError
+from ..text.tokenizer import DEFAULT_TOKENIZER
+from . import FORMATS, HASH_ID_FORMATS, detect_format
+from .hashids import hash_id_block_stream, read_hash_id_trace
+from .text import TEXT_FORMATS, TOKEN_FORMATS
 
 _TEXT_OPTIONS = frozenset({"tokenizer", "prompt", "cache_dir", "use_cache", "progress",
                            "known_sha256"})
@@ -62,10 +62,10 @@ def _cached_token_stream(path: str | os.PathLike[str], fmt: str, block_size: int
                          use_cache: bool = True, progress: bool | None = None,
                          known_sha256: str | None = None) -> BlockStream:
     """Text and token-id traces: tokenizing dominates, so the stream is cached on disk."""
-    from .cache import cache_file, cache_key, read_cached, write_cached
+    from ..text.blocks import check_prompt_mode, text_block_stream, token_block_stream
+    from ..text.cache import cache_file, cache_key, read_cached, write_cached
+    from ..text.tokenizer import tokenizer_identity
     from .fingerprint import content_sha256
-    from .textblocks import check_prompt_mode, text_block_stream, token_block_stream
-    from .tokenizer import tokenizer_identity
 
     tokenizer = DEFAULT_TOKENIZER if tokenizer is None else tokenizer
     if not isinstance(tokenizer, str) or not tokenizer:

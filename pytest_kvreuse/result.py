@@ -7,8 +7,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from .analysis import ReuseAnalysis, defined
-from .curves import downsample
+from .core.analysis import ReuseAnalysis, defined
+from .core.curves import downsample
 
 CURVE_POINTS = 400
 

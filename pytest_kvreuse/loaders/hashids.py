@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..blocks import BlockStream, SlotLayout, dense_ids, request_index, smallest_index_dtype
+from ..core.blocks import BlockStream, SlotLayout, dense_ids, request_index, smallest_index_dtype
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
 from .jsonl import iter_records
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 
-from .errors import TraceReadError
+from ..errors import TraceReadError
 
 # Large reads: SHA-256 runs in hardware on current CPUs, so the read loop is the cost.
 _CHUNK = 1 << 22

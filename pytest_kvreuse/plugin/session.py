@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checks import Check
-from .errors import KvReuseError
-from .fingerprint import content_sha256 as content_hash  # keys analyses by file content
+from ..checks import Check
+from ..errors import KvReuseError
+from ..loaders.fingerprint import content_sha256 as content_hash  # keys analyses by file content
 
 
 def normalized_params(params: dict) -> dict:
@@ -129,7 +129,7 @@ class KvReuseSession:
 
     def _analyze(self, path: Path, params: dict, digest: str) -> object:
         # Looked up on the module at call time: tests count calls by patching it.
-        from . import analysis as analysis_module
+        from .. import api as analysis_module
 
         analyze = analysis_module.analyze
         extra = self.cache_kwargs(analyze)
@@ -143,7 +143,7 @@ class KvReuseSession:
         """Analyse (memoized), evaluate and record ``checks``, add the junitxml
         ``properties``; raise the trace's one-line error, or one ThresholdViolation naming
         every bound that does not hold."""
-        from .checks import ThresholdViolation, evaluate, violation_paragraph
+        from ..checks import ThresholdViolation, evaluate, violation_paragraph
 
         sizes = (*sizes, *(c.at for c in checks if c.at is not None))
         entry = self.entry(path, params, name=name, sizes=sizes)
@@ -194,7 +194,7 @@ class KvReuseSession:
         # trace first varies, and the results must not.
         name, path = min(e.names), min(e.paths)
         if e.analysis is not None:
-            from .results import trace_result
+            from ..result import trace_result
 
             r = trace_result(e.analysis, name=name, gpu_cache_sizes=sorted(e.sizes))
             r["params"]["path"] = path
@@ -218,7 +218,7 @@ class KvReuseSession:
     def _timings(e: TraceEntry) -> dict:
         if e.analysis is None:
             return {}
-        from .results import trace_timings
+        from ..result import trace_timings
 
         return trace_timings(e.analysis)
 
@@ -264,7 +264,7 @@ class KvReuseSession:
         return out
 
     def run_info(self) -> dict:
-        from .report import run_info
+        from ..output.report import run_info
 
         run = run_info(self.args, started=self.started,
                        duration_s=time.perf_counter() - self._t0, cwd=self.rootpath)
@@ -277,7 +277,7 @@ class KvReuseSession:
         """Write the report and JSON; a failure becomes one note, never an exception."""
         if report is None and json_path is None:
             return
-        from . import report as report_module
+        from ..output import report as report_module
 
         results = self.results()
         run = self.run_info()

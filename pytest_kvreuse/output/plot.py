@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from .curves import downsample  # noqa: E402
-from .errors import KvReuseError  # noqa: E402
+from ..core.curves import downsample  # noqa: E402
+from ..errors import KvReuseError  # noqa: E402
 
 X_LABEL = "interval, tokens from other requests"
 Y_LABEL = "% of tokens not reused within the interval"
@@ -106,7 +106,7 @@ def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
 
 def save_figure(fig: Figure, path: str | os.PathLike[str]) -> None:
     """Write PNG or SVG, chosen by the file's extension, atomically."""
-    from .atomic import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
 
     ext = os.fspath(path).rsplit(".", 1)[-1].lower()
     if ext not in ("png", "svg"):

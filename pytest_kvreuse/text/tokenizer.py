@@ -17,7 +17,7 @@ from typing import TypeVar
 
 import numpy as np
 
-from .errors import TokenizerError
+from ..errors import TokenizerError
 
 DEFAULT_TOKENIZER = "deepseek-v3"
 T = TypeVar("T")

@@ -29,8 +29,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .checks import Check, metric_needs_at
-from .errors import KvReuseError
+from ..checks import Check, metric_needs_at
+from ..errors import KvReuseError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,7 +54,7 @@ class ManifestError(KvReuseError):
 def analysis_param_names() -> tuple[str, ...]:
     """Parameters a trace may pass to ``analyze``: its keyword parameters, and the known
     ones while it still takes ``**options``."""
-    from . import analysis
+    from .. import api as analysis
 
     params = inspect.signature(analysis.analyze).parameters.values()
     names = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in PLUGIN_PARAMS]

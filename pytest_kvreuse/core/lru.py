@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import KvReuseError
 from .blocks import BlockStream
-from .errors import KvReuseError
 
 #: Stack distance of a first touch (the key was never seen: no cache can hold it).
 COLD = np.iinfo(np.int64).max

@@ -12,14 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from .baseline import BaselineGuard
-from .checks import ThresholdViolation
-from .drift import DRIFTED, Comparison, format_comparison, parse_tolerances
-from .errors import KvReuseError
+from ..baselines.drift import DRIFTED, Comparison, format_comparison, parse_tolerances
+from ..baselines.guard import BaselineGuard
+from ..baselines.storage import (
+    DEFAULT_STORAGE,
+    BaselineStorage,
+    SavedRun,
+    autosave_name,
+    shown_path,
+)
+from ..checks import ThresholdViolation
+from ..errors import KvReuseError
 from .items import CheckItem, session_of
 from .marker import marker_spec
 from .session import KvReuseSession, TraceEntry
-from .storage import DEFAULT_STORAGE, BaselineStorage, SavedRun, autosave_name, shown_path
 
 # Bare --kvreuse-save / --kvreuse-compare. Strings, not object(): xdist ships option
 # values to its workers.

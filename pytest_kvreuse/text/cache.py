@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_open
-from .blocks import BlockStream
+from ..atomic import atomic_open
+from ..core.blocks import BlockStream
 
 # Bump when the stream a given input produces changes (key scheme, join rules, ...).
 CACHE_VERSION = 2  # 2: the header holds a digest of the arrays

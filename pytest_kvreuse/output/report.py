@@ -50,8 +50,8 @@ from typing import TYPE_CHECKING
 import jinja2
 import orjson
 
-from .atomic import atomic_write_bytes, atomic_write_text
-from .errors import KvReuseError
+from ..atomic import atomic_write_bytes, atomic_write_text
+from ..errors import KvReuseError
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -118,7 +118,7 @@ def run_info(args: Sequence[str], *, started: datetime | None = None,
              duration_s: float | None = None,
              cwd: str | os.PathLike[str] | None = None) -> dict:
     """The ``run`` dict: when, how, from which commit, with which versions."""
-    from . import __version__
+    from .. import __version__
 
     started = started or datetime.now(timezone.utc)
     return {
@@ -364,7 +364,7 @@ def _trace_view(index: int, result: dict, run_timings: dict | None = None) -> di
 
 
 def _baseline_view(result: dict) -> dict | None:
-    from .baseline_report import baseline_view  # it imports this module's formatters
+    from .baseline_view import baseline_view  # it imports this module's formatters
 
     return baseline_view(result)
 

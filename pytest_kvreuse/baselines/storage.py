@@ -19,10 +19,10 @@ from pathlib import Path
 
 import orjson
 
-from .atomic import atomic_write_bytes
+from ..atomic import atomic_write_bytes
+from ..errors import KvReuseError
+from ..loaders.fingerprint import content_sha256
 from .drift import HEADLINE_METRICS, content_sha256_of, figure_label, metric_values
-from .errors import KvReuseError
-from .fingerprint import content_sha256
 
 DEFAULT_STORAGE = ".kvreuse"
 FORMAT = "kvreuse-baseline/1"

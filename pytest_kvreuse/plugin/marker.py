@@ -7,8 +7,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checks import Check, CheckError
-from .errors import KvReuseError
+from ..checks import Check, CheckError
+from ..errors import KvReuseError
 
 # keyword -> (metric, bound): figures read at the marker's gpu_cache_tokens.
 MARKER_BOUNDS = {

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from .checks import ThresholdViolation
-from .errors import KvReuseError
+from ..checks import ThresholdViolation
+from ..errors import KvReuseError
 from .manifest import CheckSpec, TraceSpec, load_manifest
 from .session import KvReuseSession
 

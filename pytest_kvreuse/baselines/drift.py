@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from .errors import KvReuseError
+from ..errors import KvReuseError
 
 # Shown (never failed) when no tolerance names them, so a plain compare is still useful.
 HEADLINE_METRICS = ("reused_fraction", "offloadable_fraction", "unique_blocks",

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from .errors import KvReuseError
+from ..errors import KvReuseError
 from .items import SESSION_KEY, ManifestFile, one_line_failure, session_of
 from .marker import check_params, marker_spec
 from .session import KvReuseSession
 
 # Saved baselines and drift checks (--kvreuse-save, --kvreuse-compare) live in their own
 # module; loaded from here so that -p no:kvreuse turns them off too.
-pytest_plugins = ("pytest_kvreuse.drift_plugin",)
+pytest_plugins = ("pytest_kvreuse.plugin.drift",)
 
 DEFAULT_PATTERN = "kvreuse*.toml"
 DEFAULT_REPORT = "kvreuse-report.html"
@@ -218,7 +218,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 def _terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    from .summary import summary_footer, summary_table
+    from ..output.summary import summary_footer, summary_table
 
     kv = session_of(config)
     quiet = config.get_verbosity() < -1 if hasattr(config, "get_verbosity") else \

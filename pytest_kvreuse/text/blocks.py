@@ -11,9 +11,9 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from .blocks import BlockStream, request_index, smallest_index_dtype
-from .errors import KvReuseError
-from .formats.text import TextRequest, iter_text_requests, iter_token_requests
+from ..core.blocks import BlockStream, request_index, smallest_index_dtype
+from ..errors import KvReuseError
+from ..loaders.text import TextRequest, iter_text_requests, iter_token_requests
 
 PROMPT_MODES = ("raw", "chat", "per-message")
 # Joins a payload's message contents in raw mode: a one-message payload is its content.
