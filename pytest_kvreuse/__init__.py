@@ -23,7 +23,8 @@ _EXPORTS = {
     "load_block_stream": "pytest_kvreuse.loaders.stream",
 }
 
-__all__ = ["__version__", *sorted(_EXPORTS)]
+__all__ = ["AnalysisParams", "BlockStream", "KvReuseError", "METRICS", "ReuseAnalysis",
+           "TraceResult", "__version__", "analyze", "load_block_stream"]
 
 if TYPE_CHECKING:
     from .api import analyze
