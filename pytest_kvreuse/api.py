@@ -5,36 +5,53 @@ from __future__ import annotations
 import os
 import time
 
-from .core.analysis import ReuseAnalysis, warmup_requests
+from .core.analysis import ReuseAnalysis
+from .loaders.registry import HASH_ID_FORMATS
 from .loaders.stream import load_block_stream
+from .params import PARAMS, AnalysisParams, ParamError
 
 
-def analyze(path: str | os.PathLike[str], *, block_size: int = 64, format: str = "auto",
-            hash_block_size: int | None = None, tokenizer: str = "deepseek-v3",
-            prompt: str = "raw", cache_dir: str | os.PathLike[str] | None = None,
-            use_cache: bool = True, progress: bool | None = None,
-            warmup: float = 0.0, known_sha256: str | None = None) -> ReuseAnalysis:
+def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, *,
+            cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True,
+            progress: bool | None = None, known_sha256: str | None = None,
+            **values: object) -> ReuseAnalysis:
     """Load the trace at ``path`` and compute its reuse figures.
 
-    Text traces are tokenized with ``tokenizer`` ('deepseek-v3' built in, a local
-    directory, or a cached Hugging Face name; never the network) in ``prompt`` mode
-    ('raw', 'chat' or 'per-message'); the tokenized stream is cached under ``cache_dir``
-    (default: the user cache directory) unless ``use_cache`` is false. ``progress``:
-    True/False, or None for a bar only on a terminal outside CI. ``known_sha256``: the
-    file's sha256 when the caller has it already (saves the cache key a read of the file).
+    The analysis parameters are an :class:`~pytest_kvreuse.AnalysisParams`, or its fields
+    as keywords (``block_size=64, tokenizer="deepseek-v3", prompt="raw", warmup=0.1``, ...;
+    keywords given with ``params`` override it). Text traces are tokenized offline; the
+    tokenized stream is cached under ``cache_dir`` (default: the user cache directory)
+    unless ``use_cache`` is false. ``progress``: True/False, or None for a bar only on a
+    terminal outside CI. ``known_sha256``: the file's sha256 when the caller has it already
+    (saves the cache key a read of the file).
 
     ``warmup``: fraction of the requests (the first ``floor(warmup * n)``) that fill the
     cache but are not counted; fractions are then shares of the counted requests' tokens
     (see :class:`ReuseAnalysis`). Default 0: the whole trace.
     """
-    warmup_requests(warmup, 1)  # reject a bad fraction before reading the trace
+    try:
+        if params is None:
+            params = AnalysisParams.from_mapping(values, where="analyze()")
+        elif values:
+            params = AnalysisParams.from_mapping({**params.to_dict(), **values},
+                                                 where="analyze()")
+    except ParamError as exc:
+        raise ParamError(exc.message, path=path) from None
     start = time.perf_counter()
-    stream = load_block_stream(path, block_size=block_size, format=format,
-                               hash_block_size=hash_block_size, tokenizer=tokenizer,
-                               prompt=prompt, cache_dir=cache_dir, use_cache=use_cache,
-                               progress=progress, known_sha256=known_sha256)
+    stream = load_block_stream(path, block_size=params.block_size, format=params.format,
+                               hash_block_size=params.hash_block_size,
+                               tokenizer=params.tokenizer, prompt=params.prompt,
+                               cache_dir=cache_dir, use_cache=use_cache, progress=progress,
+                               known_sha256=known_sha256)
     load_s = time.perf_counter() - start
-    params = {"path": os.fspath(path), "block_size": block_size, **stream.meta}
-    if warmup:
-        params["warmup"] = float(warmup)
-    return ReuseAnalysis(stream, params=params, timings={"load_s": load_s}, warmup=warmup)
+    return ReuseAnalysis(stream, params=resolved_params(params, stream.meta, path),
+                         timings={"load_s": load_s}, warmup=params.warmup)
+
+
+def resolved_params(params: AnalysisParams, meta: dict, path: str | os.PathLike[str]) -> dict:
+    """What an analysis ran with, as results show it: the detected format and native hash
+    block in place of 'auto' and None; no tokenizer or prompt for hash-id traces."""
+    out = {"path": os.fspath(path), **params.effective(meta.get("format")).to_dict(), **meta}
+    if out.get("format") in HASH_ID_FORMATS:
+        out.update({p.name: None for p in PARAMS if p.text_only})
+    return out

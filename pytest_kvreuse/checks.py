@@ -1,22 +1,16 @@
-"""Threshold checks on the figures of a ReuseAnalysis: which metrics exist, how a value is
-read, and the one-paragraph message of a violated bound. No pytest here: the plugin, the
-manifests and (later) the CLI share it."""
+"""Threshold checks on the figures of an analysis: a metric of the registry, its arguments
+and its bounds, and the one-paragraph message of a violated bound. No pytest here: the
+plugin's items and markers and the CLI share it."""
 
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 from .errors import KvReuseError
-from .loaders import HASH_ID_FORMATS
-
-# Figures that take a cache size in tokens (a method of ReuseAnalysis). Listed by name so a
-# manifest can name one before the analysis provides it and still get a clear message.
-AT_METRICS = ("offloadable_fraction", "lru_hit_fraction", "lru_offloadable_fraction")
-SCALAR_METRICS = (
-    "reused_fraction", "compulsory_fraction", "num_requests", "num_blocks", "unique_blocks",
-    "total_tokens", "reuse_count", "interval_min", "interval_median", "interval_max",
-)
+from .loaders.registry import HASH_ID_FORMATS
+from .metrics import Metric, metric
 
 
 class CheckError(KvReuseError):
@@ -27,80 +21,109 @@ class ThresholdViolation(Exception):
     """A figure of a trace is outside the bound its check sets (not an input error)."""
 
 
-def metric_needs_at(metric: str) -> bool:
-    """Whether ``metric`` is read at a cache size; unknown names raise CheckError."""
-    from .core.analysis import ReuseAnalysis
-
-    if metric in AT_METRICS:
-        return True
-    if metric in SCALAR_METRICS:
-        return False
-    attr = getattr(ReuseAnalysis, metric, None)
-    if metric.startswith("_") or attr is None:
-        raise CheckError(f"unknown metric {metric!r} (known: "
-                         f"{', '.join(AT_METRICS + SCALAR_METRICS)})")
-    # Figures added to ReuseAnalysis later work without listing them here: a method takes
-    # the size, a property is a plain value.
-    return callable(attr)
+def metric_needs_at(name: str) -> bool:
+    """Whether metric ``name`` is read at a cache size; an unknown name raises CheckError
+    listing the scalar metrics."""
+    return "at" in _metric(name).arg_names
 
 
-def is_fraction(metric: str) -> bool:
-    return metric.endswith("_fraction")
+def _metric(name: object) -> Metric:
+    try:
+        return metric(name)
+    except KvReuseError as exc:
+        raise CheckError(exc.message) from None
 
 
 @dataclass(frozen=True)
 class Check:
-    """``min <= metric(at) <= max``; either bound may be absent."""
+    """``min <= metric(at, **args) <= max``; either bound may be absent. ``args`` holds the
+    metric's arguments besides ``at`` as ``(name, value)`` pairs."""
 
     metric: str
     at: int | None = None
     min: float | None = None
     max: float | None = None
+    args: tuple[tuple[str, object], ...] = ()
+
+    @property
+    def arguments(self) -> dict[str, object]:
+        return {**({"at": self.at} if self.at is not None else {}), **dict(self.args)}
 
     @property
     def label(self) -> str:
-        return self.metric if self.at is None else f"{self.metric}@{self.at}"
+        label = self.metric if self.at is None else f"{self.metric}@{self.at}"
+        return label + "".join(f",{k}={v}" for k, v in self.args)
 
     def validate(self) -> Check:
-        needs_at = metric_needs_at(self.metric)
-        if needs_at and self.at is None:
-            raise CheckError(f"metric {self.metric!r} needs 'at' (a cache size in tokens)")
-        if not needs_at and self.at is not None:
-            raise CheckError(f"metric {self.metric!r} takes no 'at'")
+        m = _metric(self.metric)
+        try:
+            parsed = m.read_args(self.arguments)
+        except KvReuseError as exc:
+            raise CheckError(exc.message) from None
         if self.min is None and self.max is None:
             raise CheckError(f"check {self.label} sets neither 'min' nor 'max'")
         for name, bound in (("min", self.min), ("max", self.max)):
-            if bound is not None and is_fraction(self.metric) and not 0 <= bound <= 1:
+            if bound is None:
+                continue
+            if isinstance(bound, bool) or not isinstance(bound, numbers.Real) \
+                    or math.isnan(bound):
+                raise CheckError(f"{name} of check {self.label} must be a number, got "
+                                 f"{bound!r}")
+            if m.is_fraction and not 0 <= bound <= 1:
                 raise CheckError(f"{name} = {bound} for {self.metric} is not a fraction "
                                  f"between 0 and 1 (write 0.25 for 25 %)")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise CheckError(f"check {self.label}: min {self.min} is above max {self.max}")
+        at = parsed.get("at")
+        rest = tuple((k, v) for k, v in parsed.items() if k != "at")
+        if at != self.at or rest != self.args:
+            return Check(self.metric, at, self.min, self.max, rest)  # type: ignore[arg-type]
         return self
 
 
-def metric_value(analysis: object, metric: str, at: int | None = None) -> float:
-    """Read ``metric`` off ``analysis`` (called with ``at`` when it is a method)."""
-    attr = getattr(analysis, metric, None)
-    if attr is None or metric.startswith("_"):
+def metric_value(analysis: object, name: str, at: int | None = None,
+                 **args: object) -> float:
+    """Read metric ``name`` off ``analysis`` (NaN when undefined)."""
+    m = _metric(name)
+    try:
+        value = m.value(analysis, **m.read_args({"at": at, **args}))
+    except AttributeError:
         from . import __version__
 
-        raise CheckError(f"metric {metric!r} is not available in pytest-kvreuse "
-                         f"{__version__}")
-    if callable(attr):
-        if at is None:
-            raise CheckError(f"metric {metric!r} needs 'at' (a cache size in tokens)")
-        value = attr(at)
-    else:
-        value = attr
+        raise CheckError(f"metric {name!r} is not available in pytest-kvreuse "
+                         f"{__version__}") from None
+    except KvReuseError as exc:
+        raise CheckError(exc.message) from None
     return math.nan if value is None else float(value)
 
 
-def format_value(metric: str, value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "undefined"
-    if is_fraction(metric):
-        return f"{value:.6g} ({value * 100:.2f} %)"
-    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
+def why_undefined(analysis: object, m: Metric) -> str:
+    """Why a figure has no value on this analysis, in words for a failure message."""
+    if m.optional:
+        return "the trace carries no session ids"
+    block = getattr(analysis, "block_size", "?")
+    if getattr(analysis, "num_blocks", 1) == 0:
+        return f"no request holds a full block of {block} tokens"
+    if getattr(analysis, "counted_tokens", 1) == 0:
+        return "the warm-up leaves no full block to count"
+    if m.name.startswith("interval_") and getattr(analysis, "reuse_count", 1) == 0:
+        return "no block is reused"
+    return f"no request holds a full block of {block} tokens"
+
+
+def evaluate(analysis: object, check: Check) -> tuple[float, str | None]:
+    """``(value, None)`` when the check holds, else ``(value, message)``."""
+    m = _metric(check.metric)
+    value = metric_value(analysis, check.metric, check.at, **dict(check.args))
+    where = check.metric if check.at is None else f"{check.metric} at {check.at:,} tokens"
+    where += "".join(f", {k.replace('_', ' ')} {v:,} tokens" for k, v in check.args)
+    if math.isnan(value):
+        return value, f"{where} is undefined: {why_undefined(analysis, m)}"
+    if check.min is not None and value < check.min:
+        return value, f"{where} is {m.exact(value)}, below the minimum {check.min:g}"
+    if check.max is not None and value > check.max:
+        return value, f"{where} is {m.exact(value)}, above the maximum {check.max:g}"
+    return value, None
 
 
 def describe_parameters(analysis: object) -> str:
@@ -112,22 +135,6 @@ def describe_parameters(analysis: object) -> str:
                      else "default")
     return (f"block size {analysis.block_size}, tokenizer {tokenizer}, "
             f"{analysis.num_requests:,} requests, {analysis.total_tokens:,} tokens")
-
-
-def evaluate(analysis: object, check: Check) -> tuple[float, str | None]:
-    """``(value, None)`` when the check holds, else ``(value, message)``."""
-    value = metric_value(analysis, check.metric, check.at)
-    where = f"{check.metric} at {check.at:,} tokens" if check.at is not None else check.metric
-    if math.isnan(value):
-        return value, (f"{where} is undefined: no request holds a full block of "
-                       f"{analysis.block_size} tokens")
-    if check.min is not None and value < check.min:
-        return value, (f"{where} is {format_value(check.metric, value)}, below the "
-                       f"minimum {check.min:g}")
-    if check.max is not None and value > check.max:
-        return value, (f"{where} is {format_value(check.metric, value)}, above the "
-                       f"maximum {check.max:g}")
-    return value, None
 
 
 def violation_paragraph(trace: str, path: str, analysis: object, message: str) -> str:

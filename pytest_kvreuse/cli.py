@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
-
-import orjson
 
 from . import __version__
 from .api import analyze
-from .atomic import atomic_write_bytes
 from .baselines.drift import Tolerance, compare_runs, format_comparison, parse_tolerance
 from .baselines.storage import describe_run, load_results
-from .core.analysis import ReuseAnalysis, defined
+from .core.analysis import ReuseAnalysis
 from .errors import KvReuseError
-from .loaders import FORMATS
+from .formatting import defined
 from .loaders.fingerprint import content_sha256
-from .text.blocks import PROMPT_MODES
+from .metrics import METRICS, parse_tokens
+from .params import PARAMS, AnalysisParams, Param
+from .result import TraceResult, trace_timings
 
 EXIT_USAGE = 2
 
@@ -30,25 +30,30 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _positive_int(text: str) -> int:
+def _tokens(text: str) -> int:
     try:
-        value = int(text.replace("_", "").replace(",", ""))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+        return parse_tokens("size", text)
+    except KvReuseError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of tokens, got "
+                                         f"{text!r}") from None
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}") \
-            from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
-    return value
+def _param_type(param: Param) -> Callable[[str], object] | None:
+    """Reads a flag's text as the parameter's type and checks it where it is written."""
+    if param.choices is not None:
+        return None
+    kind = type(param.default) if param.default is not None else int
+
+    def read(text: str) -> object:
+        try:
+            try:
+                value = kind(text.replace("_", "").replace(",", ""))
+            except ValueError:
+                value = text  # refused by the parameter's own check, in its words
+            return param.validate(value)
+        except KvReuseError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+    return read
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
@@ -64,29 +69,16 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("trace", nargs="?", metavar="TRACE", help="trace file (JSONL or JSON)")
     p.add_argument("--input-file", dest="input_file", metavar="TRACE",
                    help="same as TRACE (the original script's flag)")
-    p.add_argument("--format", default="auto", choices=("auto", *FORMATS),
-                   help="trace format (default: detected from the content)")
-    p.add_argument("--block-size", type=_positive_int, default=64, metavar="N",
-                   help="KV block size in tokens (default: 64)")
-    p.add_argument("--hash-block-size", type=_positive_int, default=None, metavar="N",
-                   help="native block of hash-id traces (default: Mooncake 512, Bailian 16)")
-    p.add_argument("--gpu-kv-cache-size", type=_positive_int, default=None, metavar="TOKENS",
+    for param in PARAMS:
+        p.add_argument(param.flag, *param.aliases, dest=param.name, default=None,
+                       type=_param_type(param), choices=param.choices, metavar=param.metavar,
+                       help=param.help)
+    p.add_argument("--gpu-kv-cache-size", type=_tokens, default=None, metavar="TOKENS",
                    help="GPU KV cache size in tokens, as vLLM prints at start-up")
-    p.add_argument("--lower-tier-size", type=_positive_int, default=None, metavar="TOKENS",
+    p.add_argument("--lower-tier-size", type=_tokens, default=None, metavar="TOKENS",
                    help="a CPU/SSD tier of this many tokens below the GPU cache (exclusive, "
                         "LRU): splits the LRU offloadable share into what it serves and "
                         "what neither tier holds")
-    p.add_argument("--warmup", type=_fraction, default=0.0, metavar="F",
-                   help="steady state: the first F of the requests (a fraction in [0, 1)) "
-                        "fill the cache but are not counted (default: 0)")
-    p.add_argument("--tokenizer", "--model-name", dest="tokenizer", default=None,
-                   metavar="NAME",
-                   help="tokenizer for text traces: 'deepseek-v3' (built in, the default), a "
-                        "local directory, or a Hugging Face name already in the local cache")
-    p.add_argument("--prompt", default="raw", choices=PROMPT_MODES,
-                   help="how a text request becomes a prompt: 'raw' message contents "
-                        "(default), 'chat' (the tokenizer's chat template), 'per-message' "
-                        "(every message its own request, as the original script)")
     p.add_argument("--cache-dir", metavar="DIR", default=None,
                    help="where tokenized traces are cached (default: the user cache directory)")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
@@ -191,31 +183,23 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None) -> str
 
 def lru_tiers(a: ReuseAnalysis, gpu: int, lower: int) -> dict[str, float | None]:
     """Every counted token lands in exactly one of these shares (they add up to 1)."""
-    served = a.lru_offloadable_fraction(gpu, lower)
-    beyond = a.lru_offloadable_fraction(gpu) - served
-    return {k: None if v != v else v for k, v in (
-        ("gpu_hit", a.lru_hit_fraction(gpu)), ("lower_tier_hit", served),
-        ("beyond_tiers", beyond), ("compulsory", a.compulsory_fraction))}
+    served = METRICS["lower_tier_hit_fraction"].value(a, at=gpu, lower_tier=lower)
+    beyond = METRICS["beyond_tiers_fraction"].value(a, at=gpu, lower_tier=lower)
+    return {"gpu_hit": defined(a.lru_hit_fraction(gpu)), "lower_tier_hit": served,
+            "beyond_tiers": beyond, "compulsory": defined(a.compulsory_fraction)}
 
 
-def analysis_json(a: ReuseAnalysis, gpu: int | None, lower: int | None = None) -> dict:
-    out = a.to_dict()
+def trace_result(a: ReuseAnalysis, trace: str, gpu: int | None,
+                 lower: int | None = None) -> TraceResult:
+    """The result document's trace: every figure, at the GPU size, with the lower tier."""
+    figures = []
+    if gpu is not None and lower is not None:
+        figures = [(name, {"at": gpu, "lower_tier": lower})
+                   for name in ("lower_tier_hit_fraction", "beyond_tiers_fraction")]
     # Lets `kvreuse compare` tell a new export of a trace from the same bytes.
-    out["params"]["content_sha256"] = content_sha256(a.params["path"])
-    if gpu is not None:
-        out["gpu_cache_tokens"] = gpu
-        out["offloadable_fraction"] = defined(a.offloadable_fraction(gpu))
-        out["lru_hit_fraction"] = defined(a.lru_hit_fraction(gpu))
-        out["lru_offloadable_fraction"] = defined(a.lru_offloadable_fraction(gpu))
-        hit_split = a.lru_hit_split(gpu)
-        if hit_split is not None:
-            out["lru_hit_split"] = {k: defined(v) for k, v in hit_split.items()}
-            out["lru_offloadable_split"] = {
-                k: defined(v) for k, v in (a.lru_offloadable_split(gpu) or {}).items()}
-        if lower is not None:
-            out["lower_tier_tokens"] = lower
-            out["lru_tiers"] = lru_tiers(a, gpu, lower)
-    return out
+    return TraceResult.from_analysis(a, name=Path(trace).name, path=trace,
+                                     sizes=[gpu] if gpu else [], figures=figures,
+                                     content_sha256=content_sha256(a.params["path"]))
 
 
 def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,
@@ -253,21 +237,13 @@ def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,
     save_figure(fig, path)
 
 
-def write_html(a: ReuseAnalysis, gpu: int | None, path: str, trace: str,
-               argv: Sequence[str] = ()) -> None:
-    """The pytest report's renderer, for one trace and no checks."""
-    from pathlib import Path
+def _run(a: ReuseAnalysis, result: TraceResult, argv: Sequence[str]) -> dict:
+    from .output.report import run_info
 
-    from . import result as results
-    from .output import report
-
-    result = results.trace_result(a, name=Path(trace).name,
-                                  gpu_cache_sizes=[gpu] if gpu else [])
-    result.update(checks=[], error=None)
     duration = sum(v for v in a.timings.values() if isinstance(v, float))
-    run = report.run_info(["kvreuse", *argv], duration_s=duration)
-    run["timings"] = {result["name"]: results.trace_timings(a)}
-    report.write_report(path, [result], run)
+    run = run_info(["kvreuse", *argv], duration_s=duration)
+    run["timings"] = {result.name: trace_timings(a)}
+    return run
 
 
 def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -276,14 +252,11 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         parser.error("give the trace once: as TRACE or as --input-file")
     if not trace:
         parser.error("a trace is required: kvreuse analyze TRACE")
-    options: dict = {"prompt": args.prompt, "cache_dir": args.cache_dir,
-                     "use_cache": args.use_cache, "progress": False if args.quiet else None}
-    if args.tokenizer is not None:
-        options["tokenizer"] = args.tokenizer
     if args.lower_tier_size is not None and args.gpu_kv_cache_size is None:
         parser.error("--lower-tier-size needs --gpu-kv-cache-size")
-    a = analyze(trace, block_size=args.block_size, format=args.format,
-                hash_block_size=args.hash_block_size, warmup=args.warmup, **options)
+    params = AnalysisParams.from_mapping({p.name: getattr(args, p.name) for p in PARAMS})
+    a = analyze(trace, params, cache_dir=args.cache_dir, use_cache=args.use_cache,
+                progress=False if args.quiet else None)
     gpu = args.gpu_kv_cache_size
     lower = args.lower_tier_size
     # No full block to count: the fractions are undefined (null in JSON, "undefined" in
@@ -295,13 +268,18 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         print(f"kvreuse: note: {trace}: the warm-up ({a.warmup_requests:,} of "
               f"{a.num_requests:,} requests) leaves no full block to count: the fractions "
               "are undefined", file=sys.stderr)
-    if args.json:
-        atomic_write_bytes(args.json, orjson.dumps(analysis_json(a, gpu, lower),
-                                                   option=orjson.OPT_INDENT_2) + b"\n")
+    if args.json or args.html:
+        # jinja2 and matplotlib load only for the outputs that need them.
+        from .output import report
+
+        result = trace_result(a, trace, gpu, lower)
+        run = _run(a, result, getattr(args, "argv", []))
+        if args.json:
+            report.write_json(args.json, [result], run)
+        if args.html:
+            report.write_report(args.html, [result], run)
     if args.output:
         plot_analysis(a, gpu, args.output, lower)
-    if args.html:
-        write_html(a, gpu, args.html, trace, getattr(args, "argv", []))
     if not args.quiet:
         print(_summary(a, gpu, lower))
     return 0

@@ -1,54 +1,351 @@
-"""Plain-dict results of one analysed trace: what the plugin, the report, the JSON output
-and the baselines exchange (dicts cross xdist workers; analyses do not)."""
+"""The one result document: :class:`TraceResult` per trace, :class:`Results` per run.
+
+``kvreuse analyze --json``, the plugin's ``--kvreuse-json`` and saved baselines are all a
+:class:`Results` document (``schema_version`` 1); the plugin's xdist workers send their
+traces as ``TraceResult.to_json()`` dicts. Files written by pytest-kvreuse 0.1 (three
+shapes) are read by :meth:`Results.from_json` too.
+
+No numpy at import: a result is built from an analysis (:meth:`TraceResult.from_analysis`)
+only where one exists.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import numbers
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
+from .errors import KvReuseError
+from .formatting import defined
+from .metrics import METRICS, Metric, MetricError, arg_key, parse_arg_key
 
-from .core.analysis import ReuseAnalysis, defined
-from .core.curves import downsample
-
+SCHEMA_VERSION = 1
+KIND = "kvreuse-results"
 CURVE_POINTS = 400
 
 
-def _curve(x: np.ndarray, y: np.ndarray) -> dict:
-    cx, cy = downsample(x, y, CURVE_POINTS)
-    return {"x": [int(v) for v in cx], "y": [float(v) for v in cy]}
+class ResultsError(KvReuseError):
+    """A results file that is not a kvreuse results document."""
 
 
-def trace_result(analysis: ReuseAnalysis, *, name: str,
-                 gpu_cache_sizes: Iterable[int] = (), lru: bool = True) -> dict:
-    """Figures, offloadable fractions at ``gpu_cache_sizes``, and down-sampled curves.
+@dataclass
+class TraceResult:
+    """The figures of one declared trace, and what was checked on it.
 
-    With ``lru`` (the default; it costs one stack-distance pass) also ``"lru"``: the exact
-    LRU ``hit_fraction`` and ``offloadable_fraction``, each a map from size to share, and
-    ``curves["lru"]``, the share of tokens seen before that an LRU cache of ``x`` tokens no
-    longer holds (the exact twin of ``curves["ccdf"]``, drawn on the same axes).
+    ``figures`` maps a metric name (:data:`~pytest_kvreuse.metrics.METRICS`) to its value,
+    or, for a metric with arguments, to ``{argument key: value}`` (the key of a size alone
+    is the size in tokens, ``"345792"``). ``sizes`` are the GPU cache sizes of interest;
+    ``curves`` down-sampled ``{"x": [...], "y": [...]}``; ``checks`` one record per
+    condition checked; ``error`` the one-line error of a trace that could not be read.
+    ``extras`` carries what a report adds for display (baseline comparison, trend), never
+    saved with a baseline.
     """
-    figures = analysis.to_dict()
-    params = figures.pop("params")
-    sizes = sorted(set(int(c) for c in gpu_cache_sizes))
-    result = {
-        "name": name,
-        "params": params,
-        "figures": figures,
-        "offloadable_fraction": {str(c): defined(analysis.offloadable_fraction(c))
-                                 for c in sizes},
-        "curves": {"ccdf": _curve(*analysis.ccdf())},
-    }
-    if lru:
-        result["lru"] = {
-            "hit_fraction": {str(c): defined(analysis.lru_hit_fraction(c)) for c in sizes},
-            "offloadable_fraction": {str(c): defined(analysis.lru_offloadable_fraction(c))
-                                     for c in sizes},
-        }
-        result["curves"]["lru"] = _curve(*analysis.lru_offloadable_curve())
-    return result
+
+    name: str
+    path: str | None = None
+    params: dict = field(default_factory=dict)
+    content_sha256: str | None = None
+    sizes: list[int] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
+    curves: dict = field(default_factory=dict)
+    checks: list[dict] = field(default_factory=list)
+    error: str | None = None
+    extras: dict = field(default_factory=dict)
+
+    # -- reading figures ----------------------------------------------------------------
+
+    def value(self, metric: str, **args: object) -> float | int | None:
+        """The figure's value (None when undefined); KeyError when it was not computed."""
+        m = METRICS[metric]
+        v = self.figures[metric]
+        if not m.args:
+            return v
+        return v[arg_key(m, m.read_args(args))]
+
+    def values(self, metric: str) -> dict[str | None, object] | None:
+        """``{argument key or None: value}`` of one metric; None when it has none here."""
+        v = self.figures.get(metric)
+        if metric not in self.figures:
+            return None
+        return dict(v) if isinstance(v, dict) else {None: v}
+
+    # -- building -----------------------------------------------------------------------
+
+    @classmethod
+    def from_analysis(cls, analysis: object, *, name: str, path: str | None = None,
+                      sizes: Iterable[int] = (), figures: Iterable[tuple[str, dict]] = (),
+                      content_sha256: str | None = None) -> TraceResult:
+        """Every metric of the registry: those without arguments, those taking a size at
+        every size of ``sizes``, and the explicit ``(metric, args)`` of ``figures``; plus
+        the interval CCDF and the LRU curve."""
+        from .core.curves import downsample
+
+        sizes = sorted({int(s) for s in sizes})
+        out: dict = {}
+        wanted: dict[str, list[dict]] = {}
+        for m in METRICS.values():
+            if not m.args:
+                wanted[m.name] = [{}]
+            elif m.sized:
+                wanted[m.name] = [{"at": s} for s in sizes]
+        for metric, args in figures:
+            wanted.setdefault(metric, [])
+            if args not in wanted[metric]:
+                wanted[metric].append(dict(args))
+        for name_, arg_sets in wanted.items():
+            m = METRICS[name_]
+            if not m.args:
+                out[name_] = _plain(m.value(analysis))
+                continue
+            per = {arg_key(m, a): _plain(m.value(analysis, **a)) for a in arg_sets}
+            if m.optional:
+                per = {k: v for k, v in per.items() if v is not None}
+                if not per:
+                    continue
+            out[name_] = _sorted_keys(m, per)
+
+        def curve(xy: tuple) -> dict:
+            x, y = downsample(*xy, CURVE_POINTS)
+            return {"x": [int(v) for v in x], "y": [float(v) for v in y]}
+
+        params = dict(getattr(analysis, "params", {}) or {})
+        return cls(name=name, path=path if path is not None else params.pop("path", None),
+                   params={k: v for k, v in params.items() if k != "path"},
+                   content_sha256=content_sha256, sizes=sizes, figures=out,
+                   curves={"ccdf": curve(analysis.ccdf()),  # type: ignore[attr-defined]
+                           "lru": curve(analysis.lru_offloadable_curve())})  # type: ignore[attr-defined]
+
+    def merge(self, other: TraceResult) -> None:
+        """Add what another process computed for the same declared trace: its checks and
+        the figures at the sizes it measured."""
+        self.checks.extend(c for c in other.checks if c not in self.checks)
+        self.sizes = sorted(set(self.sizes) | set(other.sizes))
+        for name, v in other.figures.items():
+            mine = self.figures.get(name)
+            if isinstance(v, dict) and isinstance(mine, dict):
+                self.figures[name] = _sorted_keys(METRICS.get(name), {**mine, **v})
+            elif name not in self.figures:
+                self.figures[name] = v
+        if self.error is None:
+            self.error = other.error
+
+    # -- JSON ---------------------------------------------------------------------------
+
+    def to_json(self, *, extras: bool = True) -> dict:
+        """Plain JSON types only (they cross xdist workers and go to files)."""
+        doc = {"name": self.name, "path": self.path, "params": dict(self.params),
+               "content_sha256": self.content_sha256, "sizes": list(self.sizes),
+               "figures": self.figures, "curves": self.curves, "checks": self.checks,
+               "error": self.error}
+        if extras and self.extras:
+            doc["extras"] = self.extras
+        return doc
+
+    @classmethod
+    def from_json(cls, doc: Mapping, *, where: str = "a trace result") -> TraceResult:
+        if not isinstance(doc, Mapping) or not isinstance(doc.get("name"), str):
+            raise ResultsError(f"{where} has no name")
+        try:
+            result = cls._from_json(doc)
+            _check_shape(result)
+        except (TypeError, ValueError, AttributeError, KeyError) as exc:
+            raise ResultsError(f"{where} ({doc['name']!r}) is malformed: {exc}") from None
+        return result
+
+    @classmethod
+    def _from_json(cls, doc: Mapping) -> TraceResult:
+        if "figures" in doc and "sizes" in doc:
+            return cls(name=doc["name"], path=doc.get("path"),
+                       params=dict(doc.get("params") or {}),
+                       content_sha256=doc.get("content_sha256"),
+                       sizes=[int(s) for s in doc.get("sizes") or []],
+                       figures=dict(doc.get("figures") or {}),
+                       curves=dict(doc.get("curves") or {}),
+                       checks=list(doc.get("checks") or []), error=doc.get("error"),
+                       extras=dict(doc.get("extras") or {}))
+        return _from_v0(doc)
 
 
-def trace_timings(analysis: ReuseAnalysis) -> dict:
+def _check_shape(r: TraceResult) -> None:
+    """Refuse a result whose fields are not of their types: later readers trust them."""
+    def optional_str(v: object, what: str) -> None:
+        if v is not None and not isinstance(v, str):
+            raise TypeError(f"{what} is not a string")
+
+    optional_str(r.path, "path")
+    optional_str(r.content_sha256, "content_sha256")
+    optional_str(r.error, "error")
+    for name, v in r.figures.items():
+        values = v.values() if isinstance(v, Mapping) else [v]
+        if not isinstance(name, str) or not all(
+                x is None or (isinstance(x, numbers.Real) and not isinstance(x, bool))
+                for x in values):
+            raise TypeError(f"figure {name!r} is not a number")
+    if not all(isinstance(c, Mapping) and isinstance(c.get("nodeid", ""), str)
+               for c in r.checks):
+        raise TypeError("a check is not a record")
+    if not all(isinstance(c, Mapping) for c in r.curves.values()):
+        raise TypeError("a curve is not an object")
+
+
+def _plain(v: object) -> object:
+    v = defined(v)
+    return v.item() if hasattr(v, "item") else v
+
+
+def _sorted_keys(m: Metric | None, per: dict) -> dict:
+    def order(key: str) -> tuple:
+        try:
+            args = parse_arg_key(m, key) if m is not None else {}
+        except MetricError:
+            return (1, key)
+        return (0, *(v for v in args.values()))
+    return dict(sorted(per.items(), key=lambda kv: order(kv[0])))
+
+
+# Where 0.1 kept the figures read at a size: a top-level map, or inside its "lru" block.
+_V0_SIZED = {"offloadable_fraction": ("offloadable_fraction", None),
+             "lru_hit_fraction": ("lru", "hit_fraction"),
+             "lru_offloadable_fraction": ("lru", "offloadable_fraction")}
+
+
+def _from_v0(doc: Mapping) -> TraceResult:
+    """A trace result as pytest-kvreuse 0.1 wrote it (plugin JSON and baselines)."""
+    params = dict(doc.get("params") or {}) if isinstance(doc.get("params"), Mapping) else {}
+    path = params.pop("path", None)
+    sha = params.pop("content_sha256", None) or doc.get("content_hash")
+    figures = {k: v for k, v in (doc.get("figures") or {}).items()
+               if k in METRICS and not isinstance(v, dict)}
+    if "block_size" in (doc.get("figures") or {}):
+        params.setdefault("block_size", doc["figures"]["block_size"])
+    sizes: set[int] = set()
+    for metric, (where, inner) in _V0_SIZED.items():
+        block = doc.get(where)
+        if inner is not None and isinstance(block, Mapping):
+            # An empty "lru" block: LRU figures computed at no size.
+            block = block.get(inner, {} if not block else None)
+        elif inner is not None:
+            block = None
+        if isinstance(block, Mapping):
+            per = {str(k): v for k, v in block.items() if str(k).isdigit()}
+            figures[metric] = _sorted_keys(METRICS[metric], per)
+            sizes.update(int(k) for k in per)
+    checks = []
+    for c in doc.get("checks") or []:
+        if isinstance(c, Mapping):
+            checks.append({"kind": "drift" if "baseline" in c else "threshold", **c})
+    return TraceResult(name=doc["name"], path=path, params=params, content_sha256=sha,
+                       sizes=sorted(sizes), figures=figures,
+                       curves=dict(doc.get("curves") or {}), checks=checks,
+                       error=doc.get("error"))
+
+
+def _from_v0_analysis(doc: Mapping) -> TraceResult:
+    """``kvreuse analyze --json`` output of 0.1: one trace, flat figures at one size."""
+    params = dict(doc.get("params") or {}) if isinstance(doc.get("params"), Mapping) else {}
+    path = params.pop("path", None)
+    sha = params.pop("content_sha256", None)
+    params.setdefault("block_size", doc.get("block_size"))
+    gpu = doc.get("gpu_cache_tokens")
+    figures: dict = {}
+    for key, value in doc.items():
+        m = METRICS.get(key)
+        if m is None:
+            continue
+        if not m.args:
+            figures[key] = value
+        elif m.sized and gpu is not None:
+            figures[key] = {str(gpu): value}
+    lower = doc.get("lower_tier_tokens")
+    tiers = doc.get("lru_tiers")
+    if gpu is not None and lower is not None and isinstance(tiers, Mapping):
+        key = f"{gpu},lower_tier={lower}"
+        figures["lower_tier_hit_fraction"] = {key: tiers.get("lower_tier_hit")}
+        figures["beyond_tiers_fraction"] = {key: tiers.get("beyond_tiers")}
+    name = Path(str(path or "trace")).name
+    return TraceResult(name=name, path=path, params=params, content_sha256=sha,
+                       sizes=[int(gpu)] if gpu is not None else [], figures=figures)
+
+
+@dataclass
+class Results:
+    """One run's document: ``run`` (when, how, versions, timings) and its traces.
+    ``meta`` holds what a saved baseline adds (number, name, saved, commit, versions)."""
+
+    traces: list[TraceResult] = field(default_factory=list)
+    run: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def to_json(self, *, extras: bool = True) -> dict:
+        return {"schema_version": SCHEMA_VERSION, "kind": KIND, **self.meta,
+                "run": self.run, "traces": [t.to_json(extras=extras) for t in self.traces]}
+
+    @classmethod
+    def from_json(cls, doc: object, *, path: str | os.PathLike[str] | None = None) -> Results:
+        """A document of this version, or any results file pytest-kvreuse 0.1 wrote (a
+        saved baseline, ``--kvreuse-json`` output, ``kvreuse analyze --json`` output)."""
+        where = {"path": path} if path is not None else {}
+        if isinstance(doc, Mapping) and isinstance(doc.get("traces"), list):
+            version = doc.get("schema_version")
+            if version is not None and version != SCHEMA_VERSION:
+                raise ResultsError(f"results schema version {version!r} is not "
+                                   f"{SCHEMA_VERSION} (written by another pytest-kvreuse)",
+                                   **where)
+            traces = []
+            for i, t in enumerate(doc["traces"]):
+                try:
+                    traces.append(TraceResult.from_json(t, where=f"trace result #{i + 1}"))
+                except ResultsError as exc:
+                    raise ResultsError(exc.message, **where) from None
+            meta = {k: v for k, v in doc.items()
+                    if k not in ("schema_version", "kind", "run", "traces")}
+            run = doc.get("run") if isinstance(doc.get("run"), Mapping) else {}
+            return cls(traces=traces, run=dict(run), meta=meta)
+        if isinstance(doc, Mapping) and "num_requests" in doc:
+            return cls(traces=[_from_v0_analysis(doc)])
+        if isinstance(doc, list):
+            return cls.from_json({"traces": doc}, path=path)
+        raise ResultsError("not a kvreuse results file: expected a saved run, --kvreuse-json "
+                           "output or kvreuse analyze --json output", **where)
+
+    def by_name(self) -> dict[str, TraceResult]:
+        return {t.name: t for t in self.traces}
+
+
+TraceLike = TraceResult | Mapping
+
+
+def as_result(trace: TraceLike, what: str = "a trace result") -> TraceResult:
+    """A TraceResult, from itself or its JSON (this version's or 0.1's)."""
+    return trace if isinstance(trace, TraceResult) else TraceResult.from_json(trace,
+                                                                              where=what)
+
+
+def trace_timings(analysis: object) -> dict:
     """Seconds each step took. Volatile, so never part of a trace's result: they go to the
     run block (``run["timings"][name]``), keeping per-trace results byte-identical."""
-    return {k: round(float(v), 4) for k, v in sorted(analysis.timings.items())}
+    timings = getattr(analysis, "timings", {}) or {}
+    return {k: round(float(v), 4) for k, v in sorted(timings.items())}
+
+
+def item_outcomes(result: TraceResult) -> dict[str, bool]:
+    """``{nodeid: passed}``: every pytest item that checked the trace. An item fails when
+    any of its records (bounds, drift, the test body) failed."""
+    items: dict[str, bool] = {}
+    for c in result.checks:
+        if c.get("kind") == "drift":
+            continue  # shown beside the bounds; the drifted items' own records count it
+        items[c["nodeid"]] = items.get(c["nodeid"], True) and c.get("passed") is True
+    return items
+
+
+def checked_items(results: Sequence[TraceResult]) -> tuple[int, int]:
+    """``(checks, failed)``, a check being one pytest item that checked a trace: what
+    pytest counts too, so the summary, the report and pytest agree."""
+    items: dict[str, bool] = {}
+    for r in results:
+        for nodeid, ok in item_outcomes(r).items():
+            items[nodeid] = items.get(nodeid, True) and ok
+    return len(items), sum(not ok for ok in items.values())

@@ -55,13 +55,11 @@ def broken_write(request, monkeypatch):
 
 
 def result_for(tmp_path):
-    from pytest_kvreuse.result import trace_result
+    from pytest_kvreuse.result import TraceResult
 
     trace = tmp_path / "t.jsonl"
     trace.write_bytes(TRACE)
-    r = trace_result(analyze(trace), name="t", gpu_cache_sizes=[512])
-    r.update(checks=[], error=None)
-    return r
+    return TraceResult.from_analysis(analyze(trace), name="t", sizes=[512])
 
 
 @pytest.mark.parametrize("writer", ["json", "report"])

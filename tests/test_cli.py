@@ -44,12 +44,12 @@ def test_summary_and_outputs(trace, tmp_path, capsys):
     assert png.read_bytes().startswith(b"\x89PNG")
     assert main(["analyze", str(trace), "-o", str(svg), "-q"]) == 0
     assert b"<svg" in svg.read_bytes()[:500]
-    data = json.loads(js.read_text())
+    [data] = json.loads(js.read_text())["traces"]
     # 17 + 23 + 10 blocks of 64; request 1 re-reads 16 blocks of request 0, request 2 8 of them.
-    assert data["num_blocks"] == 50
-    assert data["reuse_count"] == 24
+    assert data["figures"]["num_blocks"] == 50
+    assert data["figures"]["reuse_count"] == 24
     assert data["params"]["format"] == "mooncake"
-    assert 0 <= data["offloadable_fraction"] <= 1
+    assert 0 <= data["figures"]["offloadable_fraction"]["512"] <= 1
 
 
 def test_original_script_flags(trace, tmp_path, capsys):
@@ -111,8 +111,9 @@ def test_no_full_block_reports_undefined_figures(trace, tmp_path, capsys):
     captured = capsys.readouterr()
     assert "fractions are undefined" in captured.err
     assert "offloadable at 1,000 tokens: undefined" in captured.out
-    data = json.loads(out.read_text())
-    assert data["offloadable_fraction"] is None and data["reused_fraction"] is None
+    [data] = json.loads(out.read_text())["traces"]
+    assert data["figures"]["offloadable_fraction"] == {"1000": None}
+    assert data["figures"]["reused_fraction"] is None
 
 
 def test_bad_plot_extension_keeps_nothing(trace, tmp_path, capsys):

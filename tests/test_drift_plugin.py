@@ -67,7 +67,7 @@ def test_save_then_compare_unchanged_passes(project):
     r.stdout.fnmatch_lines(["kvreuse: run saved as baseline 0001_main (*0001_main.json)"])
     doc = orjson.loads((project.path / ".kvreuse" / "0001_main.json").read_bytes())
     assert doc["traces"][0]["name"] == "chat" and doc["versions"]["pytest-kvreuse"]
-    assert doc["traces"][0]["content_hash"] and doc["python"] and doc["saved"]
+    assert doc["traces"][0]["content_sha256"] and doc["python"] and doc["saved"]
 
     r = project.runpytest("--kvreuse-compare", "--kvreuse-compare-fail=offloadable_fraction:0")
     r.assert_outcomes(passed=2)
@@ -244,20 +244,24 @@ def test_no_kvreuse_disables_baselines(project):
 
 def test_report_data_reaches_the_json(project, exports, monkeypatch):
     written = {}
-    monkeypatch.setattr("pytest_kvreuse.output.report.write_json",
-                        lambda path, results, run: written.update(results=results, run=run))
+    import pytest_kvreuse.output.report as report
+
+    monkeypatch.setattr(report, "write_json",
+                        lambda path, results, run: written.update(
+                            results=[r.to_json() for r in results], run=run))
     project.runpytest("--kvreuse-save=main").assert_outcomes(passed=2)
     new_export(project, exports)
     project.runpytest("--kvreuse-compare", "--kvreuse-compare-fail=offloadable_fraction:0.01",
                       "--kvreuse-json=out.json")
     [r] = written["results"]
-    assert r["baseline"]["run"] == "0001_main" and r["baseline"]["status"] == "drifted"
-    assert r["baseline"]["changed"] is True
-    fig = next(f for f in r["baseline"]["figures"] if f["label"] == f"offloadable_fraction@{GPU}")
+    base = r["extras"]["baseline"]
+    assert base["run"] == "0001_main" and base["status"] == "drifted"
+    assert base["changed"] is True
+    fig = next(f for f in base["figures"] if f["label"] == f"offloadable_fraction@{GPU}")
     assert fig["baseline"] == pytest.approx(offload(exports / "old.jsonl"))
     assert fig["current"] == pytest.approx(offload(exports / "new.jsonl"))
     assert r["curves"]["baseline 0001_main"]["x"]
-    assert [p["run"] for p in r["trend"]] == ["0001_main", "this run"]
+    assert [p["run"] for p in r["extras"]["trend"]] == ["0001_main", "this run"]
     assert written["run"]["baseline"].startswith(".kvreuse/0001_main.json (saved ")
 
 

@@ -12,7 +12,7 @@ from pytest_kvreuse import KvReuseError, analyze
 from pytest_kvreuse.cli import main
 from pytest_kvreuse.errors import BlockSizeError, EmptyTraceError, TraceFormatError, TraceReadError
 from pytest_kvreuse.plugin.manifest import ManifestError, load_manifest
-from pytest_kvreuse.result import trace_result
+from pytest_kvreuse.result import TraceResult
 
 MOONCAKE = (b'{"input_length": 1024, "hash_ids": [1, 2]}\n'
             b'{"input_length": 1536, "hash_ids": [1, 2, 3]}\n')
@@ -102,10 +102,10 @@ def test_zero_full_blocks_are_undefined_not_a_division(tmp_path):
     for value in (a.reused_fraction, a.compulsory_fraction, a.offloadable_fraction(100),
                   a.lru_hit_fraction(100), a.lru_offloadable_fraction(100, 50)):
         assert math.isnan(value)
-    result = trace_result(a, name="t", gpu_cache_sizes=[100])
+    result = TraceResult.from_analysis(a, name="t", sizes=[100]).to_json()
     text = json.dumps(result, allow_nan=False)  # None, never NaN
-    assert result["offloadable_fraction"]["100"] is None
-    assert result["lru"]["hit_fraction"]["100"] is None and "NaN" not in text
+    assert result["figures"]["offloadable_fraction"]["100"] is None
+    assert result["figures"]["lru_hit_fraction"]["100"] is None and "NaN" not in text
 
 
 def test_warmup_leaving_nothing_is_undefined(tmp_path):
@@ -262,7 +262,7 @@ def test_zero_full_blocks_through_the_plugin(pytester):
     assert "Traceback" not in out and "ZeroDivision" not in out
     assert "offloadable_fraction at 1,000 tokens is undefined" in out
     (trace,) = json.loads((pytester.path / "o.json").read_text())["traces"]
-    assert trace["offloadable_fraction"] == {"1000": None}
+    assert trace["figures"]["offloadable_fraction"] == {"1000": None}
     assert trace["figures"]["reused_fraction"] is None
     assert "undefined" in (pytester.path / "o.html").read_text()
 

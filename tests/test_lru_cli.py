@@ -9,7 +9,7 @@ import pytest
 
 from pytest_kvreuse.api import analyze
 from pytest_kvreuse.cli import main
-from pytest_kvreuse.result import trace_result
+from pytest_kvreuse.result import Results, TraceResult
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "example_traces" / "chat_sessions.mooncake.jsonl"
 
@@ -40,14 +40,19 @@ def test_cli_json_and_summary_carry_lru_figures(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "LRU cache of 16,384 tokens: hit" in text
     assert "warm-up:" in text and "100,000-token lower tier" in text
-    data = orjson.loads(out.read_bytes())
+    [data] = Results.from_json(orjson.loads(out.read_bytes())).traces
     a = analyze(EXAMPLE, warmup=0.2)
-    assert data["lru_hit_fraction"] == pytest.approx(a.lru_hit_fraction(16384))
-    assert data["lru_offloadable_fraction"] == pytest.approx(a.lru_offloadable_fraction(16384))
-    assert data["compulsory_fraction"] == pytest.approx(a.compulsory_fraction)
-    assert data["warmup_requests"] == a.warmup_requests > 0
-    assert data["params"]["warmup"] == 0.2
-    tiers = data["lru_tiers"]
+    assert data.value("lru_hit_fraction", at=16384) == pytest.approx(a.lru_hit_fraction(16384))
+    assert data.value("lru_offloadable_fraction", at=16384) == pytest.approx(
+        a.lru_offloadable_fraction(16384))
+    assert data.value("compulsory_fraction") == pytest.approx(a.compulsory_fraction)
+    assert data.value("warmup_requests") == a.warmup_requests > 0
+    assert data.params["warmup"] == 0.2
+    tiers = {"gpu_hit": data.value("lru_hit_fraction", at=16384),
+             "lower_tier_hit": data.value("lower_tier_hit_fraction", at=16384,
+                                          lower_tier=100000),
+             "beyond_tiers": data.value("beyond_tiers_fraction", at=16384, lower_tier=100000),
+             "compulsory": data.value("compulsory_fraction")}
     assert tiers["lower_tier_hit"] == pytest.approx(a.lru_offloadable_fraction(16384, 100000))
     assert sum(tiers.values()) == pytest.approx(1.0)
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -59,9 +64,11 @@ def test_cli_session_split(tmp_path, capsys):
     assert main(["analyze", str(trace), "--block-size", "16", "--gpu-kv-cache-size", "1000",
                  "--json", str(out)]) == 0
     assert "same session" in capsys.readouterr().out
-    data = orjson.loads(out.read_bytes())
-    hit = data["lru_hit_split"]
-    assert hit["same_session"] + hit["cross_session"] == pytest.approx(data["lru_hit_fraction"])
+    [data] = Results.from_json(orjson.loads(out.read_bytes())).traces
+    hit = {"same_session": data.value("lru_hit_same_session_fraction", at=1000),
+           "cross_session": data.value("lru_hit_cross_session_fraction", at=1000)}
+    assert hit["same_session"] + hit["cross_session"] == pytest.approx(
+        data.value("lru_hit_fraction", at=1000))
     # The shared head (ids 1, 2) is last touched by the other conversation each time:
     # 3 x 2 cross-session hits; ids 3, 4 (chat 3) and 5 (chat 4) come from the own history.
     assert hit["cross_session"] == pytest.approx(6 / 17)
@@ -92,12 +99,12 @@ def test_cli_warmup_leaving_nothing_reports_undefined(tmp_path, capsys):
 
 def test_trace_result_has_lru_block_and_curve():
     a = analyze(EXAMPLE)
-    res = trace_result(a, name="chat", gpu_cache_sizes=[16384, 345792])
-    assert res["lru"]["hit_fraction"]["16384"] == pytest.approx(a.lru_hit_fraction(16384))
-    assert res["lru"]["offloadable_fraction"]["345792"] == pytest.approx(
+    res = TraceResult.from_analysis(a, name="chat", sizes=[16384, 345792]).to_json()
+    assert res["figures"]["lru_hit_fraction"]["16384"] == pytest.approx(
+        a.lru_hit_fraction(16384))
+    assert res["figures"]["lru_offloadable_fraction"]["345792"] == pytest.approx(
         a.lru_offloadable_fraction(345792))
     curve = res["curves"]["lru"]
     assert 0 < len(curve["x"]) <= 400 and len(curve["x"]) == len(curve["y"])
     assert curve["y"] == sorted(curve["y"], reverse=True)
-    assert "lru" not in trace_result(a, name="chat", lru=False)
     assert res["figures"]["compulsory_fraction"] == pytest.approx(a.compulsory_fraction)

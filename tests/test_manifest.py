@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_kvreuse.checks import Check, CheckError, evaluate, metric_value
+from pytest_kvreuse.params import AnalysisParams
 from pytest_kvreuse.plugin.manifest import ManifestError, load_manifest
 
 
@@ -44,13 +45,13 @@ min = 0
 """))
     a, b = m.traces
     assert a.name == "a.jsonl" and a.path == tmp_path / "traces" / "a.jsonl"
-    assert a.params == {"block_size": 16} and a.gpu_cache_tokens == (4096,)
+    assert a.params == AnalysisParams(block_size=16) and a.gpu_cache_tokens == (4096,)
     # The single default size is the 'at' of a check that needs one.
     assert [c.check for c in a.checks] == [Check("offloadable_fraction", 4096, None, 0.5),
                                            Check("reused_fraction", None, 0.1, None)]
     assert [c.line for c in a.checks] == [7, 7]
     assert b.name == "b" and b.path == Path("/abs/b.jsonl") and b.line == 10
-    assert b.params == {"block_size": 64, "format": "mooncake"}
+    assert b.params == AnalysisParams(block_size=64, format="mooncake")
     assert b.gpu_cache_tokens == (1024, 2048)
     assert b.checks[0].check == Check("offloadable_fraction", 2048, 0, None)
     assert b.checks[0].line == 17

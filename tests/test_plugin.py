@@ -253,7 +253,7 @@ def test_bad_manifest_is_a_one_line_collection_error(tiny: pytest.Pytester) -> N
     assert result.ret == pytest.ExitCode.INTERRUPTED
     out = result.stdout.str()
     assert ("kvreuse.toml:16: unknown key 'minimum' in [[trace.check]] (allowed: metric, at, "
-            "min, max)") in out
+            "min, max, lower_tier)") in out
     assert "Traceback" not in out and "manifest.py" not in out
 
 
@@ -287,9 +287,10 @@ path = "nowhere.jsonl"
     assert re.search(r"kvreuse: \S*broken\.jsonl:2: ", out), out
     assert "Traceback" not in out
     table = summary_block(out)
-    assert [row.split()[0] for row in table[1:-1]] == ["broken", "missing", "tiny"]
-    assert [row.split()[-1] for row in table[1:-1]] == ["ERROR", "ERROR", "2/2"]
-    assert table[-1] == "kvreuse: 3 traces, 4 checks: 2 passed, 2 failed, 2 unreadable"
+    # Declaration order; pytest's count: the unreadable traces' three items failed.
+    assert [row.split()[0] for row in table[1:-1]] == ["tiny", "broken", "missing"]
+    assert [row.split()[-1] for row in table[1:-1]] == ["2/2", "ERROR", "ERROR"]
+    assert table[-1] == "kvreuse: 3 traces, 5 checks: 2 passed, 3 failed, 2 unreadable"
 
 
 def test_plugin_can_be_disabled(tiny: pytest.Pytester) -> None:
@@ -315,8 +316,8 @@ check = [{ metric = "reused_fraction", max = 0.0 }]
     result = tiny.runpytest()
     assert summary_block(result.stdout.str()) == [
         "trace  block  requests  tokens  reused %  offload % @512  offload % @2,048  result",
-        "cold      64         4   2,048      0.00                              0.00  passed 1/1",
         "tiny      64         2   2,560     40.00           40.00                    passed 2/2",
+        "cold      64         4   2,048      0.00                              0.00  passed 1/1",
         "kvreuse: 2 traces, 3 checks: 3 passed, 0 failed",
     ]
     quiet = tiny.runpytest("-q", "-q")
@@ -388,7 +389,10 @@ check = [{ metric = "reused_fraction", max = 0.0 },
     parallel.assert_outcomes(passed=5)
     block = summary_block(parallel.stdout.str())
     assert block == summary_block(serial.stdout.str())
-    assert block[-1] == "kvreuse: 2 traces, 5 checks: 5 passed, 0 failed"
+    # The manifest's "tiny" and the marker's "tiny.jsonl" are two declared traces of one
+    # file: two rows, one analysis.
+    assert block[-1] == "kvreuse: 3 traces, 5 checks: 5 passed, 0 failed"
+    assert [row.split()[0] for row in block[1:-1]] == ["tiny", "cold", "tiny.jsonl"]
     assert parallel.stdout.str().count("kvreuse summary") == 1
 
 
@@ -397,11 +401,9 @@ check = [{ metric = "reused_fraction", max = 0.0 },
 def _fake_cached_analyze(calls: list):
     real = pytest_kvreuse.api.analyze
 
-    def analyze(path, *, block_size=64, format="auto", hash_block_size=None, cache_dir=None,
-                use_cache=True, **options):
+    def analyze(path, params=None, *, cache_dir=None, use_cache=True, **options):
         calls.append({"cache_dir": cache_dir, "use_cache": use_cache})
-        return real(path, block_size=block_size, format=format,
-                    hash_block_size=hash_block_size, **options)
+        return real(path, params, cache_dir=cache_dir, use_cache=use_cache, **options)
 
     return analyze
 
@@ -422,21 +424,6 @@ def test_cache_dir_is_pytests_cache_when_analyze_supports_it(
     tiny.makeini("[pytest]\nkvreuse_no_cache = true\n")
     tiny.runpytest_inprocess().assert_outcomes(passed=2)
     assert calls == [{"cache_dir": None, "use_cache": False}]
-
-
-def test_cache_arguments_are_not_passed_to_an_analyze_without_them(
-        tiny: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list = []
-    real = pytest_kvreuse.api.analyze
-
-    def analyze(path, *, block_size=64, **options):
-        seen.append(sorted(options))
-        return real(path, block_size=block_size, **options)
-
-    monkeypatch.setattr(pytest_kvreuse.api, "analyze", analyze)
-    tiny.makefile(".toml", kvreuse=MANIFEST)
-    tiny.runpytest_inprocess().assert_outcomes(passed=2)
-    assert seen == [["format"]]
 
 
 def test_second_run_hits_the_tokenization_cache(pytester: pytest.Pytester,
@@ -477,10 +464,10 @@ def outputs(monkeypatch: pytest.MonkeyPatch) -> list:
     calls: list = []
 
     def write_report(path, results, run, *, template_dir=None):
-        calls.append(("report", path, results, run, template_dir))
+        calls.append(("report", path, [r.to_json() for r in results], run, template_dir))
 
     def write_json(path, results, run):
-        calls.append(("json", path, results, run))
+        calls.append(("json", path, [r.to_json() for r in results], run))
 
     monkeypatch.setattr(pytest_kvreuse.output.report, "write_report", write_report)
     monkeypatch.setattr(pytest_kvreuse.output.report, "write_json", write_json)
@@ -499,9 +486,9 @@ def test_report_and_json_are_written_with_results_and_run(
     assert report[4] == "tpl" and report[2] == results
     [trace] = results
     assert trace["name"] == "tiny" and trace["error"] is None
-    assert trace["params"]["path"] == "tiny.jsonl" and trace["params"]["block_size"] == 64
+    assert trace["path"] == "tiny.jsonl" and trace["params"]["block_size"] == 64
     assert trace["figures"]["total_tokens"] == 2560
-    assert trace["offloadable_fraction"] == {"512": 0.4}
+    assert trace["figures"]["offloadable_fraction"] == {"512": 0.4}
     assert [(c["nodeid"], c["passed"]) for c in trace["checks"]] == [
         ("kvreuse.toml::tiny::offloadable_fraction@512", True),
         ("kvreuse.toml::tiny::reused_fraction", False)]
@@ -558,7 +545,7 @@ def test_report_is_written_once_under_xdist(tiny: pytest.Pytester) -> None:
 
         def write_report(path, results, run, *, template_dir=None):
             with open("calls.txt", "a") as fh:
-                fh.write(f"{path} {len(results)} {len(results[0]['checks'])}\\n")
+                fh.write(f"{path} {len(results)} {len(results[0].checks)}\\n")
 
         pytest_kvreuse.output.report.write_report = write_report
     """)
@@ -584,7 +571,7 @@ def test_checks_of_an_unreadable_trace_reach_the_results_as_failed(
     [(_, _, [trace], _)] = outputs
     assert trace["error"].endswith("gone.jsonl: cannot read the trace: No such file or "
                                    "directory")
-    assert trace["params"]["path"] == "gone.jsonl"
+    assert trace["path"] == "gone.jsonl"
     [check] = trace["checks"]
     assert (check["metric"], check["at"], check["min"], check["max"], check["passed"],
             check["value"]) == ("offloadable_fraction", 512, 0.1, 0.9, False, None)

@@ -46,10 +46,11 @@ def test_cli_json_matches(shared_traces, tmp_path, capsys):
     rc = main(["analyze", "--input-file", str(shared_traces / "mooncake_synthetic_trace.jsonl"),
                "--gpu-kv-cache-size", "345792", "--json", str(out), "--quiet"])
     assert rc == 0
-    data = json.loads(out.read_text())
+    [trace] = json.loads(out.read_text())["traces"]
+    data = trace["figures"]
     assert data["num_blocks"] == 954_267
     assert data["unique_blocks"] == 331_666
     assert data["reuse_count"] == 622_601
-    assert data["gpu_cache_tokens"] == 345_792
-    assert round(data["offloadable_fraction"] * 100, 4) == 59.4846
+    assert trace["sizes"] == [345_792]
+    assert round(data["offloadable_fraction"]["345792"] * 100, 4) == 59.4846
     assert capsys.readouterr().out == ""

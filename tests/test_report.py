@@ -15,7 +15,7 @@ from pytest_kvreuse import analyze
 from pytest_kvreuse.cli import main
 from pytest_kvreuse.errors import KvReuseError
 from pytest_kvreuse.output import report
-from pytest_kvreuse.result import trace_result
+from pytest_kvreuse.result import TraceResult
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "example_traces" / "chat_sessions.mooncake.jsonl"
@@ -29,12 +29,12 @@ RUN = {"started": "2026-11-30T06:00:00+00:00", "duration_s": 1.25,
 
 @pytest.fixture(scope="module")
 def example_result() -> dict:
-    return trace_result(analyze(EXAMPLE), name="chat", gpu_cache_sizes=SIZES)
+    return TraceResult.from_analysis(analyze(EXAMPLE), name="chat", sizes=SIZES).to_json()
 
 
 def _check(result: dict, metric: str, at: int | None, lo: float | None, hi: float | None,
            nodeid: str) -> dict:
-    value = result["offloadable_fraction"][str(at)] if at else result["figures"][metric]
+    value = result["figures"][metric][str(at)] if at else result["figures"][metric]
     passed = (lo is None or value >= lo) and (hi is None or value <= hi)
     return {"nodeid": nodeid, "metric": metric, "at": at, "min": lo, "max": hi,
             "value": value, "passed": passed,
@@ -56,7 +56,8 @@ def _run_results(example_result: dict, *, failing: bool) -> list[dict]:
     second.update(name=HOSTILE, error=None, checks=[])
     results = [chat, second]
     if failing:
-        results.append({"name": "broken", "params": {"path": "traces/broken.jsonl"},
+        results.append({"name": "broken", "path": "traces/broken.jsonl", "params": {},
+                        "sizes": [], "figures": {},
                         "error": "traces/broken.jsonl:3: not valid JSON", "checks": [
                             {"nodeid": "kvreuse.toml::broken::reused_fraction",
                              "metric": "reused_fraction", "at": None, "min": 0.1, "max": None,
@@ -109,8 +110,9 @@ def _assert_figures_match(html: str, data: dict) -> None:
         if trace.get("error"):
             assert not seen[section]
             continue
-        wanted = {f"figures.{k}" for k in trace["figures"] if k != "block_size"}
-        wanted |= {f"offloadable_fraction.{c}" for c in trace["offloadable_fraction"]}
+        wanted = {f"figures.{k}" if not isinstance(v, dict) else f"figures.{k}.{c}"
+                  for k, v in trace["figures"].items() for c in (v if isinstance(v, dict)
+                                                                 else [None])}
         assert wanted <= seen[section], wanted - seen[section]
 
 
@@ -128,7 +130,8 @@ def test_report_is_self_contained_and_matches_json(tmp_path: Path, example_resul
                                                    failing: bool) -> None:
     results = _run_results(example_result, failing=failing)
     html, data = _write(tmp_path, results)
-    assert data == json.loads(json.dumps({"run": RUN, "traces": results}))
+    assert data["run"] == RUN and data["schema_version"] == 1
+    assert data["traces"] == [TraceResult.from_json(r).to_json() for r in results]
     _assert_self_contained(html)
     _assert_plots(html, data)
     _assert_figures_match(html, data)
@@ -201,41 +204,42 @@ def test_lru_blocks_render_when_present(tmp_path: Path, example_result: dict) ->
     result = copy.deepcopy(example_result)
     result.update(checks=[], error=None)
     ccdf = result["curves"]["ccdf"]
-    result["lru"] = {"hit_fraction": {"345792": 0.0631, "16384": 0.01},
-                     "offloadable_fraction": {"345792": 0.5894, "16384": 0.61},
-                     "compulsory_fraction": 0.3476}
+    result["figures"].update(lru_hit_fraction={"16384": 0.01, "345792": 0.0631},
+                             lru_offloadable_fraction={"16384": 0.61, "345792": 0.5894},
+                             compulsory_fraction=0.3476)
     result["curves"]["lru"] = {"x": ccdf["x"], "y": [y * 0.9 for y in ccdf["y"]]}
     html, data = _write(tmp_path, [result])
     _assert_figures_match(html, data)
     _assert_plots(html, data)
     keys = {k for _, k, _, _ in parse(html).figures}
-    assert {"lru.hit_fraction.345792", "lru.offloadable_fraction.16384",
-            "lru.compulsory_fraction"} <= keys
+    assert {"figures.lru_hit_fraction.345792", "figures.lru_offloadable_fraction.16384",
+            "figures.compulsory_fraction"} <= keys
     assert "LRU hit" in html and "offloadable (interval)" in html
 
     plain = copy.deepcopy(example_result)
     plain.update(checks=[], error=None)
-    plain.pop("lru", None)
+    for name in ("lru_hit_fraction", "lru_offloadable_fraction"):
+        plain["figures"].pop(name, None)
     plain["curves"].pop("lru", None)
     html = report.render_report([plain], RUN)
     assert "LRU hit</th>" not in html and not any(
-        k.startswith("lru.") for _, k, _, _ in parse(html).figures)
+        k.startswith("figures.lru_") for _, k, _, _ in parse(html).figures)
 
 
 def test_trace_without_blocks_renders_undefined(tmp_path: Path) -> None:
     result = {"name": "tiny", "params": {"block_size": 64, "format": "mooncake"},
+              "sizes": [345792],
               "figures": {"num_requests": 2, "num_blocks": 0, "unique_blocks": 0,
-                          "total_tokens": 0, "block_size": 64, "reuse_count": 0,
+                          "total_tokens": 0, "reuse_count": 0,
                           "reused_fraction": None, "interval_min": None,
-                          "interval_median": None, "interval_max": None},
-              "offloadable_fraction": {"345792": None},
-              "curves": {"ccdf": {"x": [], "y": []}}, "timings": {"load_s": 0.001},
-              "checks": [], "error": None}
+                          "interval_median": None, "interval_max": None,
+                          "offloadable_fraction": {"345792": None}},
+              "curves": {"ccdf": {"x": [], "y": []}}, "checks": [], "error": None}
     html = report.render_report([result], {})
     _assert_self_contained(html)
     cells = {k: t for _, k, _, t in parse(html).figures}
     assert cells["figures.reused_fraction"] == report.UNDEFINED
-    assert cells["offloadable_fraction.345792"] == report.UNDEFINED
+    assert cells["figures.offloadable_fraction.345792"] == report.UNDEFINED
     assert "NO CHECKS" in html
 
 
@@ -317,12 +321,13 @@ def test_cli_html_shares_the_renderer(tmp_path: Path) -> None:
     page = parse(html)
     assert len(page.images) == 1
     decode_image(page.images[0][1])
-    figures = json.loads(js.read_text())
+    figures = json.loads(js.read_text())["traces"][0]["figures"]
     cells = {k: json_value(v) for _, k, v, _ in page.figures}
     for key in ("num_requests", "num_blocks", "unique_blocks", "total_tokens", "reuse_count",
                 "reused_fraction", "interval_min", "interval_median", "interval_max"):
         assert cells[f"figures.{key}"] == figures[key], key
-    assert cells["offloadable_fraction.345792"] == figures["offloadable_fraction"]
+    assert cells["figures.offloadable_fraction.345792"] == \
+        figures["offloadable_fraction"]["345792"]
     assert "chat_sessions.mooncake.jsonl" in html
     assert "--gpu-kv-cache-size 345792" in " ".join(" ".join(page.text).split())
 
@@ -350,9 +355,9 @@ def test_numpy_scalars_read_like_plain_numbers(example_result: dict) -> None:
     plain = dict(copy.deepcopy(example_result), checks=[], error=None)
     numpyish = copy.deepcopy(plain)
     numpyish["figures"] = {k: (np.int64(v) if isinstance(v, int) else
-                               np.float64(v) if isinstance(v, float) else v)
+                               np.float64(v) if isinstance(v, float) else
+                               {s: np.float64(x) for s, x in v.items()}
+                               if isinstance(v, dict) else v)
                            for k, v in plain["figures"].items()}
-    numpyish["offloadable_fraction"] = {k: np.float64(v)
-                                        for k, v in plain["offloadable_fraction"].items()}
     assert report.results_json([numpyish], RUN) == report.results_json([plain], RUN)
     assert report.render_report([numpyish], RUN) == report.render_report([plain], RUN)

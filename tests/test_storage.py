@@ -20,7 +20,7 @@ from pytest_kvreuse.baselines.storage import (
     load_results,
     sanitize_name,
 )
-from pytest_kvreuse.cli import analysis_json
+from pytest_kvreuse.cli import trace_result
 from pytest_kvreuse.errors import KvReuseError, TraceReadError
 from pytest_kvreuse.loaders.fingerprint import content_sha256
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
@@ -75,7 +75,7 @@ def test_baseline_document_hashes_traces_the_analysis_did_not(tmp_path):
     f.write_bytes(b"some trace bytes\n")
     t = {"name": "t", "params": {"path": str(f)}, "figures": {}}
     d = baseline_document([t], RUN)
-    assert d["traces"][0]["params"]["content_sha256"] == hashlib.sha256(
+    assert d["traces"][0]["content_sha256"] == hashlib.sha256(
         b"some trace bytes\n").hexdigest()
     assert "content_sha256" not in t["params"]  # the caller's dict is left alone
 
@@ -92,14 +92,14 @@ def test_content_hash_streams_the_file(tmp_path, monkeypatch):
 def test_analyze_json_records_the_content_hash(tmp_path):
     path = tmp_path / "chat.jsonl"
     write_mooncake(generate(Workload(sessions=5, seed=3)), path)
-    out = analysis_json(analyze(path, block_size=64), 16384)
-    assert out["params"]["content_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    out = trace_result(analyze(path, block_size=64), str(path), 16384)
+    assert out.content_sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def test_plugin_content_hash_key_is_understood(tmp_path):
     t = {"name": "t", "params": {"path": str(tmp_path / "gone.jsonl")}, "content_hash": "f" * 64}
     assert content_sha256_of(t) == "f" * 64
-    assert baseline_document([t], RUN)["traces"][0] == t  # not hashed again
+    assert baseline_document([t], RUN)["traces"][0]["content_sha256"] == "f" * 64
 
 
 # -- numbering and selection --------------------------------------------------------------
@@ -146,7 +146,7 @@ def test_find_latest_number_and_name(tmp_path):
     assert s.find("0001_main").label == "0001_main"       # a file stem
     assert s.find("feat").label == "0002_feature"         # an unambiguous prefix
     run, loaded = s.load("feature")
-    assert loaded["name"] == "feature" and loaded["traces"][0]["name"] == "chat"
+    assert loaded.meta["name"] == "feature" and loaded.traces[0].name == "chat"
 
 
 def test_find_errors_are_clear(tmp_path):
@@ -224,28 +224,29 @@ def test_run_killed_mid_save_leaves_storage_untouched(tmp_path, monkeypatch):
 def test_load_results_accepts_saved_runs_json_results_and_analyze_output(tmp_path):
     saved = BaselineStorage(tmp_path).save(doc(trace("a"), trace("b")), "main")
     traces, d = load_results(saved.path)
-    assert [t["name"] for t in traces] == ["a", "b"] and d["commit"] == RUN["git_commit"]
+    assert [t.name for t in traces] == ["a", "b"] and d["commit"] == RUN["git_commit"]
 
     (tmp_path / "results.json").write_bytes(orjson.dumps({"run": RUN, "traces": [trace()]}))
-    assert load_results(tmp_path / "results.json")[0][0]["name"] == "chat"
+    assert load_results(tmp_path / "results.json")[0][0].name == "chat"
 
     analysis = {"params": {"path": "/x/chat.jsonl", "content_sha256": "c" * 64},
                 "num_requests": 3, "unique_blocks": 7, "reused_fraction": 0.25,
                 "gpu_cache_tokens": 16384, "offloadable_fraction": 0.125}
     (tmp_path / "a.json").write_bytes(orjson.dumps(analysis))
     [t], _ = load_results(tmp_path / "a.json")
-    assert t["name"] == "chat.jsonl"
-    assert t["figures"]["reused_fraction"] == 0.25 and t["figures"]["num_requests"] == 3
-    assert t["offloadable_fraction"] == {"16384": 0.125}
-    assert t["params"]["content_sha256"] == "c" * 64
+    assert t.name == "chat.jsonl"
+    assert t.figures["reused_fraction"] == 0.25 and t.figures["num_requests"] == 3
+    assert t.figures["offloadable_fraction"] == {"16384": 0.125}
+    assert t.content_sha256 == "c" * 64
 
     # LRU figures at the one GPU size land where trace_result keeps them.
     lru = {**analysis, "lru_hit_fraction": 0.06, "lru_offloadable_fraction": 0.5,
            "compulsory_fraction": 0.3}
     (tmp_path / "l.json").write_bytes(orjson.dumps(lru))
     [t], _ = load_results(tmp_path / "l.json")
-    assert t["lru"] == {"hit_fraction": {"16384": 0.06}, "offloadable_fraction": {"16384": 0.5}}
-    assert t["figures"]["compulsory_fraction"] == 0.3
+    assert (t.figures["lru_hit_fraction"], t.figures["lru_offloadable_fraction"]) == (
+        {"16384": 0.06}, {"16384": 0.5})
+    assert t.figures["compulsory_fraction"] == 0.3
     assert metric_values(t, "lru_hit_fraction") == {16384: 0.06}
 
 

@@ -137,7 +137,7 @@ def test_cli_flags(trace, tmp_path, capsys, count_builds):
     assert count_builds == ["per-message"]
     assert main([*args, "--no-cache", "--json", str(tmp_path / "o.json")]) == 0
     assert count_builds == ["per-message", "raw"]
-    out = json.loads((tmp_path / "o.json").read_text())
+    [out] = json.loads((tmp_path / "o.json").read_text())["traces"]
     assert out["params"]["prompt"] == "raw" and out["params"]["tokenizer"] == "deepseek-v3"
 
 

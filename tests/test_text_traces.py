@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from pytest_kvreuse import analyze, load_block_stream
 from pytest_kvreuse.loaders import aiperf as aiperf_module
-from pytest_kvreuse.loaders import detect_format
 from pytest_kvreuse.loaders.aiperf import iter_aiperf_entries
+from pytest_kvreuse.loaders.registry import detect_format
 from pytest_kvreuse.text.blocks import (
     RAW_JOIN,
     _StreamBuilder,

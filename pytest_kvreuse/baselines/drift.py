@@ -3,8 +3,9 @@
 
 Pure data in, plain data out: the ``kvreuse compare`` command and the pytest plugin share
 it. A trace is matched to its baseline by name; its figures are looked up by metric name
-(see :func:`metric_values`), and a per-size figure such as ``offloadable_fraction`` is
-compared at every size both runs measured.
+(see :func:`metric_values`, the registry's metrics), and a per-size figure such as
+``offloadable_fraction`` is compared at every size both runs measured. Trace results are
+:class:`~pytest_kvreuse.result.TraceResult` objects, or their JSON (any version).
 """
 
 from __future__ import annotations
@@ -15,10 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import KvReuseError
-
-# Shown (never failed) when no tolerance names them, so a plain compare is still useful.
-HEADLINE_METRICS = ("reused_fraction", "offloadable_fraction", "unique_blocks",
-                    "lru_hit_fraction", "lru_offloadable_fraction", "compulsory_fraction")
+from ..formatting import FRACTION
+from ..metrics import HEADLINE_METRICS, METRICS
+from ..result import TraceLike, TraceResult, as_result
 
 _EXPR = re.compile(
     r"""^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)
@@ -28,8 +28,6 @@ _EXPR = re.compile(
         \s*(?P<percent>%)?\s*$""",
     re.VERBOSE,
 )
-
-_LRU_METRIC = re.compile(r"^lru_([a-z]+)_fraction$")
 
 # Floats that differ only by rounding must not count as drift at exactly the tolerance.
 _SLACK = 1e-12
@@ -86,54 +84,19 @@ def _number(value: object) -> float | None | bool:
     return None if value != value else value
 
 
-def metric_values(trace: dict, metric: str) -> dict[int | None, float | None] | None:
+def metric_values(trace: TraceLike, metric: str) -> dict[int | str | None, float | None] | None:
     """The values of ``metric`` in one trace result, keyed by GPU cache size (None for a
-    scalar figure); None when the trace has no such figure.
-
-    Looked up in ``figures`` (``reused_fraction``, ``unique_blocks``, ...), then at the top
-    level (the per-size ``offloadable_fraction`` map); ``lru_hit_fraction`` and
-    ``lru_offloadable_fraction`` read the ``lru`` block
-    (``{"hit_fraction": {size: value}, "offloadable_fraction": {size: value}}``).
-    """
-    lru = _lru_values(trace, metric)
-    if lru is not None:
-        return lru
-    for container in (trace.get("figures"), trace):
-        if not isinstance(container, dict) or metric not in container:
-            continue
-        value = container[metric]
-        if isinstance(value, dict):
-            out: dict[int | None, float | None] = {}
-            for key, v in value.items():
-                n = _number(v)
-                if n is False:
-                    continue
-                try:
-                    out[int(key)] = n  # type: ignore[assignment]
-                except (TypeError, ValueError):
-                    continue
-            # An empty map is a per-size figure measured at no size; ``params`` is no figure.
-            if out or not value:
-                return out
-            continue
-        n = _number(value)
-        if n is not False:
-            return {None: n}  # type: ignore[dict-item]
-    return None
-
-
-def _lru_values(trace: dict, metric: str) -> dict[int | None, float | None] | None:
-    block = trace.get("lru")
-    if not _LRU_METRIC.match(metric) or not isinstance(block, dict):
+    figure without arguments; the argument key for one with more than a size); None when
+    the trace has no such figure."""
+    values = as_result(trace).values(metric)
+    if values is None:
         return None
-    per_size = block.get(metric[len("lru_"):])
-    if not isinstance(per_size, dict):
-        return None if block else {}
-    out: dict[int | None, float | None] = {}
-    for key, value in per_size.items():
-        n = _number(value)
-        if n is not False and str(key).isdigit():
-            out[int(key)] = n  # type: ignore[assignment]
+    out: dict[int | str | None, float | None] = {}
+    for key, v in values.items():
+        n = _number(v)
+        if n is False:
+            continue
+        out[int(key) if isinstance(key, str) and key.isdigit() else key] = n  # type: ignore[assignment]
     return out
 
 
@@ -147,6 +110,11 @@ def format_value(value: float | None) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return f"{value:.6g}"
+
+
+def is_fraction(metric: str) -> bool:
+    m = METRICS.get(metric)
+    return m.unit == FRACTION if m is not None else metric.endswith("_fraction")
 
 
 @dataclass(frozen=True)
@@ -274,18 +242,13 @@ class Comparison:
                 "traces": [t.to_dict() for t in self.traces]}
 
 
-def content_sha256_of(trace: dict) -> str | None:
-    """The trace file's sha256 recorded in a result: ``params["content_sha256"]``, or the
-    plugin's top-level ``content_hash``."""
-    params = trace.get("params")
-    for value in (params.get("content_sha256") if isinstance(params, dict) else None,
-                  trace.get("content_hash")):
-        if isinstance(value, str) and value:
-            return value
-    return None
+def content_sha256_of(trace: TraceLike) -> str | None:
+    """The trace file's sha256 recorded in a result."""
+    return as_result(trace).content_sha256 or None
 
 
-def _figures(base: dict, cur: dict, tolerances: Sequence[Tolerance]) -> list[FigureDrift]:
+def _figures(base: TraceResult, cur: TraceResult,
+             tolerances: Sequence[Tolerance]) -> list[FigureDrift]:
     metrics = list(dict.fromkeys([*(t.metric for t in tolerances), *HEADLINE_METRICS]))
     out = []
     for metric in metrics:
@@ -294,61 +257,49 @@ def _figures(base: dict, cur: dict, tolerances: Sequence[Tolerance]) -> list[Fig
             continue
         # Sizes measured by one run only have nothing to compare against.
         sizes = [s for s in before if s in after]
-        for at in sorted(sizes, key=lambda s: -1 if s is None else s):
+        for at in sorted(sizes, key=_size_order):
             tol = next((t for t in tolerances if t.applies_to(metric, at)), None)
             out.append(FigureDrift(metric, at, before[at], after[at], tol))
     return out
 
 
-def _names(traces: Sequence[dict], what: str) -> list[str]:
-    names = []
-    for t in traces:
-        name = t.get("name") if isinstance(t, dict) else None
-        if not isinstance(name, str):
-            raise KvReuseError(f"{what}: a trace result has no name")
-        names.append(name)
-    return names
+def _size_order(s: int | str | None) -> tuple:
+    return (0, 0) if s is None else (1, s) if isinstance(s, int) else (2, s)
 
 
-def check_metrics(tolerances: Sequence[Tolerance], traces: Sequence[dict]) -> None:
+def check_metrics(tolerances: Sequence[Tolerance], traces: Sequence[TraceLike]) -> None:
     """Reject a tolerance whose metric no trace of ``traces`` has (most likely a typo)."""
     if not traces:
         return
+    traces = [as_result(t) for t in traces]
     for tol in tolerances:
         values = [v for t in traces if (v := metric_values(t, tol.metric)) is not None]
         if not values:
-            known = sorted({m for t in traces for m in _metric_names(t)})
-            raise KvReuseError(f"unknown metric {tol.metric!r} in drift tolerance "
-                               f"{tol.text!r} (the traces have: {', '.join(known)})")
+            known = sorted({m for t in traces for m in t.figures if m in METRICS})
+            word = "unknown metric" if tol.metric not in METRICS else "no trace has metric"
+            raise KvReuseError(f"{word} {tol.metric!r} in drift tolerance {tol.text!r} (the "
+                               f"traces have: {', '.join(known)})")
         if tol.at is not None and not any(tol.at in v for v in values):
-            sizes = sorted({s for v in values for s in v if s is not None})
+            sizes = sorted({s for v in values for s in v if isinstance(s, int)})
             raise KvReuseError(f"drift tolerance {tol.text!r}: no trace measured "
                                f"{tol.metric} at {tol.at} (sizes: "
                                f"{', '.join(map(str, sizes)) or 'none'})")
 
 
-def _metric_names(trace: dict) -> list[str]:
-    names = []
-    for container in (trace.get("figures"), trace):
-        if isinstance(container, dict):
-            names += [k for k in container if metric_values(trace, k) is not None]
-    block = trace.get("lru")
-    if isinstance(block, dict):
-        names += [f"lru_{k}" for k, v in block.items() if isinstance(v, dict)]
-    return names
-
-
-def _identity(trace: dict) -> str | None:
+def _identity(trace: TraceResult) -> str | None:
     """The trace file and analysis parameters, content aside: one trace under two names."""
-    params = trace.get("params")
-    if not isinstance(params, dict) or not params.get("path"):
+    if not trace.path:
         return None
-    same = {k: v for k, v in params.items() if k != "content_sha256"}
-    return repr(sorted(same.items(), key=lambda kv: kv[0]))
+    return repr((trace.path, sorted(trace.params.items(), key=lambda kv: kv[0])))
 
 
-def pair_traces(baseline: Sequence[dict], current: Sequence[dict], *,
-                pair_single: bool = False) -> tuple[list[tuple[dict, dict | None]], list[dict]]:
+def _results(traces: Sequence[TraceLike], what: str) -> list[TraceResult]:
+    return [as_result(t, f"{what}: a trace result") for t in traces]
+
+
+def pair_traces(baseline: Sequence[TraceLike], current: Sequence[TraceLike], *,
+                pair_single: bool = False,
+                ) -> tuple[list[tuple[TraceResult, TraceResult | None]], list[TraceResult]]:
     """``([(current, its baseline or None)], baseline traces left unpaired)``.
 
     A current trace pairs with the baseline trace of its name; failing that, with the one
@@ -356,19 +307,19 @@ def pair_traces(baseline: Sequence[dict], current: Sequence[dict], *,
     while the saved run used a manifest's name). With ``pair_single`` two runs of one trace
     each always pair.
     """
-    names = _names(baseline, "baseline")
-    _names(current, "current run")
+    baseline = _results(baseline, "baseline")
+    current = _results(current, "current run")
     if pair_single and len(baseline) == 1 and len(current) == 1:
         return [(current[0], baseline[0])], []
-    by_name = dict(zip(names, baseline, strict=True))
-    identities: dict[str, list[dict]] = {}
+    by_name = {b.name: b for b in baseline}
+    identities: dict[str, list[TraceResult]] = {}
     for b in baseline:
         if (key := _identity(b)) is not None:
             identities.setdefault(key, []).append(b)
-    claimed = {id(by_name[c["name"]]) for c in current if c["name"] in by_name}
+    claimed = {id(by_name[c.name]) for c in current if c.name in by_name}
     pairs = []
     for cur in current:
-        base = by_name.get(cur["name"])
+        base = by_name.get(cur.name)
         if base is None:
             same = [b for b in identities.get(_identity(cur) or "", []) if id(b) not in claimed]
             if len(same) == 1:
@@ -378,7 +329,7 @@ def pair_traces(baseline: Sequence[dict], current: Sequence[dict], *,
     return pairs, [b for b in baseline if id(b) not in claimed]
 
 
-def compare_runs(baseline: Sequence[dict], current: Sequence[dict],
+def compare_runs(baseline: Sequence[TraceLike], current: Sequence[TraceLike],
                  tolerances: Sequence[Tolerance] = (), *, pair_single: bool = False,
                  check_names: bool = True) -> Comparison:
     """Compare ``current`` trace results with ``baseline`` ones (paired by
@@ -386,22 +337,23 @@ def compare_runs(baseline: Sequence[dict], current: Sequence[dict],
     up front instead)."""
     pairs, unpaired = pair_traces(baseline, current, pair_single=pair_single)
     if check_names:
-        check_metrics(tolerances, [*baseline, *current])
-    sha = content_sha256_of
+        check_metrics(tolerances, [*(b for _, b in pairs if b is not None), *unpaired,
+                                   *(c for c, _ in pairs)])
     traces = []
     for cur, base in pairs:
-        name = cur["name"]
         if base is None:
-            traces.append(TraceComparison(name, NEW, current_sha256=sha(cur)))
+            traces.append(TraceComparison(cur.name, NEW, current_sha256=cur.content_sha256))
             continue
-        if cur.get("error") or base.get("error"):
-            traces.append(TraceComparison(name, ERROR, baseline_sha256=sha(base),
-                                          current_sha256=sha(cur)))
+        if cur.error or base.error:
+            traces.append(TraceComparison(cur.name, ERROR, baseline_sha256=base.content_sha256,
+                                          current_sha256=cur.content_sha256))
             continue
         figures = _figures(base, cur, tolerances)
         status = DRIFTED if any(f.drifted for f in figures) else WITHIN
-        traces.append(TraceComparison(name, status, figures, sha(base), sha(cur)))
-    traces += [TraceComparison(b["name"], MISSING, baseline_sha256=sha(b)) for b in unpaired]
+        traces.append(TraceComparison(cur.name, status, figures, base.content_sha256,
+                                      cur.content_sha256))
+    traces += [TraceComparison(b.name, MISSING, baseline_sha256=b.content_sha256)
+               for b in unpaired]
     return Comparison(traces, list(tolerances))
 
 

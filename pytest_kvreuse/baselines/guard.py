@@ -7,8 +7,10 @@ forwards to it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from dataclasses import replace
 
+from ..result import Results, TraceLike, TraceResult, as_result
 from .drift import (
     ERROR,
     NEW,
@@ -17,14 +19,12 @@ from .drift import (
     TraceComparison,
     check_metrics,
     compare_runs,
-    metric_values,
     pair_traces,
 )
 from .storage import BaselineStorage, SavedRun, baseline_document, describe_run
 
-# What this module adds to results and run for the report; never saved with a run.
-REPORT_KEYS = ("baseline", "trend")
 BASELINE_CURVE = "baseline "
+DRIFT_KIND = "drift"
 
 
 class BaselineGuard:
@@ -40,11 +40,11 @@ class BaselineGuard:
         self.storage = storage
         self.tolerances = list(tolerances)
         self.saved_run: SavedRun | None = None
-        self.document: dict | None = None
-        self.traces: dict[str, dict] = {}
+        self.document: Results | None = None
+        self.traces: dict[str, TraceResult] = {}
         if compare:
             self.saved_run, self.document = storage.load(selector)
-            self.traces = {t["name"]: t for t in self.document.get("traces", [])}
+            self.traces = self.document.by_name()
             check_metrics(self.tolerances, list(self.traces.values()))
 
     @property
@@ -54,61 +54,64 @@ class BaselineGuard:
     def describe(self) -> str:
         if self.saved_run is None or self.document is None:
             return "no baseline"
-        return describe_run(self.document, self.saved_run.path)
+        return describe_run(self.document.meta, self.saved_run.path)
 
-    def baseline_for(self, result: dict, names: Iterable[str] = ()) -> dict | None:
-        """The baseline's result for this trace: by its name or another of its ``names``,
-        else by the same file path and analysis parameters."""
-        base = next((self.traces[n] for n in [result["name"], *names] if n in self.traces),
-                    None)
+    def baseline_for(self, result: TraceLike) -> TraceResult | None:
+        """The baseline's result for this trace: by its name, else by the same file path
+        and analysis parameters."""
+        result = as_result(result)
+        base = self.traces.get(result.name)
         if base is None:
             [(_, base)], _ = pair_traces(list(self.traces.values()), [result])
         return base
 
-    def baseline_sizes(self, result: dict, names: Iterable[str] = ()) -> list[int]:
+    def baseline_sizes(self, result: TraceLike) -> list[int]:
         """GPU cache sizes the baseline measured for this trace: the current run measures
         them too, so every size can be compared."""
-        base = self.baseline_for(result, names)
-        values = metric_values(base, "offloadable_fraction") if base else None
-        return sorted(s for s in (values or {}) if s is not None)
+        base = self.baseline_for(result)
+        return sorted(base.sizes) if base is not None else []
 
-    def verdict(self, result: dict, names: Iterable[str] = ()) -> TraceComparison:
-        """How one current trace result compares (``names``: other names of the trace)."""
-        base = self.baseline_for(result, names)
+    def verdict(self, result: TraceLike) -> TraceComparison:
+        """How one current trace result compares."""
+        result = as_result(result)
+        base = self.baseline_for(result)
         if base is None:
-            return TraceComparison(result["name"], NEW)
-        comparison = compare_runs([{**base, "name": result["name"]}], [result],
+            return TraceComparison(result.name, NEW)
+        comparison = compare_runs([replace(base, name=result.name)], [result],
                                   self.tolerances, check_names=False)
         return comparison.traces[0]
 
-    def compare(self, results: Sequence[dict]) -> Comparison:
+    def compare(self, results: Sequence[TraceLike]) -> Comparison:
         return compare_runs(list(self.traces.values()), results, self.tolerances,
                             check_names=False)
 
-    def report_data(self, results: Sequence[dict], run: dict) -> tuple[list[dict], dict]:
+    def report_data(self, results: Sequence[TraceLike], run: dict,
+                    ) -> tuple[list[TraceResult], dict]:
         """``(results, run)`` for the report and JSON.
 
-        Each trace compared with the baseline gets ``"baseline"`` (the verdict and every
-        figure baseline vs current) and the baseline's CCDF as
-        ``curves["baseline <run>"]``, drawn on the same plot as the current one. Each trace
-        gets ``"trend"``: its headline figures in every saved run of the storage, oldest
-        first, then this run. ``run["baseline"]`` names the saved run compared with.
+        Each trace compared with the baseline gets ``extras["baseline"]`` (the verdict and
+        every figure baseline vs current), its drift records among its checks, and the
+        baseline's CCDF as ``curves["baseline <run>"]``, drawn on the same plot as the
+        current one. Each trace gets ``extras["trend"]``: its headline figures in every
+        saved run of the storage, oldest first, then this run. ``run["baseline"]`` names
+        the saved run compared with.
         """
-        out = [dict(r) for r in results]
+        out = [replace(r, checks=list(r.checks), curves=dict(r.curves), extras=dict(r.extras))
+               for r in map(as_result, results)]
         if self.comparing:
             label = self.saved_run.label
             verdicts = self.compare(out).by_name()
             pairs, _ = pair_traces(list(self.traces.values()), out)
             for r, base in pairs:
-                t = verdicts.get(r["name"])
+                t = verdicts.get(r.name)
                 if t is None or base is None or t.status == ERROR:
                     continue
-                r["baseline"] = {"run": label,
-                                 **{k: v for k, v in t.to_dict().items() if k != "name"}}
-                r["checks"] = [*(r.get("checks") or []), *_drift_checks(t, label)]
-                ccdf = (base.get("curves") or {}).get("ccdf")
+                r.extras["baseline"] = {"run": label, **{k: v for k, v in t.to_dict().items()
+                                                         if k != "name"}}
+                r.checks.extend(_drift_checks(t, label))
+                ccdf = base.curves.get("ccdf")
                 if ccdf:
-                    r["curves"] = {**(r.get("curves") or {}), BASELINE_CURVE + label: ccdf}
+                    r.curves[BASELINE_CURVE + label] = ccdf
             run = {**run, "baseline": self.describe()}
         history = self.storage.trend()
         if history:
@@ -116,35 +119,31 @@ class BaselineGuard:
             for r in out:
                 points = [{"run": f"{p['number']:04d}_{p['name']}", "number": p["number"],
                            "saved": p["saved"], "commit": p["commit"],
-                           "figures": p["traces"][r["name"]]}
-                          for p in history if r["name"] in p["traces"]]
+                           "figures": p["traces"][r.name]}
+                          for p in history if r.name in p["traces"]]
                 if points:
-                    r["trend"] = [*points, {"run": "this run", "number": None,
-                                            "saved": run.get("started"),
-                                            "commit": run.get("git_commit"),
-                                            "figures": now[r["name"]]}]
+                    r.extras["trend"] = [*points, {"run": "this run", "number": None,
+                                                   "saved": run.get("started"),
+                                                   "commit": run.get("git_commit"),
+                                                   "figures": now[r.name]}]
         return out, run
 
-    def save(self, results: Sequence[dict], run: dict, name: str) -> SavedRun:
-        """Store the run as the next numbered file (atomic; the report-only keys left out)."""
-        plain = []
-        for r in results:
-            r = {k: v for k, v in r.items() if k not in REPORT_KEYS}
-            if isinstance(r.get("curves"), dict):
-                r["curves"] = {k: v for k, v in r["curves"].items()
-                               if not k.startswith(BASELINE_CURVE)}
-            if isinstance(r.get("checks"), list):
-                r["checks"] = [c for c in r["checks"] if not (isinstance(c, dict)
-                                                              and "baseline" in c)]
-            plain.append(r)
-        run = {k: v for k, v in run.items() if k not in REPORT_KEYS}
+    def save(self, results: Sequence[TraceLike], run: dict, name: str) -> SavedRun:
+        """Store the run as the next numbered file (atomic; what only the report shows
+        left out)."""
+        plain = [replace(r, extras={},
+                         curves={k: v for k, v in r.curves.items()
+                                 if not k.startswith(BASELINE_CURVE)},
+                         checks=[c for c in r.checks if c.get("kind") != DRIFT_KIND])
+                 for r in map(as_result, results)]
+        run = {k: v for k, v in run.items() if k != "baseline"}
         return self.storage.save(baseline_document(plain, run), name)
 
 
 def _drift_checks(verdict: TraceComparison, label: str) -> list[dict]:
-    """Each figure under a tolerance as a check record (the report's shape): its bounds
-    are the baseline value plus or minus the tolerance, so the report lists and counts
-    drift beside the thresholds."""
+    """Each figure under a tolerance as a check record: its bounds are the baseline value
+    plus or minus the tolerance, so the report lists drift beside the thresholds. (Their
+    items' outcomes already count the drift: these records are shown, not counted.)"""
     out = []
     for f in verdict.figures:
         if f.tolerance is None:
@@ -153,7 +152,7 @@ def _drift_checks(verdict: TraceComparison, label: str) -> list[dict]:
         if f.baseline is not None and f.limit is not None:
             lo, hi = f.baseline - f.limit, f.baseline + f.limit
         out.append({"nodeid": f"--kvreuse-compare-fail={f.tolerance.text} against {label}",
-                    "metric": f.metric, "at": f.at, "min": lo, "max": hi,
-                    "value": f.current, "passed": not f.drifted,
+                    "kind": DRIFT_KIND, "metric": f.metric, "at": f.at, "args": None,
+                    "min": lo, "max": hi, "value": f.current, "passed": not f.drifted,
                     "message": f.message() if f.drifted else None, "baseline": label})
     return out

@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import platform
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -22,7 +23,9 @@ import orjson
 from ..atomic import atomic_write_bytes
 from ..errors import KvReuseError
 from ..loaders.fingerprint import content_sha256
-from .drift import HEADLINE_METRICS, content_sha256_of, figure_label, metric_values
+from ..metrics import HEADLINE_METRICS
+from ..result import Results, TraceResult, as_result
+from .drift import figure_label, metric_values
 
 DEFAULT_STORAGE = ".kvreuse"
 FORMAT = "kvreuse-baseline/1"
@@ -57,31 +60,25 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
-def _with_content_hash(trace: dict) -> dict:
-    """The trace result, its file hashed if the analysis did not do it already."""
-    params = trace.get("params")
-    if not isinstance(params, dict) or content_sha256_of(trace):
-        return trace
-    path = params.get("path")
-    if not isinstance(path, str) or not os.path.isfile(path):
-        return trace
-    return {**trace, "params": {**params, "content_sha256": content_sha256(path)}}
-
-
-def baseline_document(results: list[dict], run: dict, *, commit: str | None = None,
-                      saved_at: datetime | None = None) -> dict:
-    """What a save writes: the results JSON plus commit, date and versions."""
+def baseline_document(results: Sequence[TraceResult | dict], run: dict, *,
+                      commit: str | None = None, saved_at: datetime | None = None) -> dict:
+    """What a save writes: the results document plus commit, date and versions (the
+    report-only extras of each trace left out)."""
     saved_at = saved_at or datetime.now(timezone.utc)
     commit = commit or run.get("git_commit")
-    return {
-        "format": FORMAT,
-        "saved": saved_at.astimezone(timezone.utc).isoformat(timespec="seconds"),
-        "commit": commit,
-        "python": platform.python_version(),
-        "versions": package_versions(),
-        "run": run,
-        "traces": [_with_content_hash(t) for t in results],
-    }
+    meta = {"format": FORMAT,
+            "saved": saved_at.astimezone(timezone.utc).isoformat(timespec="seconds"),
+            "commit": commit, "python": platform.python_version(),
+            "versions": package_versions()}
+    traces = [_with_content_hash(as_result(t)) for t in results]
+    return Results(traces=traces, run=run, meta=meta).to_json(extras=False)
+
+
+def _with_content_hash(trace: TraceResult) -> TraceResult:
+    """The trace result, its file hashed if the analysis did not do it already."""
+    if trace.content_sha256 or not trace.path or not os.path.isfile(trace.path):
+        return trace
+    return replace(trace, content_sha256=content_sha256(trace.path))
 
 
 def _read_json(path: Path) -> object:
@@ -95,51 +92,13 @@ def _read_json(path: Path) -> object:
         raise KvReuseError(f"not valid JSON ({exc})", path=path) from None
 
 
-# Figures `kvreuse analyze --json` gives at its one --gpu-kv-cache-size, and where a trace
-# result keeps them: (top-level per-size map, None) or ("lru", its per-size map).
-_AT_GPU = {"offloadable_fraction": ("offloadable_fraction", None),
-           "lru_hit_fraction": ("lru", "hit_fraction"),
-           "lru_offloadable_fraction": ("lru", "offloadable_fraction")}
-
-
-def _from_analysis(doc: dict) -> dict:
-    """A trace result from ``kvreuse analyze --json`` output (one trace, flat figures)."""
-    params = doc.get("params") if isinstance(doc.get("params"), dict) else {}
-    gpu = doc.get("gpu_cache_tokens")
-    result: dict = {"name": Path(str(params.get("path", "trace"))).name, "params": params,
-                    "figures": {}, "offloadable_fraction": {}}
-    for key, value in doc.items():
-        if key in ("params", "gpu_cache_tokens"):
-            continue
-        if key not in _AT_GPU:
-            result["figures"][key] = value
-        elif gpu is not None:
-            where, inner = _AT_GPU[key]
-            if inner is None:
-                result[where][str(gpu)] = value
-            else:
-                result.setdefault(where, {}).setdefault(inner, {})[str(gpu)] = value
-    return result
-
-
-def load_results(path: str | os.PathLike[str]) -> tuple[list[dict], dict]:
+def load_results(path: str | os.PathLike[str]) -> tuple[list[TraceResult], dict]:
     """``(trace results, document)`` from a saved run, a ``--kvreuse-json`` file, or
-    ``kvreuse analyze --json`` output."""
+    ``kvreuse analyze --json`` output, of this version or 0.1."""
     path = Path(path)
     doc = _read_json(path)
-    if isinstance(doc, dict) and isinstance(doc.get("traces"), list):
-        traces = doc["traces"]
-    elif isinstance(doc, dict) and "num_requests" in doc:
-        traces = [_from_analysis(doc)]
-    elif isinstance(doc, list):
-        traces, doc = doc, {"traces": doc}
-    else:
-        raise KvReuseError("not a kvreuse results file: expected a saved run, "
-                           "--kvreuse-json output or kvreuse analyze --json output", path=path)
-    for i, t in enumerate(traces):
-        if not isinstance(t, dict) or not isinstance(t.get("name"), str):
-            raise KvReuseError(f"trace result #{i + 1} has no name", path=path)
-    return traces, doc
+    results = Results.from_json(doc, path=path)
+    return results.traces, doc if isinstance(doc, dict) else {"traces": doc}
 
 
 def describe_run(doc: dict, path: str | os.PathLike[str]) -> str:
@@ -170,8 +129,8 @@ class SavedRun:
     def label(self) -> str:
         return self.path.stem
 
-    def load(self) -> dict:
-        return load_results(self.path)[1]
+    def load(self) -> Results:
+        return Results.from_json(_read_json(self.path), path=self.path)
 
 
 class BaselineStorage:
@@ -240,12 +199,12 @@ class BaselineStorage:
                                path=self.directory)
         return prefixed[-1]
 
-    def load(self, selector: str | int | None = None) -> tuple[SavedRun, dict]:
+    def load(self, selector: str | int | None = None) -> tuple[SavedRun, Results]:
         run = self.find(selector)
         return run, run.load()
 
     @staticmethod
-    def trend_point(traces: list[dict],
+    def trend_point(traces: Sequence[TraceResult],
                     metrics: tuple[str, ...] = HEADLINE_METRICS) -> dict[str, dict]:
         """``{trace: {figure: value}}``: the headline figures of one run."""
         point = {}
@@ -255,7 +214,7 @@ class BaselineStorage:
                 values = metric_values(t, metric) or {}
                 for at in sorted(values, key=lambda s: -1 if s is None else s):
                     figures[figure_label(metric, at)] = values[at]
-            point[t["name"]] = figures
+            point[t.name] = figures
         return point
 
     def trend(self, metrics: tuple[str, ...] = HEADLINE_METRICS) -> list[dict]:
@@ -268,7 +227,7 @@ class BaselineStorage:
                 doc = run.load()
             except KvReuseError:
                 continue
-            out.append({"number": run.number, "name": run.name, "saved": doc.get("saved"),
-                        "commit": doc.get("commit"),
-                        "traces": self.trend_point(doc.get("traces", []), metrics)})
+            out.append({"number": run.number, "name": run.name,
+                        "saved": doc.meta.get("saved"), "commit": doc.meta.get("commit"),
+                        "traces": self.trend_point(doc.traces, metrics)})
         return out

@@ -186,29 +186,15 @@ class ReuseAnalysis:
         return self.lru.offloadable_split(gpu_cache_tokens, lower_tier_tokens)
 
     def to_dict(self) -> dict:
-        """JSON-ready figures, deterministic for the same inputs."""
-        return {
-            "params": {k: self.params[k] for k in sorted(self.params)},
-            "num_requests": self.num_requests,
-            "num_blocks": self.num_blocks,
-            "unique_blocks": self.unique_blocks,
-            "total_tokens": self.total_tokens,
-            "block_size": self.block_size,
-            "warmup_requests": self.warmup_requests,
-            "counted_tokens": self.counted_tokens,
-            "reuse_count": self.reuse_count,
-            "reused_fraction": defined(self.reused_fraction),
-            "interval_min": self.interval_min,
-            "interval_median": self.interval_median,
-            "interval_max": self.interval_max,
-            "compulsory_fraction": defined(self.compulsory_fraction),
-        }
+        """The parameters and every figure without arguments, JSON-ready and deterministic
+        (the full result document, sizes and curves included, is
+        :meth:`pytest_kvreuse.TraceResult.from_analysis`)."""
+        from ..metrics import METRICS
+
+        figures = {m.name: m.value(self) for m in METRICS.values() if not m.args}
+        return {"params": {k: self.params[k] for k in sorted(self.params)}, **figures}
 
     def __repr__(self) -> str:
         return (f"ReuseAnalysis(requests={self.num_requests}, blocks={self.num_blocks}, "
                 f"block_size={self.block_size}, reuses={self.reuse_count})")
 
-
-def defined(x: float) -> float | None:
-    """A fraction as JSON carries it: None where it is undefined (NaN: no full block)."""
-    return None if x != x else float(x)

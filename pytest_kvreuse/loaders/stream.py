@@ -9,9 +9,8 @@ from pathlib import Path
 from ..core.blocks import BlockStream
 from ..errors import BlockSizeError, KvReuseError, TokenizerError
 from ..text.tokenizer import DEFAULT_TOKENIZER
-from . import FORMATS, HASH_ID_FORMATS, detect_format
 from .hashids import hash_id_block_stream, read_hash_id_trace
-from .text import TEXT_FORMATS, TOKEN_FORMATS
+from .registry import FORMAT_NAMES, HASH_ID_FORMATS, TEXT_FORMATS, TOKEN_FORMATS, detect_format
 
 _TEXT_OPTIONS = frozenset({"tokenizer", "prompt", "cache_dir", "use_cache", "progress",
                            "known_sha256"})
@@ -42,8 +41,8 @@ def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
     if hash_block_size is not None:
         check_positive("hash block size", hash_block_size)
     fmt = detect_format(path) if format == "auto" else format
-    if fmt not in FORMATS:
-        raise KvReuseError(f"unknown format {fmt!r} (known: auto, {', '.join(FORMATS)})",
+    if fmt not in FORMAT_NAMES:
+        raise KvReuseError(f"unknown format {fmt!r} (known: auto, {', '.join(FORMAT_NAMES)})",
                            path=path)
     if fmt in HASH_ID_FORMATS:
         trace = read_hash_id_trace(path, flavour=fmt, native_block_size=hash_block_size)

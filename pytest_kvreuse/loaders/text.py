@@ -14,9 +14,6 @@ from .aiperf import iter_aiperf_entries
 from .hashids import _field_number
 from .jsonl import iter_records
 
-TEXT_FORMATS = ("aiperf", "chat", "prompt")
-TOKEN_FORMATS = ("token-ids",)
-
 
 @dataclass(frozen=True)
 class TextRequest:

@@ -1,8 +1,9 @@
 """The report's view of a trace's baseline: every compared figure baseline vs current, and
 a trend chart over the saved runs (rendered by ``templates/_baseline.html.j2``).
 
-Reads the ``"baseline"`` and ``"trend"`` blocks :meth:`BaselineGuard.report_data` adds to a
-trace result; a result without them has no baseline view. (The baseline's CCDF needs
+Reads the ``extras["baseline"]`` and ``extras["trend"]`` blocks
+:meth:`BaselineGuard.report_data` adds to a trace result; a result without them has no
+baseline view. (The baseline's CCDF needs
 nothing here: it travels as one more curve, drawn on the trace's own plot.)
 """
 
@@ -11,13 +12,15 @@ from __future__ import annotations
 import math
 import numbers
 
-from .report import UNDEFINED, _svg_data_uri, count, percent
+from ..baselines.drift import is_fraction
+from ..formatting import count, percent, signed_delta
+from ..result import TraceLike, as_result
 
 _STATUS_TEXT = {"drifted": "drifted beyond tolerance", "within tolerance": "within tolerance"}
 
 
 def _is_fraction(label: str) -> bool:
-    return label.split("@", 1)[0].endswith("fraction")
+    return is_fraction(label.split("@", 1)[0])
 
 
 def _figure_text(label: str) -> str:
@@ -35,15 +38,7 @@ def _real(x: object) -> bool:
 
 
 def _delta(label: str, delta: object, baseline: object) -> str:
-    if not _real(delta):
-        return UNDEFINED
-    if _is_fraction(label):
-        text = f"{delta * 100:+.2f} pp"
-    else:
-        text = f"{delta:+,.0f}" if float(delta).is_integer() else f"{delta:+,.4g}"
-    if _real(baseline) and baseline:
-        text += f" ({delta / abs(baseline) * 100:+.1f} %)"
-    return text
+    return signed_delta("fraction" if _is_fraction(label) else "count", delta, baseline)
 
 
 def _tolerance(label: str, tolerance: object, limit: object) -> str:
@@ -56,10 +51,12 @@ def _tolerance(label: str, tolerance: object, limit: object) -> str:
     return f"{amount} ({bound})" if amount.endswith("%") else bound
 
 
-def baseline_view(result: dict) -> dict | None:
+def baseline_view(result: TraceLike) -> dict | None:
     """What ``_baseline.html.j2`` shows for one trace, or None without baseline data."""
-    block = result.get("baseline") if isinstance(result.get("baseline"), dict) else None
-    trend = result.get("trend") if isinstance(result.get("trend"), list) else None
+    result = as_result(result)
+    extras = result.extras
+    block = extras.get("baseline") if isinstance(extras.get("baseline"), dict) else None
+    trend = extras.get("trend") if isinstance(extras.get("trend"), list) else None
     if block is None and not trend:
         return None
     view: dict = {"run": None, "status": "", "drifted": False, "changed": "", "rows": [],
@@ -86,7 +83,7 @@ def baseline_view(result: dict) -> dict | None:
                 "checked": bool(f.get("tolerance")),
             })
     if trend:
-        view["trend_plot"], view["trend_alt"] = _trend_plot(trend, str(result.get("name")))
+        view["trend_plot"], view["trend_alt"] = _trend_plot(trend, result.name)
     return view
 
 
@@ -97,6 +94,8 @@ def _trend_plot(trend: list[dict], name: str) -> tuple[str | None, str]:
     if len(trend) < 2 or not figures:
         return None, ""
     import matplotlib.pyplot as plt
+
+    from .plot import svg_data_uri
 
     fig, ax = plt.subplots(figsize=(7.0, 3.2), dpi=100)
     xs = list(range(len(trend)))
@@ -113,4 +112,4 @@ def _trend_plot(trend: list[dict], name: str) -> tuple[str | None, str]:
     fig.tight_layout()
     alt = (f"Trend of {name} over {len(trend)} runs ({labels[0]} to {labels[-1]}): "
            + ", ".join(_figure_text(k) for k in figures))
-    return _svg_data_uri(fig), alt
+    return svg_data_uri(fig), alt

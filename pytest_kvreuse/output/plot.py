@@ -113,3 +113,15 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> None:
         plt.close(fig)
         raise KvReuseError(f"plot must end in .png or .svg, got {os.fspath(path)!r}")
     atomic_write_bytes(path, figure_bytes(fig, ext))
+
+
+def svg_data_uri(fig: Figure) -> str:
+    """The figure as an SVG ``data:`` URI (the report inlines every plot)."""
+    import base64
+
+    buf = io.BytesIO()
+    # Fixed salt and no date: the same results give byte-identical plots.
+    with matplotlib.rc_context({"svg.hashsalt": "pytest-kvreuse", "svg.fonttype": "path"}):
+        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
+    plt.close(fig)
+    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

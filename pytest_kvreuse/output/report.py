@@ -1,23 +1,14 @@
 """The self-contained HTML report and the JSON results file.
 
-``results`` is a list of dicts, one per analysed trace: ``results.trace_result(...)``
-(``name``, ``params``, ``figures``, ``offloadable_fraction`` keyed by GPU cache size in
-tokens as a string, ``curves`` down-sampled to a few hundred points) plus
-
-- ``"checks"``: list of ``{"nodeid", "metric", "at", "min", "max", "value", "passed",
-  "message"}`` (``at``, ``min``, ``max``, ``value``, ``message`` may be None);
-- ``"error"``: the loader's one-line error, or None. A trace that failed to load may hold
-  nothing but ``name``, ``error``, ``checks`` (and ``params`` when known).
-
-Optional blocks, rendered when present and ignored when absent:
-
-- ``"lru"``: LRU figures. A value that is a dict keyed by cache size in tokens (as a
-  string), e.g. ``{"hit_fraction": {"345792": 0.063}, "offloadable_fraction": {...}}``,
-  becomes a column of the per-size table; a scalar, e.g. ``"compulsory_fraction": 0.35``,
-  a figure row. Keys ending in ``fraction`` are shown as percentages.
-- ``curves["lru"]`` (or ``lru["curve"]``): ``{"x": [...], "y": [...]}`` where ``y`` is the
-  share of tokens *not* held by an LRU cache of ``x`` tokens, drawn on the CCDF's axes.
-  Any other ``curves[key]`` with ``x``/``y`` is drawn too, labelled by its key.
+``results`` is a list of :class:`~pytest_kvreuse.result.TraceResult` (or their JSON):
+figures by metric name, as the metric registry names and formats them; figures read at a
+size are keyed by the size in tokens; ``checks`` one record per condition checked
+(``{"nodeid", "kind", "metric", "at", "args", "min", "max", "value", "passed",
+"message"}``); ``error`` the one-line error of a trace that could not be read.
+``curves["ccdf"]`` and ``curves["lru"]`` (``{"x": [...], "y": [...]}``, y the share of
+tokens reused more than x tokens apart / not held by an LRU cache of x tokens) are drawn
+on one plot, and so is any other curve, labelled by its key. ``extras["baseline"]`` and
+``extras["trend"]`` (added by the baselines) get a section of their own.
 
 ``run`` describes the run: ``{"started", "duration_s", "args", "git_commit",
 "plugin_version", "python", "timings"}`` (``timings``: per trace name, the seconds each step
@@ -28,21 +19,19 @@ is shown as is. :func:`run_info` builds one.
 Templates are ``templates/report.html.j2`` and its partials (shipped in the wheel as the
 package ``pytest_kvreuse.templates``); ``template_dir`` overrides any of them by name and
 falls back to the built-in ones for the rest. Besides the prepared view (``page``,
-``traces``, ``checks``) a template receives the raw ``results`` and ``run``, and the filters
-``pct`` (a fraction as a percentage), ``count`` (thousands separators) and ``json_value``.
+``traces``, ``checks``) a template receives the results as JSON (``results``) and ``run``,
+and the filters ``pct`` (a fraction as a percentage), ``count`` (thousands separators) and
+``json_value``.
 """
 
 from __future__ import annotations
 
-import base64
-import io
-import math
 import numbers
 import os
 import platform
 import shlex
 import subprocess
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -52,31 +41,35 @@ import orjson
 
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..errors import KvReuseError
+from ..formatting import (
+    COUNT,
+    FRACTION,
+    UNDEFINED,
+    count,
+    digits_apart,
+    percent,
+    value_text,
+)
+from ..metrics import METRICS, figure_title, parse_arg_key
+from ..result import (
+    Results,
+    TraceLike,
+    TraceResult,
+    as_result,
+    checked_items,
+    item_outcomes,
+)
+from .baseline_view import baseline_view
+from .plot import svg_data_uri
+
+__all__ = ["UNDEFINED", "render_report", "results_json", "run_info", "write_json", "write_report"]
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
 
 TEMPLATE = "report.html.j2"
 TEMPLATE_PACKAGE = "pytest_kvreuse.templates"
-UNDEFINED = "—"
 
-_FIGURE_LABELS = {
-    "num_requests": "requests",
-    "num_blocks": "blocks",
-    "unique_blocks": "unique blocks",
-    "total_tokens": "total tokens",
-    "reuse_count": "reuses (cross-request)",
-    "reused_fraction": "reused tokens",
-    "interval_min": "interval min, tokens",
-    "interval_median": "interval median, tokens",
-    "interval_max": "interval max, tokens",
-    "compulsory_fraction": "compulsory (first touch)",
-    "lru_hit_fraction": "LRU hit",
-    "lru_offloadable_fraction": "LRU offloadable",
-    "offloadable_fraction": "offloadable",
-}
-# Shown in the parameters table, not again among the figures.
-_HIDDEN_FIGURES = {"block_size"}
 _PARAM_LABELS = {
     "format": "format",
     "tokenizer": "tokenizer",
@@ -86,31 +79,27 @@ _PARAM_LABELS = {
     "path": "path",
 }
 _TIMING_LABELS = {"load_s": "load", "intervals_s": "reuse intervals"}
-_LRU_LABELS = {
-    "hit_fraction": "LRU hit",
-    "offloadable_fraction": "LRU offloadable",
-    "compulsory_fraction": "compulsory (first touch)",
-}
 _EXTRA_GPU_COLORS = ("darkorange", "saddlebrown", "darkmagenta", "teal")
 
 
 # --------------------------------------------------------------------------- writing
 
-def write_report(path: str | os.PathLike[str], results: list[dict], run: dict, *,
+def write_report(path: str | os.PathLike[str], results: Sequence[TraceLike], run: dict, *,
                  template_dir: str | os.PathLike[str] | None = None) -> None:
     """Render the report and write it atomically (a good report is never half-replaced)."""
     atomic_write_text(path, render_report(results, run, template_dir=template_dir))
 
 
-def write_json(path: str | os.PathLike[str], results: list[dict], run: dict) -> None:
-    """Write ``{"run": run, "traces": results}`` with sorted keys, atomically."""
+def write_json(path: str | os.PathLike[str], results: Sequence[TraceLike], run: dict) -> None:
+    """Write the results document with sorted keys, atomically."""
     atomic_write_bytes(path, results_json(results, run))
 
 
-def results_json(results: list[dict], run: dict) -> bytes:
-    """Deterministic JSON: same results, same bytes (NaN becomes null)."""
-    return orjson.dumps({"run": run, "traces": results},
-                        option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
+def results_json(results: Sequence[TraceLike], run: dict, *, meta: dict | None = None) -> bytes:
+    """The results document as deterministic JSON: same results, same bytes (NaN becomes
+    null)."""
+    doc = Results([as_result(r) for r in results], run=run, meta=meta or {}).to_json()
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2
                         | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
 
 
@@ -144,17 +133,19 @@ def git_commit(cwd: str | os.PathLike[str] | None = None) -> str | None:
 
 # --------------------------------------------------------------------------- rendering
 
-def render_report(results: list[dict], run: dict, *,
+def render_report(results: Sequence[TraceLike], run: dict, *,
                   template_dir: str | os.PathLike[str] | None = None) -> str:
     """The report as one HTML string: CSS inline, every plot a ``data:`` URI."""
     env = _environment(template_dir)
+    results = [as_result(r) for r in results]
     run_timings = run.get("timings") if isinstance(run.get("timings"), dict) else {}
     traces = [_trace_view(i, r, run_timings) for i, r in enumerate(results)]
     checks = sorted((c for t in traces for c in t["checks"]), key=lambda c: c["passed"])
     try:
         template = env.get_template(TEMPLATE)
-        return template.render(page=_page_view(traces, checks, run), traces=traces,
-                               checks=checks, results=results, run=run)
+        return template.render(page=_page_view(results, traces, run), traces=traces,
+                               checks=checks, results=[r.to_json() for r in results],
+                               run=run)
     except jinja2.TemplateSyntaxError as exc:
         raise KvReuseError(f"template error: {exc.message}", path=exc.filename or exc.name,
                            line=exc.lineno) from None
@@ -203,85 +194,32 @@ def _environment(template_dir: str | os.PathLike[str] | None) -> jinja2.Environm
 
 # --------------------------------------------------------------------------- formatting
 
-def percent(x: float | None, digits: int = 2) -> str:
-    if not isinstance(x, numbers.Real) or isinstance(x, bool) or math.isnan(x):
-        return UNDEFINED if x is None or isinstance(x, numbers.Real) else str(x)
-    return f"{float(x) * 100:.{digits}f} %"
-
-
-def count(x: object) -> str:
-    # numbers.*, not int/float: numpy scalars in hand-made results read the same.
-    if x is None:
-        return UNDEFINED
-    if isinstance(x, bool):
-        return str(x)
-    if isinstance(x, numbers.Integral):
-        return f"{int(x):,}"
-    if isinstance(x, numbers.Real):
-        x = float(x)
-        if math.isnan(x):
-            return UNDEFINED
-        return f"{x:,.0f}" if x.is_integer() else f"{x:,.4g}"
-    return str(x)
-
-
-def _is_fraction(key: str) -> bool:
-    return key.endswith("fraction")
-
-
-def _value_text(key: str, x: object, digits: int = 2) -> str:
-    if _is_fraction(key) and (x is None or isinstance(x, numbers.Real)):
-        return percent(x, digits)
-    return count(x)
-
-
 def _json_value(x: object) -> str:
     """The value as the JSON file holds it, for a ``data-value`` attribute."""
     return orjson.dumps(x, option=orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
-def _label(key: str) -> str:
-    return _FIGURE_LABELS.get(key, key.replace("_", " "))
-
-
-def _lru_label(key: str) -> str:
-    if key in _LRU_LABELS:
-        return _LRU_LABELS[key]
-    words = key.removesuffix("_fraction").replace("_", " ")
-    return words if words.lower().startswith("lru") else f"LRU {words}"
-
-
-def _tokens(at: object) -> str:
-    try:
-        return f"{int(at):,} tokens"
-    except (TypeError, ValueError):
-        return str(at)
-
-
-def _digits_apart(value: float | None, bounds: Iterable[float | None]) -> int:
-    """Fewest decimals (2 to 6) at which a percentage reads differently from its bounds."""
-    others = [b for b in bounds if b is not None and value is not None and b != value]
-    for digits in range(2, 7):
-        if all(percent(value, digits) != percent(b, digits) for b in others):
-            return digits
-    return 6
+def _unit(metric: str) -> str:
+    m = METRICS.get(metric)
+    return m.unit if m is not None else (FRACTION if metric.endswith("fraction") else COUNT)
 
 
 # --------------------------------------------------------------------------- views
 
-def _page_view(traces: list[dict], checks: list[dict], run: dict) -> dict:
-    failed = sum(not c["passed"] for c in checks)
+def _page_view(results: list[TraceResult], traces: list[dict], run: dict) -> dict:
+    # Checks as pytest counts them: one per item that checked a trace.
+    total, failed = checked_items(results)
     errors = sum(t["error"] is not None for t in traces)
     if failed or errors:
         status, word = "failed", "FAILED"
-    elif checks:
+    elif total:
         status, word = "passed", "PASSED"
     else:
         status, word = "info", "NO CHECKS"
     parts = [f"{len(traces)} trace{'s' * (len(traces) != 1)}"]
-    if checks:
-        parts.append(f"{len(checks)} check{'s' * (len(checks) != 1)}: "
-                     f"{len(checks) - failed} passed, {failed} failed")
+    if total:
+        parts.append(f"{total} check{'s' * (total != 1)}: {total - failed} passed, "
+                     f"{failed} failed")
     else:
         parts.append("no checks")
     if errors:
@@ -329,44 +267,34 @@ def _run_rows(run: dict) -> list[dict]:
     return rows
 
 
-def _trace_view(index: int, result: dict, run_timings: dict | None = None) -> dict:
-    params = result.get("params") or {}
-    name = str(result.get("name") or params.get("path") or f"trace {index + 1}")
+def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None) -> dict:
+    name = result.name or result.path or f"trace {index + 1}"
     anchor = f"trace-{index + 1}"
-    checks = [_check_view(c, name, anchor) for c in result.get("checks") or []]
-    error = result.get("error")
-    failed = sum(not c["passed"] for c in checks)
-    if error is not None:
+    checks = [_check_view(c, name, anchor) for c in result.checks]
+    failed = sum(not ok for ok in item_outcomes(result).values())
+    if result.error is not None:
         status = "error"
     elif failed:
         status = "failed"
     else:
         status = "passed" if checks else "info"
     view = {
-        "name": name, "anchor": anchor, "status": status, "error": error,
-        "path": params.get("path"), "checks": checks, "failed": failed,
-        "params": _param_rows(params), "figures": [], "sizes": [], "size_columns": [],
-        "plot": None, "plot_alt": "", "timings": "", "headline": None,
-        "baseline": _baseline_view(result),
+        "name": name, "anchor": anchor, "status": status, "error": result.error,
+        "path": result.path, "checks": checks, "failed": failed,
+        "params": _param_rows(result.params), "figures": [], "sizes": [],
+        "size_columns": [], "plot": None, "plot_alt": "", "timings": "", "headline": None,
+        "baseline": baseline_view(result),
     }
-    if error is not None:
+    if result.error is not None:
         return view
-    figures = result.get("figures") or {}
-    lru = result.get("lru") if isinstance(result.get("lru"), dict) else {}
-    view["figures"] = _figure_rows(figures, lru)
-    view["size_columns"], view["sizes"] = _size_table(result, lru)
-    view["plot"], view["plot_alt"] = _plot(result, name, lru)
-    # Timings live in the run block, by trace name (older result files: in the trace).
-    timings = (run_timings or {}).get(name) or result.get("timings") or {}
+    view["figures"] = _figure_rows(result)
+    view["size_columns"], view["sizes"] = _size_table(result)
+    view["plot"], view["plot_alt"] = _plot(result, name)
+    # Timings live in the run block, by trace name.
+    timings = (run_timings or {}).get(name) or {}
     view["timings"] = _timings_text(timings if isinstance(timings, dict) else {})
-    view["headline"] = _headline(figures, result.get("offloadable_fraction") or {})
+    view["headline"] = _headline(result)
     return view
-
-
-def _baseline_view(result: dict) -> dict | None:
-    from .baseline_view import baseline_view  # it imports this module's formatters
-
-    return baseline_view(result)
 
 
 def _param_rows(params: dict) -> list[dict]:
@@ -377,53 +305,51 @@ def _param_rows(params: dict) -> list[dict]:
              else ("none" if params[k] is None else str(params[k]))} for k in order]
 
 
-def _figure_rows(figures: dict, lru: dict) -> list[dict]:
-    order = [k for k in _FIGURE_LABELS if k in figures]
-    order += sorted(k for k in figures if k not in _FIGURE_LABELS)
-    rows = [{"label": _label(k), "text": _value_text(k, figures[k]), "key": f"figures.{k}",
-             "json": _json_value(figures[k])}
-            for k in order if k not in _HIDDEN_FIGURES and not isinstance(figures[k], dict)]
-    for k in sorted(lru):
-        v = lru[k]
-        if isinstance(v, numbers.Real) or v is None:
-            rows.append({"label": _lru_label(k),
-                         "text": _value_text(k, v), "key": f"lru.{k}", "json": _json_value(v)})
+def _figure_rows(result: TraceResult) -> list[dict]:
+    """Every figure without arguments, in registry order; then any figure with more
+    arguments than a size (a lower tier, ...), one row each."""
+    rows = []
+    for m in METRICS.values():
+        if m.name not in result.figures or m.sized:
+            continue
+        v = result.figures[m.name]
+        if not m.args:
+            rows.append({"label": m.label, "text": m.text(v), "key": f"figures.{m.name}",
+                         "json": _json_value(v)})
+            continue
+        for key, value in (v.items() if isinstance(v, dict) else ()):
+            rows.append({"label": figure_title(m.name, parse_arg_key(m, key)),
+                         "text": m.text(value), "key": f"figures.{m.name}.{key}",
+                         "json": _json_value(value)})
     return rows
 
 
-def _per_size(v: object) -> bool:
-    return isinstance(v, dict) and bool(v) and all(str(k).isdigit() for k in v)
-
-
-def _size_table(result: dict, lru: dict) -> tuple[list[str], list[dict]]:
-    """Columns (figure names) and one row per cache size: interval offloadable, then LRU."""
-    columns: list[tuple[str, str, dict]] = []
-    offl = result.get("offloadable_fraction") or {}
-    lru_sized = {k: v for k, v in sorted(lru.items()) if _per_size(v)}
-    if offl:
-        label = "offloadable (interval)" if lru_sized else "offloadable"
-        columns.append((label, "offloadable_fraction", offl))
-    for k, v in lru_sized.items():
-        columns.append((_lru_label(k), f"lru.{k}", v))
-    sizes = sorted({int(s) for _, _, col in columns for s in col})
+def _size_table(result: TraceResult) -> tuple[list[str], list[dict]]:
+    """Columns (every figure read at a size alone) and one row per cache size."""
+    columns = [(m.label, m.name, result.figures[m.name]) for m in METRICS.values()
+               if m.sized and isinstance(result.figures.get(m.name), dict)
+               and result.figures[m.name]]
+    sizes = sorted({int(k) for _, _, per in columns for k in per})
     rows = []
     for size in sizes:
         cells = []
-        for _, key, col in columns:
-            v = col.get(str(size))
-            cells.append({"text": _value_text("fraction", v) if str(size) in col
-                          else "", "key": f"{key}.{size}", "json": _json_value(v),
-                          "present": str(size) in col})
+        for _, name, per in columns:
+            present = str(size) in per
+            v = per.get(str(size))
+            cells.append({"text": METRICS[name].text(v) if present else "",
+                          "key": f"figures.{name}.{size}", "json": _json_value(v),
+                          "present": present})
         rows.append({"tokens": size, "text": f"{size:,}", "cells": cells})
     return [label for label, _, _ in columns], rows
 
 
-def _headline(figures: dict, offl: dict) -> dict:
+def _headline(result: TraceResult) -> dict:
     """The few figures the overview table shows for each trace."""
+    offl = result.figures.get("offloadable_fraction") or {}
     return {
-        "requests": count(figures.get("num_requests")),
-        "tokens": count(figures.get("total_tokens")),
-        "reused": percent(figures.get("reused_fraction"), 1),
+        "requests": count(result.figures.get("num_requests")),
+        "tokens": count(result.figures.get("total_tokens")),
+        "reused": percent(result.figures.get("reused_fraction"), 1),
         "offloadable": [f"{int(k):,}: {percent(v, 1)}"
                         for k, v in sorted(offl.items(), key=lambda kv: int(kv[0]))],
     }
@@ -439,13 +365,13 @@ def _timings_text(timings: dict) -> str:
 
 
 def _check_view(check: dict, trace: str, anchor: str) -> dict:
-    metric = str(check.get("metric") or "?")
+    metric = check.get("metric")
     value, lo, hi = check.get("value"), check.get("min"), check.get("max")
-    fraction = _is_fraction(metric)
-    digits = _digits_apart(value, (lo, hi)) if fraction else 2
+    unit = _unit(metric or "")
+    digits = digits_apart(value, [lo, hi]) if unit == FRACTION else 2
 
     def fmt(x: object) -> str:
-        return _value_text(metric, x, digits)
+        return value_text(unit, x, digits)
 
     if lo is not None and hi is not None:
         bound = f"{fmt(lo)} – {fmt(hi)}"
@@ -455,12 +381,18 @@ def _check_view(check: dict, trace: str, anchor: str) -> dict:
         bound = f"≤ {fmt(hi)}"
     else:
         bound = UNDEFINED
-    at = check.get("at")
+    if metric is None:
+        # A test body or an analysis item: no figure, its outcome is the check.
+        figure = {"analysis": "trace analysed"}.get(check.get("kind"), "test body")
+        value_shown = "passed" if check.get("passed") else "failed"
+    else:
+        args = {**({"at": check["at"]} if check.get("at") is not None else {}),
+                **(check.get("args") or {})}
+        figure, value_shown = figure_title(metric, args), fmt(value)
     return {
         "trace": trace, "anchor": anchor, "nodeid": check.get("nodeid") or "",
-        "metric": metric, "figure": _label(metric) + (f" at {_tokens(at)}" if at is not None
-                                                      else ""),
-        "value_text": fmt(value), "value_json": _json_value(value), "bound": bound,
+        "metric": metric or "", "figure": figure, "value_text": value_shown,
+        "value_json": _json_value(value), "bound": bound,
         "passed": check.get("passed") is True, "message": check.get("message") or "",
     }
 
@@ -473,20 +405,21 @@ def _curve(c: object) -> tuple[list, list] | None:
     return None
 
 
-def _plot(result: dict, name: str, lru: dict) -> tuple[str | None, str]:
+def _plot(result: TraceResult, name: str) -> tuple[str | None, str]:
     """The CCDF (and LRU curve) with a GPU cache line per size of interest, as a data URI."""
     import numpy as np
 
     from .plot import Series, ccdf_figure
 
-    curves = result.get("curves") or {}
+    curves = result.curves
+    lru = "lru" in curves
     series = []
     ccdf = _curve(curves.get("ccdf"))
     if ccdf is not None:
         series.append(Series("reuse interval (proxy)" if lru else "reuse interval",
                              np.asarray(ccdf[0], dtype=np.float64),
                              np.asarray(ccdf[1], dtype=np.float64)))
-    lru_curve = _curve(curves.get("lru")) or _curve(lru.get("curve"))
+    lru_curve = _curve(curves.get("lru"))
     if lru_curve is not None:
         series.append(Series("not held by an LRU cache of x tokens",
                              np.asarray(lru_curve[0], dtype=np.float64),
@@ -498,7 +431,7 @@ def _plot(result: dict, name: str, lru: dict) -> tuple[str | None, str]:
                                  np.asarray(extra[1], dtype=np.float64)))
     if not series:
         return None, ""
-    offl = result.get("offloadable_fraction") or {}
+    offl = result.figures.get("offloadable_fraction") or {}
     sizes = sorted(int(s) for s in offl)
     main = sizes[-1] if sizes else None
     fig = ccdf_figure(series, gpu_cache_tokens=main,
@@ -525,22 +458,10 @@ def _plot(result: dict, name: str, lru: dict) -> tuple[str | None, str]:
     if sizes:
         alt += "; GPU cache lines at " + ", ".join(
             f"{s:,} tokens ({percent(offl[str(s)])} offloadable)" for s in sizes)
-    return _svg_data_uri(fig), alt
+    return svg_data_uri(fig), alt
 
 
 def _gpu_label(size: int, offl: dict) -> str:
     frac = offl.get(str(size))
     tail = "" if frac is None else f" ({percent(frac, 1)} offloadable)"
     return f"GPU KV cache: {size:,} tokens{tail}"
-
-
-def _svg_data_uri(fig) -> str:
-    import matplotlib
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    # Fixed salt and no date: the same results give byte-identical plots.
-    with matplotlib.rc_context({"svg.hashsalt": "pytest-kvreuse", "svg.fonttype": "path"}):
-        fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(fig)
-    return "data:image/svg+xml;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

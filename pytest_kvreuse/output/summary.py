@@ -1,43 +1,81 @@
-"""The end-of-run table of analysed traces (plain text from the result dicts; no pytest)."""
+"""The end-of-run table of declared traces (plain text from the results; no pytest)."""
 
 from __future__ import annotations
 
+from ..formatting import count, percent
+from ..metrics import METRICS, arg_key
+from ..result import TraceResult, checked_items, item_outcomes
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{x * 100:.2f}"
-
-
-def _count(x: int | None) -> str:
-    return "-" if x is None else f"{x:,}"
+UNDEFINED = "-"
 
 
-def trace_status(result: dict) -> str:
-    if result.get("error"):
+def trace_status(result: TraceResult) -> str:
+    items = item_outcomes(result)
+    if result.error:
         return "ERROR"
-    checks = result.get("checks", [])
-    if not checks:
+    if not items:
         return "no checks"
-    failed = sum(1 for c in checks if not c["passed"])
+    failed = sum(not ok for ok in items.values())
     if failed:
-        return f"FAILED {failed}/{len(checks)}"
-    return f"passed {len(checks)}/{len(checks)}"
+        return f"FAILED {failed}/{len(items)}"
+    return f"passed {len(items)}/{len(items)}"
 
 
-def summary_table(results: list[dict]) -> list[str]:
-    """One row per trace and block size: requests, tokens, reused %, offloadable % at each
-    size, result."""
-    sizes = sorted({int(c) for r in results for c in r.get("offloadable_fraction", {})})
-    header = ["trace", "block", "requests", "tokens", "reused %",
-              *(f"offload % @{c:,}" for c in sizes), "result"]
+def _columns(results: list[TraceResult]) -> list[tuple[str, str, dict]]:
+    """``(header, metric, args)``: the offloadable fraction at every size of interest,
+    then every other checked figure, in registry order (a failed check's value shows)."""
+    wanted: dict[tuple[str, str | None], dict] = {}
+    for r in results:
+        for s in r.sizes:
+            wanted.setdefault(("offloadable_fraction", str(s)), {"at": s})
+        for c in r.checks:
+            m = METRICS.get(c.get("metric") or "")
+            if m is None or c["metric"] in ("num_requests", "total_tokens",
+                                            "reused_fraction"):
+                continue
+            args = {**({"at": c["at"]} if c.get("at") is not None else {}),
+                    **(c.get("args") or {})}
+            wanted.setdefault((m.name, arg_key(m, args)), args)
+    order = list(METRICS)
+    keys = sorted(wanted, key=lambda k: (order.index(k[0]), wanted[k].get("at") or 0, k[1]
+                                         or ""))
+    cols = []
+    for name, key in keys:
+        m = METRICS[name]
+        head = m.short or m.name
+        if key is not None:
+            head += f" @{int(wanted[(name, key)]['at']):,}" if "at" in wanted[(name, key)] \
+                else f" @{key}"
+            extra = {k: v for k, v in wanted[(name, key)].items() if k != "at"}
+            head += "".join(f" {k}={int(v):,}" for k, v in extra.items())
+        cols.append((head, name, wanted[(name, key)]))
+    return cols
+
+
+def _cell(r: TraceResult, metric: str, args: dict) -> str:
+    try:
+        v = r.value(metric, **args)
+    except KeyError:
+        return ""
+    m = METRICS[metric]
+    if m.is_fraction:
+        return percent(v, 2, UNDEFINED).removesuffix(" %")
+    return count(v, UNDEFINED)
+
+
+def summary_table(results: list[TraceResult]) -> list[str]:
+    """One row per declared trace: block size, requests, tokens, reused %, the offloadable
+    share at every size of interest and every checked figure, result."""
+    cols = _columns(results)
+    header = ["trace", "block", "requests", "tokens", "reused %", *(c[0] for c in cols),
+              "result"]
     rows = [header]
     for r in results:
-        fig = r.get("figures") or {}
-        off = r.get("offloadable_fraction", {})
         rows.append([
-            r["name"], _count((r.get("params") or {}).get("block_size")),
-            _count(fig.get("num_requests")), _count(fig.get("total_tokens")),
-            _pct(fig.get("reused_fraction")),
-            *(_pct(off.get(str(c))) if str(c) in off else "" for c in sizes),
+            r.name, count(r.params.get("block_size"), UNDEFINED),
+            _cell(r, "num_requests", {}), _cell(r, "total_tokens", {}),
+            _cell(r, "reused_fraction", {}),
+            *(_cell(r, metric, args) for _, metric, args in cols),
             trace_status(r),
         ])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -50,12 +88,11 @@ def summary_table(results: list[dict]) -> list[str]:
     return lines
 
 
-def summary_footer(results: list[dict]) -> str:
-    checks = [c for r in results for c in r.get("checks", [])]
-    failed = sum(1 for c in checks if not c["passed"])
-    errors = sum(1 for r in results if r.get("error"))
+def summary_footer(results: list[TraceResult]) -> str:
+    checks, failed = checked_items(results)
+    errors = sum(1 for r in results if r.error)
     parts = [f"{len(results)} trace{'s' * (len(results) != 1)}",
-             f"{len(checks)} check{'s' * (len(checks) != 1)}: {len(checks) - failed} passed, "
+             f"{checks} check{'s' * (checks != 1)}: {checks - failed} passed, "
              f"{failed} failed"]
     if errors:
         parts.append(f"{errors} unreadable")

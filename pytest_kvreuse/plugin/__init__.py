@@ -13,8 +13,15 @@ from pathlib import Path
 import pytest
 
 from ..errors import KvReuseError
-from .items import SESSION_KEY, ManifestFile, one_line_failure, session_of
-from .marker import check_params, marker_spec
+from .items import (
+    SESSION_KEY,
+    ManifestFile,
+    declared_trace,
+    marker_spec_of,
+    one_line_failure,
+    session_of,
+)
+from .marker import check_params
 from .session import KvReuseSession
 
 # Saved baselines and drift checks (--kvreuse-save, --kvreuse-compare) live in their own
@@ -118,13 +125,6 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ManifestFi
 
 # -- marker and fixtures -------------------------------------------------------------------
 
-def _marker_spec(item: pytest.Item):
-    marker = item.get_closest_marker("kvreuse")
-    if marker is None:
-        return None
-    return marker_spec(marker.args, marker.kwargs, Path(item.path).parent)
-
-
 @pytest.fixture(scope="session")
 def kvreuse_analyze(request: pytest.FixtureRequest) -> Callable[..., object]:
     """``kvreuse_analyze(path, **params)`` -> ReuseAnalysis, once per file content and
@@ -135,7 +135,7 @@ def kvreuse_analyze(request: pytest.FixtureRequest) -> Callable[..., object]:
         path = Path(path)
         if not path.is_absolute():
             path = request.config.rootpath / path
-        return session.analysis(path, check_params(params, "kvreuse_analyze"))
+        return session.analysis(path, check_params(params, "kvreuse_analyze"), dynamic=True)
 
     return analyze
 
@@ -143,7 +143,7 @@ def kvreuse_analyze(request: pytest.FixtureRequest) -> Callable[..., object]:
 @pytest.fixture
 def kvreuse(request: pytest.FixtureRequest) -> object:
     """The ReuseAnalysis of the trace named by the test's ``@pytest.mark.kvreuse``."""
-    spec = _marker_spec(request.node)
+    spec = marker_spec_of(request.node, strict=True)
     if spec is None:
         raise KvReuseError("the kvreuse fixture needs @pytest.mark.kvreuse(path, ...) on "
                            "the test")
@@ -156,14 +156,13 @@ def pytest_runtest_call(item: pytest.Item) -> None:
     # trylast: runs after the test body, and only when the body passed (an exception in
     # item.runtest() stops the hook chain), so marker bounds are checked after the test.
     __tracebackhide__ = True
-    spec = _marker_spec(item)
+    spec = marker_spec_of(item, strict=True)
     if spec is None:
         return
     session = session_of(item.config)
     # The marker's own name for the trace, not the entry's: under xdist which other test
     # reached the entry first differs between runs.
-    session.check_trace(spec.path, spec.params, spec.checks,
-                        name=session.display_name(spec.path),
+    session.check_trace(spec.path, spec.params, spec.checks, name=None,
                         sizes=(spec.gpu_cache_tokens,) if spec.gpu_cache_tokens else (),
                         nodeid=item.nodeid, properties=item.user_properties)
 
@@ -174,17 +173,42 @@ def _uses_kvreuse(item: pytest.Item) -> bool:
             or "kvreuse_analyze" in names)
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    # trylast: after -k / -m deselection. Declaring in collection order lists the traces
+    # in declaration order, the same on every xdist worker.
+    kv = session_of(config)
+    for item in items:
+        declared = declared_trace(item)
+        if declared is not None:
+            path, params, name = declared
+            kv.declare(path, params, name=name)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
+    report = outcome.get_result()
     # Python tests that use the plugin fail with its one line, not a plugin traceback.
-    if call.excinfo is None or not isinstance(item, pytest.Function):
+    message = None
+    if call.excinfo is not None:
+        message = one_line_failure(call.excinfo)
+        if message is not None and isinstance(item, pytest.Function) and _uses_kvreuse(item):
+            report.longrepr = message
+    if call.when == "call" or (call.when == "setup" and report.failed):
+        _record_outcome(item, report, message)
+
+
+def _record_outcome(item: pytest.Item, report: pytest.TestReport, message: str | None) -> None:
+    declared = declared_trace(item)
+    if declared is None:
         return
-    if not _uses_kvreuse(item):
-        return
-    message = one_line_failure(call.excinfo)
-    if message is not None:
-        outcome.get_result().longrepr = message
+    path, params, name = declared
+    kv = session_of(item.config)
+    text = message or (report.longreprtext.strip().splitlines() or [""])[-1]
+    kv.item_outcome(kv.declare(path, params, name=name), item.nodeid, report.passed,
+                    text or None)
 
 
 # -- end of run ----------------------------------------------------------------------------

@@ -8,7 +8,6 @@ Options are read and checked at configure time; everything else is forwarded to 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 
@@ -23,9 +22,9 @@ from ..baselines.storage import (
 )
 from ..checks import ThresholdViolation
 from ..errors import KvReuseError
-from .items import CheckItem, session_of
-from .marker import marker_spec
-from .session import KvReuseSession, TraceEntry
+from ..result import TraceResult
+from .items import declared_trace, session_of
+from .session import DeclaredTrace, KvReuseSession
 
 # Bare --kvreuse-save / --kvreuse-compare. Strings, not object(): xdist ships option
 # values to its workers.
@@ -126,7 +125,8 @@ def pytest_configure(config: pytest.Config) -> None:
             lambda results, run: _report_data(state, results, run))
 
 
-def _report_data(state: DriftState, results: list[dict], run: dict) -> tuple[list, dict]:
+def _report_data(state: DriftState, results: list[TraceResult], run: dict,
+                 ) -> tuple[list[TraceResult], dict]:
     try:
         return state.guard.report_data(results, run)
     except Exception as exc:  # noqa: BLE001 - a report without baselines beats no report
@@ -137,52 +137,38 @@ def _report_data(state: DriftState, results: list[dict], run: dict) -> tuple[lis
 
 # -- per item: fail the tests of a drifted trace -------------------------------------------
 
-def _item_traces(item: pytest.Item) -> list[tuple[Path, dict, str | None]]:
-    """``(path, params, name)`` of the traces an item checks (manifest item or marker)."""
-    if isinstance(item, CheckItem):
-        return [(item.trace.path, item.trace.params, item.trace.name)]
-    marker = item.get_closest_marker("kvreuse")
-    if marker is None:
-        return []
-    try:
-        spec = marker_spec(marker.args, marker.kwargs, Path(item.path).parent)
-    except KvReuseError:
-        return []  # the plugin already failed the item with this error
-    return [(spec.path, spec.params, None)]
-
-
-def _current_result(state: DriftState, kv: KvReuseSession, entry: TraceEntry) -> dict:
-    """The entry's result as the session will report it (memoized while its sizes and
-    names stay the same: the CCDF and the curves are not rebuilt for every item)."""
-    key = (entry.key, tuple(sorted(entry.sizes)), min(entry.names), min(entry.paths))
+def _current_result(state: DriftState, kv: KvReuseSession, t: DeclaredTrace) -> TraceResult:
+    """The trace's result as the session will report it (memoized while its sizes stay the
+    same: the CCDF and the curves are not rebuilt for every item)."""
+    key = (t.key, tuple(sorted(t.sizes)))
     if key not in state._results:
-        state._results[key] = kv._result(entry)
+        state._results[key] = kv.result(t)
     return state._results[key]
 
 
-@pytest.hookimpl(trylast=True)  # registered after plugin.py: runs after its marker checks
+@pytest.hookimpl(trylast=True)  # registered after the plugin's hooks: runs after its checks
 def pytest_runtest_call(item: pytest.Item) -> None:
     __tracebackhide__ = True
     state = item.config.stash.get(_STATE, None)
     if state is None or not state.guard.comparing:
         return
+    declared = declared_trace(item)
+    if declared is None:
+        return
     kv = session_of(item.config)
-    failures = []
-    for path, params, name in _item_traces(item):
-        entry = kv.entry(path, params, name=name)
-        if entry.analysis is None:
-            continue
-        result = _current_result(state, kv, entry)
-        # Measure every size the baseline measured, so each one is compared.
-        sizes = state.guard.baseline_sizes(result, sorted(entry.names))
-        if not set(sizes) <= entry.sizes:
-            entry = kv.entry(path, params, name=name, sizes=tuple(sizes))
-            result = _current_result(state, kv, entry)
-        verdict = state.guard.verdict(result, names=sorted(entry.names))
-        if verdict.status == DRIFTED:
-            failures.append(verdict.message())
-    if failures:
-        raise ThresholdViolation("\n".join(failures))
+    path, params, name = declared
+    t = kv.trace(path, params, name=name)
+    if t.analysed.analysis is None:
+        return
+    result = _current_result(state, kv, t)
+    # Measure every size the baseline measured, so each one is compared.
+    sizes = state.guard.baseline_sizes(result)
+    if not set(sizes) <= t.sizes:
+        t = kv.trace(path, params, name=name, sizes=tuple(sizes))
+        result = _current_result(state, kv, t)
+    verdict = state.guard.verdict(result)
+    if verdict.status == DRIFTED:
+        raise ThresholdViolation(verdict.message())
 
 
 # -- end of run: compare everything, save on the controller -------------------------------

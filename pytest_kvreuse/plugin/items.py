@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from ..checks import ThresholdViolation
 from ..errors import KvReuseError
 from .manifest import CheckSpec, TraceSpec, load_manifest
+from .marker import MarkerSpec, marker_spec
 from .session import KvReuseSession
 
 SESSION_KEY = pytest.StashKey[KvReuseSession]()
@@ -16,6 +18,38 @@ SESSION_KEY = pytest.StashKey[KvReuseSession]()
 
 def session_of(config: pytest.Config) -> KvReuseSession:
     return config.stash[SESSION_KEY]
+
+
+def declared_trace(item: pytest.Item) -> tuple | None:
+    """``(path, params, name)`` of the trace an item checks: a manifest item's, or the
+    ``@pytest.mark.kvreuse`` marker's (name: its path); None otherwise or for a marker that
+    cannot be read (the item fails with that error)."""
+    if isinstance(item, CheckItem):
+        return item.trace.path, item.trace.params, item.trace.name
+    spec = marker_spec_of(item)
+    return None if spec is None else (spec.path, spec.params, None)
+
+
+_SPEC = pytest.StashKey[object]()
+
+
+def marker_spec_of(item: pytest.Item, *, strict: bool = False) -> MarkerSpec | None:
+    """The item's parsed ``@pytest.mark.kvreuse`` (parsed once per item); with ``strict``
+    a marker that cannot be read raises its CheckError."""
+    marker = item.get_closest_marker("kvreuse")
+    if marker is None:
+        return None
+    if _SPEC not in item.stash:
+        try:
+            item.stash[_SPEC] = marker_spec(marker.args, marker.kwargs, Path(item.path).parent)
+        except KvReuseError as exc:
+            item.stash[_SPEC] = exc
+    spec = item.stash[_SPEC]
+    if isinstance(spec, KvReuseError):
+        if strict:
+            raise spec
+        return None
+    return spec  # type: ignore[return-value]
 
 
 def one_line_failure(excinfo: pytest.ExceptionInfo[BaseException]) -> str | None:

@@ -22,45 +22,30 @@ can be found, the line). No pytest here.
 
 from __future__ import annotations
 
-import inspect
 import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checks import Check, metric_needs_at
+from ..checks import Check
 from ..errors import KvReuseError
+from ..metrics import METRICS, metric
+from ..params import PARAM_BY_NAME, PARAM_NAMES, AnalysisParams
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
-# Analysis parameters being added alongside this module (text traces, steady-state
-# warm-up): accepted while analyze() still takes **options, so a manifest can name them.
-KNOWN_ANALYSIS_PARAMS = ("block_size", "format", "hash_block_size", "tokenizer", "prompt",
-                         "warmup")
-# Switches of analyze() that the plugin sets itself, never a manifest.
-PLUGIN_PARAMS = ("cache_dir", "use_cache", "progress")
 TRACE_KEYS = ("name", "path", "gpu_cache_tokens", "check")
-CHECK_KEYS = ("metric", "at", "min", "max")
+# A check names its metric and bounds, and the metric's arguments (``at``, ...).
+CHECK_KEYS = tuple(dict.fromkeys(("metric", "at", "min", "max",
+                                  *(a.name for m in METRICS.values() for a in m.args))))
 
 
 class ManifestError(KvReuseError):
     """A manifest that does not say what it must, or says something unknown."""
-
-
-def analysis_param_names() -> tuple[str, ...]:
-    """Parameters a trace may pass to ``analyze``: its keyword parameters, and the known
-    ones while it still takes ``**options``."""
-    from .. import api as analysis
-
-    params = inspect.signature(analysis.analyze).parameters.values()
-    names = [p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in PLUGIN_PARAMS]
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        names += [n for n in KNOWN_ANALYSIS_PARAMS if n not in names]
-    return tuple(names)
 
 
 @dataclass(frozen=True)
@@ -73,7 +58,7 @@ class CheckSpec:
 class TraceSpec:
     name: str
     path: Path
-    params: dict
+    params: AnalysisParams
     gpu_cache_tokens: tuple[int, ...]
     checks: tuple[CheckSpec, ...]
     line: int | None
@@ -122,7 +107,7 @@ class _Reader:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.lines = _Lines(text)
-        self.param_names = analysis_param_names()
+        self.param_names = PARAM_NAMES
 
     def error(self, message: str, line: int | None) -> ManifestError:
         return ManifestError(message, path=self.path, line=line)
@@ -156,18 +141,17 @@ class _Reader:
         return value
 
     def params(self, table: dict, section: int | None) -> dict:
+        """The analysis parameters of a table, each checked where it is written."""
         out = {}
         for key in self.param_names:
             if key not in table:
                 continue
-            value, line = table[key], self.lines.key(key, section)
-            if key in ("block_size", "hash_block_size"):
-                self.positive_int(value, key, line)
-            elif key in ("format", "tokenizer", "prompt"):
-                self.string(value, key, line)
-            elif key == "warmup":  # its range is analyze()'s to check
-                self.number(value, key, line)
-            out[key] = value
+            try:
+                PARAM_BY_NAME[key].validate(table[key], repr(key))
+            except KvReuseError as exc:
+                raise self.error(exc.message, self.lines.key(key, section) or section
+                                 or None) from None
+            out[key] = table[key]
         return out
 
     def sizes(self, table: dict, section: int | None,
@@ -194,16 +178,30 @@ class _Reader:
 
         if "metric" not in table:
             raise self.error("[[trace.check]] needs 'metric'", line)
-        metric = self.string(table["metric"], "metric", at_line("metric"))
-        at = table.get("at")
-        if at is not None:
-            at = self.positive_int(at, "at", at_line("at"))
+        name = self.string(table["metric"], "metric", at_line("metric"))
+        try:
+            m = metric(name)
+        except KvReuseError as exc:
+            raise self.error(exc.message, line) from None
+        args = {k: table[k] for k in CHECK_KEYS if k in table and k not in
+                ("metric", "min", "max")}
+        if "at" in m.arg_names and "at" not in args and default_at is not None:
+            args["at"] = default_at
+        for key in args:
+            if key in m.arg_names:
+                try:
+                    args[key] = next(a for a in m.args if a.name == key).parse(key, args[key])
+                except KvReuseError as exc:
+                    raise self.error(exc.message, at_line(key)) from None
+        try:
+            parsed = m.read_args(args)
+        except KvReuseError as exc:
+            raise self.error(exc.message, line) from None
         bounds = {k: self.number(table[k], k, at_line(k)) for k in ("min", "max")
                   if k in table}
         try:
-            if at is None and default_at is not None and metric_needs_at(metric):
-                at = default_at
-            check = Check(metric, at, bounds.get("min"), bounds.get("max")).validate()
+            check = Check(name, parsed.get("at"), bounds.get("min"), bounds.get("max"),
+                          tuple((k, v) for k, v in parsed.items() if k != "at")).validate()
         except KvReuseError as exc:
             raise self.error(exc.message, line) from None
         return CheckSpec(check, line)
@@ -223,7 +221,11 @@ class _Reader:
         if "::" in name:
             raise self.error(f"trace name {name!r} must not contain '::'",
                              self.lines.key("name", line))
-        params = {**defaults, **self.params(table, line)}
+        values = {**defaults, **self.params(table, line)}
+        try:
+            params = AnalysisParams.from_mapping(values)
+        except KvReuseError as exc:  # pragma: no cover - every value is checked above
+            raise self.error(exc.message, line) from None
         sizes = self.sizes(table, line, default_sizes)
         raw_checks = self.array(table, "check", "[[trace.check]]", line)
         checks = []

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..checks import Check, CheckError
 from ..errors import KvReuseError
+from ..params import AnalysisParams
 
 # keyword -> (metric, bound): figures read at the marker's gpu_cache_tokens.
 MARKER_BOUNDS = {
@@ -24,21 +25,19 @@ MARKER_BOUNDS = {
 @dataclass(frozen=True)
 class MarkerSpec:
     path: Path
-    params: dict
+    params: AnalysisParams
     gpu_cache_tokens: int | None
     checks: tuple[Check, ...]
 
 
-def check_params(params: dict, where: str) -> dict:
-    """Refuse a parameter analyze() does not know, naming the ones it does."""
-    from .manifest import analysis_param_names
-
-    allowed = analysis_param_names()
-    for key in params:
-        if key not in allowed:
-            raise CheckError(f"unknown argument {key!r} of {where} (analysis parameters: "
-                             f"{', '.join(allowed)})")
-    return params
+def check_params(params: dict, where: str) -> AnalysisParams:
+    """The analysis parameters of ``where``: unknown names and bad values are refused there,
+    naming the known parameters."""
+    try:
+        return AnalysisParams.from_mapping(params, where=where)
+    except KvReuseError as exc:
+        raise CheckError(f"{where}: {exc.message}" if where not in exc.message
+                         else exc.message) from None
 
 
 def marker_spec(args: tuple, kwargs: dict, base_dir: Path) -> MarkerSpec:

@@ -1,10 +1,16 @@
-"""The run state of the pytest plugin: memoized analyses, check outcomes, the results that
-cross xdist workers as plain dicts, and the end-of-run outputs. Hooks only forward here."""
+"""The run state of the pytest plugin: declared traces, the analyses they share, check
+records, the results that cross xdist workers, and the end-of-run outputs. Hooks only
+forward here.
+
+A *declared trace* is what a manifest ``[[trace]]`` or a marked test names: a name, a path
+and analysis parameters. Each is one row of the summary, the JSON and the report. Two
+declared traces whose files have the same content and whose parameters give the same
+analysis share one :class:`Analysed` underneath: the trace is read once.
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
-import inspect
 import json
 import os
 import time
@@ -12,32 +18,56 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..checks import Check
+from ..checks import Check, ThresholdViolation, evaluate, violation_paragraph
 from ..errors import KvReuseError
-from ..loaders.fingerprint import content_sha256 as content_hash  # keys analyses by file content
+from ..loaders.fingerprint import content_sha256 as content_hash
+from ..params import AnalysisParams
+from ..result import TraceResult, trace_timings
 
-
-def normalized_params(params: dict) -> dict:
-    """Parameters as analyze() sees them, so ``{}`` and ``{"block_size": 64}`` are one key."""
-    out = {"block_size": 64, "format": "auto"}
-    out.update({k: v for k, v in params.items() if v is not None})
-    return dict(sorted(out.items()))
+# Declared at collection: listed in collection order. Reached only through
+# kvreuse_analyze: after them, by name.
+DECLARED, DYNAMIC = 0, 1
 
 
 @dataclass
-class TraceEntry:
-    """One analysed trace (file content + parameters) and what was checked on it."""
+class Analysed:
+    """One analysis: a file's content under parameters that give the same result."""
 
     key: str
-    path: Path  # the first path seen, the one analysed
-    params: dict
-    names: set[str] = field(default_factory=set)
-    paths: set[str] = field(default_factory=set)  # display paths of the same content
-    sizes: set[int] = field(default_factory=set)
-    checks: list[dict] = field(default_factory=list)
+    digest: str | None
     analysis: object | None = None
     error: KvReuseError | None = None
-    digest: str | None = None
+
+
+@dataclass
+class DeclaredTrace:
+    """One trace as the run declared it, and what was checked on it."""
+
+    key: str
+    name: str
+    display: str
+    path: Path
+    params: AnalysisParams
+    order: list
+    analysed: Analysed | None = None
+    sizes: set[int] = field(default_factory=set)
+    figures: list[tuple[str, dict]] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
+
+    @property
+    def used(self) -> bool:
+        return self.analysed is not None or bool(self.checks)
+
+
+def record(nodeid: str, *, kind: str = "threshold", check: Check | None = None,
+           value: float | None = None, passed: bool = False,
+           message: str | None = None) -> dict:
+    """A check record as results carry it (one per condition an item checked)."""
+    return {"nodeid": nodeid, "kind": kind,
+            "metric": check.metric if check else None, "at": check.at if check else None,
+            "args": dict(check.args) if check and check.args else None,
+            "min": check.min if check else None, "max": check.max if check else None,
+            "value": value, "passed": passed, "message": message}
 
 
 class KvReuseSession:
@@ -51,14 +81,59 @@ class KvReuseSession:
         self.args = args
         self.started = _dt.datetime.now(_dt.timezone.utc)
         self._t0 = time.perf_counter()
-        self.entries: dict[str, TraceEntry] = {}
+        self.traces: dict[str, DeclaredTrace] = {}
+        self.analyses: dict[str, Analysed] = {}
         self._digests: dict[tuple, str] = {}
         self.worker_payloads: list[dict] = []
         self.output_notes: list[str] = []
-        self._results: list[dict] | None = None
+        self._results: list[TraceResult] | None = None
         self._run_timings: dict[str, dict] = {}
         # Each turns (results, run) into what the report and JSON show (baselines add theirs).
-        self.output_extenders: list[Callable[[list[dict], dict], tuple[list[dict], dict]]] = []
+        self.output_extenders: list[Callable[[list[TraceResult], dict],
+                                             tuple[list[TraceResult], dict]]] = []
+
+    # -- declared traces ----------------------------------------------------------------
+
+    def display_name(self, path: Path) -> str:
+        try:
+            return path.resolve().relative_to(self.rootpath.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def declare(self, path: str | os.PathLike[str], params: AnalysisParams, *,
+                name: str | None = None, dynamic: bool = False) -> DeclaredTrace:
+        """The declared trace ``name`` of ``path`` with ``params`` (not analysed yet)."""
+        path = Path(path)
+        display = self.display_name(path)
+        name = name or display
+        key = json.dumps([name, display, params.key()])
+        t = self.traces.get(key)
+        if t is None:
+            order = [DYNAMIC, 0] if dynamic else [DECLARED, len(self.traces)]
+            t = DeclaredTrace(key=key, name=name, display=display, path=path, params=params,
+                              order=order)
+            self.traces[key] = t
+            self._results = None
+        return t
+
+    def trace(self, path: str | os.PathLike[str], params: AnalysisParams, *,
+              name: str | None = None, sizes: tuple[int, ...] = (),
+              dynamic: bool = False) -> DeclaredTrace:
+        """The declared trace, analysed (once per file content and parameters)."""
+        t = self.declare(path, params, name=name, dynamic=dynamic)
+        if t.analysed is None:
+            t.analysed = self._analysed(t.path, params)
+        t.sizes.update(int(s) for s in sizes)
+        self._results = None
+        return t
+
+    def analysis(self, path: str | os.PathLike[str], params: AnalysisParams,
+                 **kw: object) -> object:
+        """The ReuseAnalysis, or the loader's KvReuseError raised again (memoized too)."""
+        a = self.trace(path, params, **kw).analysed
+        if a.error is not None:
+            raise a.error
+        return a.analysis
 
     # -- analyses -----------------------------------------------------------------------
 
@@ -72,195 +147,167 @@ class KvReuseSession:
             self._digests[stamp] = content_hash(path)
         return self._digests[stamp]
 
-    def display_name(self, path: Path) -> str:
-        try:
-            return path.resolve().relative_to(self.rootpath.resolve()).as_posix()
-        except ValueError:
-            return str(path)
-
-    def entry(self, path: str | os.PathLike[str], params: dict, *, name: str | None = None,
-              sizes: tuple[int, ...] = ()) -> TraceEntry:
-        """The entry of ``path`` analysed with ``params``: analysed on first use only."""
-        path = Path(path)
-        params = normalized_params(params)
+    def _analysed(self, path: Path, params: AnalysisParams) -> Analysed:
         try:
             digest = self._digest(path)
         except KvReuseError as exc:
-            digest, error = None, exc
-        else:
-            error = None
-        key = json.dumps([digest or f"unreadable:{path.resolve()}", params], sort_keys=True,
-                         default=str)
-        e = self.entries.get(key)
-        if e is None:
-            e = TraceEntry(key=key, path=path, params=params, digest=digest, error=error)
-            if error is None:
-                try:
-                    e.analysis = self._analyze(path, params, digest)
-                except KvReuseError as exc:
-                    e.error = exc
+            key = json.dumps([f"unreadable:{path.resolve()}", params.key()])
+            return self.analyses.setdefault(key, Analysed(key, None, error=exc))
+        key = json.dumps([digest, params.key(_detected_format(path, params))])
+        a = self.analyses.get(key)
+        if a is None:
+            a = Analysed(key, digest)
+            try:
+                a.analysis = self._analyze(path, params, digest)
+            except KvReuseError as exc:
+                a.error = exc
             # Only now: an unexpected exception above leaves no half-made entry behind
             # for the summary and the report to trip over.
-            self.entries[key] = e
-        e.names.add(name or self.display_name(path))
-        e.paths.add(self.display_name(path))
-        e.sizes.update(sizes)
-        self._results = None
-        return e
+            self.analyses[key] = a
+        return a
 
-    def analysis(self, path: str | os.PathLike[str], params: dict, **kw: object) -> object:
-        """The ReuseAnalysis, or the loader's KvReuseError raised again (memoized too)."""
-        e = self.entry(path, params, **kw)
-        if e.error is not None:
-            raise e.error
-        return e.analysis
-
-    def cache_kwargs(self, analyze: Callable) -> dict:
-        """Cache switches for analyze(), only those its signature accepts."""
-        accepted = inspect.signature(analyze).parameters
-        out: dict = {}
-        if "use_cache" in accepted:
-            out["use_cache"] = self.use_cache
-        if self.use_cache and "cache_dir" in accepted and self._cache_dir is not None:
+    def cache_kwargs(self) -> dict:
+        out: dict = {"use_cache": self.use_cache}
+        if self.use_cache and self._cache_dir is not None:
             cache_dir = self._cache_dir()
             if cache_dir is not None:
                 out["cache_dir"] = cache_dir
         return out
 
-    def _analyze(self, path: Path, params: dict, digest: str) -> object:
+    def _analyze(self, path: Path, params: AnalysisParams, digest: str) -> object:
         # Looked up on the module at call time: tests count calls by patching it.
-        from .. import api as analysis_module
+        from .. import api
 
-        analyze = analysis_module.analyze
-        extra = self.cache_kwargs(analyze)
-        if "known_sha256" in inspect.signature(analyze).parameters:
-            extra["known_sha256"] = digest  # hashed for the memo: the cache reuses it
-        return analyze(path, **params, **extra)
+        # The digest was computed for the memo key: the stream cache reuses it.
+        return api.analyze(path, params, known_sha256=digest, **self.cache_kwargs())
 
-    def check_trace(self, path: str | os.PathLike[str], params: dict,
-                    checks: tuple[Check, ...], *, name: str, sizes: tuple[int, ...],
+    # -- checks -------------------------------------------------------------------------
+
+    def check_trace(self, path: str | os.PathLike[str], params: AnalysisParams,
+                    checks: tuple[Check, ...], *, name: str | None, sizes: tuple[int, ...],
                     nodeid: str, properties: list) -> None:
         """Analyse (memoized), evaluate and record ``checks``, add the junitxml
         ``properties``; raise the trace's one-line error, or one ThresholdViolation naming
         every bound that does not hold."""
-        from ..checks import ThresholdViolation, evaluate, violation_paragraph
-
         sizes = (*sizes, *(c.at for c in checks if c.at is not None))
-        entry = self.entry(path, params, name=name, sizes=sizes)
-        properties.extend(self.properties(entry, name))
-        self._results = None
-        records = [{"nodeid": nodeid, "metric": c.metric, "at": c.at, "min": c.min,
-                    "max": c.max, "value": None, "passed": False, "message": None}
-                   for c in checks]
-        entry.checks.extend(records)
-        if entry.error is not None:
-            for record in records:
-                record["message"] = entry.error.one_line()
-            raise entry.error
+        t = self.trace(path, params, name=name, sizes=sizes)
+        for c in checks:
+            if c.args and (c.metric, c.arguments) not in t.figures:
+                t.figures.append((c.metric, c.arguments))
+        properties.extend(self.properties(t))
+        a = t.analysed
+        if a.error is not None:
+            message = a.error.one_line()
+            t.checks.extend(record(nodeid, check=c, message=message) for c in checks)
+            if not checks:
+                t.checks.append(record(nodeid, kind="analysis", message=message))
+            raise a.error
+        if not checks:
+            t.checks.append(record(nodeid, kind="analysis", passed=True))
         failures = []
-        for check, record in zip(checks, records, strict=True):
+        for check in checks:
             try:
-                value, problem = evaluate(entry.analysis, check)
+                value, problem = evaluate(a.analysis, check)
             except KvReuseError as exc:
-                record["message"] = exc.one_line()
+                t.checks.append(record(nodeid, check=check, message=exc.one_line()))
                 raise
+            message = None
             if problem is not None:
-                failures.append(violation_paragraph(name, self.display_name(entry.path),
-                                                    entry.analysis, problem))
-            record.update(value=None if value != value else value, passed=problem is None,
-                          message=failures[-1] if problem is not None else None)
-            properties.append((f"kvreuse_check_{check.label}", record["value"]))
+                message = violation_paragraph(t.name, t.display, a.analysis, problem)
+                failures.append(message)
+            t.checks.append(record(nodeid, check=check, value=None if value != value
+                                   else value, passed=problem is None, message=message))
+            properties.append((f"kvreuse_check_{check.label}", None if value != value
+                               else value))
+        self._results = None
         if failures:
             raise ThresholdViolation("\n".join(failures))
 
-    def properties(self, entry: TraceEntry, trace_name: str) -> list[tuple[str, object]]:
+    def item_outcome(self, t: DeclaredTrace, nodeid: str, passed: bool,
+                     message: str | None) -> None:
+        """An item's outcome as pytest counts it: a test whose body failed, or that the
+        drift guard failed, is a failed check even where every bound held."""
+        mine = [c for c in t.checks if c["nodeid"] == nodeid]
+        if not mine or (not passed and all(c["passed"] for c in mine)):
+            t.checks.append(record(nodeid, kind="test", passed=passed,
+                                   message=None if passed else message))
+            self._results = None
+
+    def properties(self, t: DeclaredTrace) -> list[tuple[str, object]]:
         """Key figures of a trace as junitxml properties."""
-        props: list[tuple[str, object]] = [("kvreuse_trace", trace_name),
-                                           ("kvreuse_path", self.display_name(entry.path))]
-        a = entry.analysis
+        props: list[tuple[str, object]] = [("kvreuse_trace", t.name),
+                                           ("kvreuse_path", t.display)]
+        a = t.analysed.analysis if t.analysed else None
         if a is None:
-            return props + [("kvreuse_error", entry.error.one_line() if entry.error else "")]
+            err = t.analysed.error if t.analysed else None
+            return props + [("kvreuse_error", err.one_line() if err else "")]
         props += [("kvreuse_block_size", a.block_size), ("kvreuse_requests", a.num_requests),
                   ("kvreuse_tokens", a.total_tokens),
                   ("kvreuse_reused_fraction", _num(a.reused_fraction))]
         props += [(f"kvreuse_offloadable_fraction@{c}", _num(a.offloadable_fraction(c)))
-                  for c in sorted(entry.sizes)]
+                  for c in sorted(t.sizes)]
         return props
 
     # -- results ------------------------------------------------------------------------
 
-    def _result(self, e: TraceEntry) -> dict:
-        # The smallest name and path, not the first: under xdist which test reaches a
-        # trace first varies, and the results must not.
-        name, path = min(e.names), min(e.paths)
-        if e.analysis is not None:
-            from ..result import trace_result
-
-            r = trace_result(e.analysis, name=name, gpu_cache_sizes=sorted(e.sizes))
-            r["params"]["path"] = path
-            r["error"] = None
+    def result(self, t: DeclaredTrace) -> TraceResult:
+        a = t.analysed
+        if a is not None and a.analysis is not None:
+            r = TraceResult.from_analysis(a.analysis, name=t.name, path=t.display,
+                                          sizes=t.sizes, figures=t.figures,
+                                          content_sha256=a.digest)
         else:
-            r = {"name": name, "params": {**e.params, "path": path},
-                 "figures": {}, "offloadable_fraction": {}, "curves": {},
-                 "error": e.error.one_line() if e.error else None}
-        r["content_hash"] = e.digest
-        r["checks"] = list(e.checks)
-        # A JSON round trip leaves only plain types (NaN -> None): safe for execnet and
-        # byte-identical between a serial run and workers.
-        return json.loads(json.dumps(r, default=_plain))
+            r = TraceResult(name=t.name, path=t.display, params=t.params.to_dict(),
+                            content_sha256=a.digest if a else None,
+                            error=a.error.one_line() if a and a.error else None)
+        r.checks = sorted(t.checks, key=_check_order)
+        return r
 
     def payload(self) -> dict:
         """This process's results as plain dicts (what a worker sends to the controller)."""
-        return {"traces": [{"key": e.key, "names": sorted(e.names), "result": self._result(e),
-                            "timings": self._timings(e)} for e in self.entries.values()]}
+        return {"traces": [
+            {"key": t.key, "order": t.order, "timings": self._timings(t),
+             # A JSON round trip leaves only plain types: safe for execnet, and
+             # byte-identical between a serial run and workers.
+             "result": json.loads(json.dumps(self.result(t).to_json(), default=_plain))}
+            for t in self.traces.values() if t.used]}
 
     @staticmethod
-    def _timings(e: TraceEntry) -> dict:
-        if e.analysis is None:
+    def _timings(t: DeclaredTrace) -> dict:
+        if t.analysed is None or t.analysed.analysis is None:
             return {}
-        from ..result import trace_timings
-
-        return trace_timings(e.analysis)
+        return trace_timings(t.analysed.analysis)
 
     def add_worker_payload(self, payload: dict) -> None:
         self.worker_payloads.append(payload)
         self._results = None
 
-    def results(self) -> list[dict]:
-        """All traces of the run (this process and every worker), in a stable order."""
+    def results(self) -> list[TraceResult]:
+        """Every declared trace of the run (this process and every worker), in declaration
+        order."""
         if self._results is None:
             self._results = self._merge()
         return self._results
 
-    def _merge(self) -> list[dict]:
-        merged: dict[str, dict] = {}
+    def _merge(self) -> list[TraceResult]:
+        merged: dict[str, tuple[list, TraceResult]] = {}
         timings: dict[str, dict] = {}
         for payload in [self.payload(), *self.worker_payloads]:
             for item in payload.get("traces", []):
-                r = item["result"]
+                r = TraceResult.from_json(item["result"])
                 if item.get("timings"):
-                    timings.setdefault(item["key"], item["timings"])
+                    timings.setdefault(r.name, item["timings"])
                 have = merged.get(item["key"])
                 if have is None:
-                    merged[item["key"]] = {**r, "params": dict(r["params"]),
-                                           "checks": list(r["checks"])}
-                    continue
-                have["name"] = min(have["name"], r["name"])
-                have["params"]["path"] = min(have["params"]["path"], r["params"]["path"])
-                have["checks"].extend(r["checks"])
-                # Every per-size figure: each process computed the sizes its tests asked for.
-                have["offloadable_fraction"] = _by_size(have["offloadable_fraction"],
-                                                        r["offloadable_fraction"])
-                if isinstance(have.get("lru"), dict) and isinstance(r.get("lru"), dict):
-                    have["lru"] = {k: _by_size(v, r["lru"].get(k)) if isinstance(v, dict)
-                                   else v for k, v in have["lru"].items()}
-        out = list(merged.values())
+                    merged[item["key"]] = (item["order"], r)
+                else:
+                    have[1].merge(r)
+        ordered = sorted(merged.values(), key=lambda o_r: (o_r[0], o_r[1].name,
+                                                           o_r[1].path or ""))
+        out = [r for _, r in ordered]
         for r in out:
-            r["checks"].sort(key=lambda c: (c["nodeid"], c["metric"], c["at"] or 0))
-        out.sort(key=lambda r: (r["name"], r["params"].get("path", ""),
-                                json.dumps(r["params"], sort_keys=True, default=str)))
-        self._run_timings = {merged[k]["name"]: t for k, t in sorted(
-            timings.items(), key=lambda kv: merged[kv[0]]["name"])}
+            r.checks.sort(key=_check_order)
+        self._run_timings = {r.name: timings[r.name] for r in out if r.name in timings}
         return out
 
     def run_info(self) -> dict:
@@ -303,9 +350,19 @@ class KvReuseSession:
                 self.output_notes.append(f"kvreuse: {what} written to {path}")
 
 
-def _by_size(a: dict, b: dict | None) -> dict:
-    """Two maps from a cache size (a string of digits) to a figure, merged in size order."""
-    return dict(sorted({**a, **(b or {})}.items(), key=lambda kv: int(kv[0])))
+def _detected_format(path: Path, params: AnalysisParams) -> str | None:
+    if params.format != "auto":
+        return params.format
+    from ..loaders.registry import detect_format
+
+    try:
+        return detect_format(path)
+    except KvReuseError:
+        return None  # the analysis raises the same error, once
+
+
+def _check_order(c: dict) -> tuple:
+    return (c["nodeid"], c.get("kind") or "", c.get("metric") or "", c.get("at") or 0)
 
 
 def _num(x: float) -> float | None:
@@ -317,5 +374,3 @@ def _plain(value: object) -> object:
     if hasattr(value, "item"):
         return value.item()
     return str(value)
-
-

@@ -1,0 +1,99 @@
+"""How every output writes a figure: percents, counts, tokens. The terminal summary, the
+CLI, failure messages, the report and the baseline views all format through here, so a
+figure reads the same everywhere. No numpy, no pytest."""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+# The report's mark for a figure that has no value (no full block, no timestamps, ...).
+UNDEFINED = "—"
+# The same in plain text (terminal, CLI, failure messages).
+UNDEFINED_TEXT = "undefined"
+
+FRACTION, TOKENS, COUNT = "fraction", "tokens", "count"
+
+
+def _real(x: object) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
+
+
+def defined(x: object) -> float | int | None:
+    """A figure as JSON carries it: None where it is undefined (None or NaN)."""
+    if x is None or (_real(x) and math.isnan(x)):
+        return None
+    if isinstance(x, numbers.Integral) and not isinstance(x, bool):
+        return int(x)
+    return float(x) if _real(x) else x  # type: ignore[return-value]
+
+
+def percent(x: object, digits: int = 2, undefined: str = UNDEFINED) -> str:
+    """``0.26689`` -> ``26.69 %``."""
+    if x is None or (_real(x) and math.isnan(x)):
+        return undefined
+    if not _real(x):
+        return str(x)
+    return f"{float(x) * 100:.{digits}f} %"
+
+
+def count(x: object, undefined: str = UNDEFINED) -> str:
+    """Thousands separators: ``10001984`` -> ``10,001,984``; a non-integer to 4 digits."""
+    # numbers.*, not int/float: numpy scalars in hand-made results read the same.
+    if x is None:
+        return undefined
+    if isinstance(x, bool):
+        return str(x)
+    if isinstance(x, numbers.Integral):
+        return f"{int(x):,}"
+    if isinstance(x, numbers.Real):
+        x = float(x)
+        if math.isnan(x):
+            return undefined
+        return f"{x:,.0f}" if x.is_integer() else f"{x:,.4g}"
+    return str(x)
+
+
+def tokens(x: object, undefined: str = UNDEFINED) -> str:
+    """A size or a distance in tokens: ``345,792 tokens``."""
+    text = count(x, undefined)
+    return text if text == undefined else f"{text} tokens"
+
+
+def value_text(unit: str, x: object, digits: int = 2, undefined: str = UNDEFINED) -> str:
+    """A figure in its unit: fractions as percents, the rest as counts."""
+    if unit == FRACTION:
+        return percent(x, digits, undefined)
+    return count(x, undefined)
+
+
+def exact_text(unit: str, x: object) -> str:
+    """A figure for a failure message: the exact value and, for a fraction, its percent."""
+    if x is None or (_real(x) and math.isnan(x)):
+        return UNDEFINED_TEXT
+    if unit == FRACTION:
+        return f"{float(x):.6g} ({float(x) * 100:.2f} %)"
+    return f"{float(x):,.0f}" if float(x).is_integer() else f"{float(x):,}"
+
+
+def signed_delta(unit: str, delta: object, baseline: object = None) -> str:
+    """A change between two runs: ``+1.23 pp (+4.5 %)`` for fractions."""
+    if not _real(delta) or math.isnan(delta):
+        return UNDEFINED
+    if unit == FRACTION:
+        text = f"{delta * 100:+.2f} pp"
+    else:
+        text = f"{delta:+,.0f}" if float(delta).is_integer() else f"{delta:+,.4g}"
+    if _real(baseline) and baseline:
+        text += f" ({delta / abs(baseline) * 100:+.1f} %)"
+    return text
+
+
+def digits_apart(value: object, bounds: list[object]) -> int:
+    """Fewest decimals (2 to 6) at which a percentage reads differently from its bounds, so
+    a failed check never shows a value equal to its bound."""
+    others = [b for b in bounds if b is not None and value is not None and b != value]
+    for digits in range(2, 7):
+        if all(percent(value, digits) != percent(b, digits) for b in others):
+            return digits
+    return 6

@@ -1,0 +1,85 @@
+"""The trace formats: each registered once (name, kind, what it reads), and detected from
+the content. Light on purpose (no numpy): parameters are validated against it at
+collection."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+from ..errors import EmptyTraceError, TraceFormatError
+from .aiperf import HEAD as AIPERF_HEAD
+from .jsonl import first_record, open_trace
+
+HASH_IDS, TEXT, TOKEN_IDS = "hash-ids", "text", "token-ids"
+
+
+@dataclass(frozen=True)
+class Format:
+    """A trace format: ``kind`` says how its requests become blocks (hash ids are blocks
+    already; text is tokenized; token ids are cut as they are)."""
+
+    name: str
+    kind: str
+    reads: str
+
+
+FORMATS: dict[str, Format] = {f.name: f for f in (
+    Format("mooncake", HASH_IDS, "Mooncake JSONL: timestamp, input_length, output_length, "
+           "hash_ids (native hash block 512)"),
+    Format("bailian", HASH_IDS, "Qwen-Bailian JSONL: chat_id, parent_chat_id, turn, type, "
+           "hash_ids (native hash block 16)"),
+    Format("aiperf", TEXT, "aiperf inputs.json: data[].payloads[].messages"),
+    Format("chat", TEXT, "OpenAI-style chat JSONL: messages per line"),
+    Format("prompt", TEXT, "prompt JSONL: prompt or text per line"),
+    Format("token-ids", TOKEN_IDS, "token-id JSONL: token_ids or input_ids per line"),
+)}
+FORMAT_NAMES = tuple(FORMATS)
+HASH_ID_FORMATS = tuple(n for n, f in FORMATS.items() if f.kind == HASH_IDS)
+TEXT_FORMATS = tuple(n for n, f in FORMATS.items() if f.kind == TEXT)
+TOKEN_FORMATS = tuple(n for n, f in FORMATS.items() if f.kind == TOKEN_IDS)
+_DATA_LIST = re.compile(rb'"data"\s*:\s*\[')
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """Name the trace's format from its first record."""
+    # An inputs.json may be one huge line: recognise it from its head, before reading lines.
+    with open_trace(path) as fh:
+        head = fh.read(1 << 16)
+    if AIPERF_HEAD.match(head):
+        return "aiperf"
+    first = first_record(path) if _complete_first_line(head) else None
+    if _DATA_LIST.search(head) and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") and (
+            first is None or (isinstance(first[1], dict) and "data" in first[1])):
+        return "aiperf"  # "data" is not the first key, or the object spans many lines
+    if first is None and not _complete_first_line(head):
+        first = first_record(path)
+    if first is None:
+        if not head.strip():
+            raise EmptyTraceError("trace is empty", path=path)
+        raise TraceFormatError(
+            "cannot detect the format: the first line is not a JSON record "
+            f"(formats: {', '.join(FORMAT_NAMES)}; pass one with --format)", path=path)
+    lineno, rec = first
+    if isinstance(rec, dict):
+        if "hash_ids" in rec:
+            return "bailian" if "chat_id" in rec else "mooncake"
+        if "messages" in rec:
+            return "chat"
+        if "token_ids" in rec or "input_ids" in rec:
+            return "token-ids"
+        if "prompt" in rec or "text" in rec:
+            return "prompt"
+        if "data" in rec:
+            return "aiperf"
+    raise TraceFormatError(
+        "cannot detect the format from the first record: expected 'hash_ids', 'messages', "
+        "'prompt', 'text', 'token_ids' or an aiperf {\"data\": [...]} "
+        f"(formats: {', '.join(FORMAT_NAMES)}; pass one with --format)", path=path, line=lineno)
+
+
+def _complete_first_line(head: bytes) -> bool:
+    """Whether the first non-blank line ends inside ``head`` (else it may be huge)."""
+    body = head.lstrip(b" \t\r\n")
+    return b"\n" in body or len(head) < (1 << 16)

@@ -1,0 +1,268 @@
+"""The metric registry: one entry per scalar figure of a trace.
+
+Checks (manifests, marker bounds), drift tolerances, the terminal summary, the report's
+tables, baselines, the CLI summary and its JSON all read :data:`METRICS`: a figure added
+here (plus its computation on :class:`~pytest_kvreuse.core.analysis.ReuseAnalysis`) shows
+up in all of them. No numpy here: manifests are checked against it at collection.
+
+A figure is a metric and its arguments: ``offloadable_fraction`` at ``at = 345792`` tokens
+is the figure ``offloadable_fraction@345792``. Definitions: ``docs/definitions.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from .errors import KvReuseError
+from .formatting import COUNT, FRACTION, TOKENS, exact_text, value_text
+
+
+class MetricError(KvReuseError):
+    """A metric name, or its arguments, that no figure has."""
+
+
+def parse_tokens(name: str, value: object) -> int:
+    """A cache size in tokens: a positive integer, or digits with ``_`` / ``,`` as vLLM
+    prints them (``345,792``)."""
+    if isinstance(value, str):
+        text = value.strip().replace("_", "").replace(",", "")
+        if text.isdigit():
+            value = int(text)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise MetricError(f"{name!r} must be a positive integer, got {value!r} (tokens)")
+    return int(value)
+
+
+@dataclass(frozen=True)
+class Arg:
+    """An argument of a metric: its name in manifests (``at``), and how a value is read."""
+
+    name: str
+    help: str
+    parse: Callable[[str, object], object] = parse_tokens
+
+
+AT = Arg("at", "a GPU KV cache size in tokens")
+LOWER_TIER = Arg("lower_tier", "the size of a lower (CPU/SSD) tier below the GPU cache, "
+                               "in tokens")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One scalar figure: what it is called and shown as, and how it is computed."""
+
+    name: str
+    label: str
+    unit: str
+    help: str
+    compute: Callable[..., object]
+    args: tuple[Arg, ...] = ()
+    # Column header of the terminal summary.
+    short: str = ""
+    # Compared and trended between runs even when no tolerance names it.
+    headline: bool = False
+    # Left out of results where undefined (a figure some traces cannot have).
+    optional: bool = False
+
+    @property
+    def arg_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.args)
+
+    @property
+    def is_fraction(self) -> bool:
+        return self.unit == FRACTION
+
+    @property
+    def sized(self) -> bool:
+        """Read at a cache size alone: computed at every size of interest of a trace."""
+        return self.arg_names == ("at",)
+
+    def read_args(self, values: Mapping[str, object]) -> dict[str, object]:
+        """The arguments this metric takes, parsed; a missing or extra one is refused."""
+        out: dict[str, object] = {}
+        for arg in self.args:
+            if values.get(arg.name) is None:
+                raise MetricError(f"metric {self.name!r} needs {arg.name!r} ({arg.help})")
+            out[arg.name] = arg.parse(arg.name, values[arg.name])
+        extra = [k for k, v in values.items() if k not in self.arg_names and v is not None]
+        if extra:
+            if not self.args:
+                raise MetricError(f"metric {self.name!r} takes no {extra[0]!r}")
+            raise MetricError(f"metric {self.name!r} takes {', '.join(self.arg_names)}, not "
+                              f"{', '.join(map(repr, extra))}")
+        return out
+
+    def value(self, analysis: object, **args: object) -> float | int | None:
+        """The figure on ``analysis``; None where it is undefined."""
+        v = self.compute(analysis, **args)
+        if v is None or (isinstance(v, float) and v != v):
+            return None
+        return v  # type: ignore[return-value]
+
+    def text(self, value: object, digits: int = 2, undefined: str = "—") -> str:
+        return value_text(self.unit, value, digits, undefined)
+
+    def exact(self, value: object) -> str:
+        return exact_text(self.unit, value)
+
+
+def arg_key(metric: Metric, args: Mapping[str, object]) -> str | None:
+    """Where a figure sits in its metric's map in a result: ``"345792"`` for a size alone,
+    ``"345792,lower_tier=1000000"`` with more arguments; None for a metric without any."""
+    if not metric.args:
+        return None
+    at = [str(args["at"])] if "at" in metric.arg_names else []
+    rest = [f"{a.name}={args[a.name]}" for a in metric.args if a.name != "at"]
+    return ",".join(at + rest)
+
+
+def parse_arg_key(metric: Metric, key: str) -> dict[str, object]:
+    """The inverse of :func:`arg_key`."""
+    out: dict[str, object] = {}
+    for i, part in enumerate(str(key).split(",")):
+        name, sep, value = part.partition("=")
+        if not sep:
+            if i or "at" not in metric.arg_names:
+                raise MetricError(f"bad argument key {key!r} for {metric.name!r}")
+            name, value = "at", part
+        arg = next((a for a in metric.args if a.name == name), None)
+        if arg is None:
+            raise MetricError(f"bad argument key {key!r} for {metric.name!r}")
+        out[name] = arg.parse(name, value)
+    return out
+
+
+def figure_label(metric: str, args: Mapping[str, object] | None = None) -> str:
+    """``offloadable_fraction@345792``: a figure as node ids, tolerances and trends name
+    it."""
+    if not args:
+        return metric
+    at = args.get("at")
+    rest = ",".join(f"{k}={v}" for k, v in args.items() if k != "at")
+    return metric + (f"@{at}" if at is not None else "") + (f"[{rest}]" if rest else "")
+
+
+def figure_title(metric: str, args: Mapping[str, object] | None = None) -> str:
+    """``offloadable at 345,792 tokens``: a figure in words, for tables and messages."""
+    m = METRICS.get(metric)
+    words = m.label if m is not None else metric.replace("_", " ")
+    args = dict(args or {})
+    if args.get("at") is not None:
+        words += f" at {_int_text(args.pop('at'))} tokens"
+    for k, v in args.items():
+        words += f", {k.replace('_', ' ')} {_int_text(v)} tokens"
+    return words
+
+
+def _int_text(v: object) -> str:
+    try:
+        return f"{int(v):,}"  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _tiers(a: object, at: int, lower_tier: int) -> tuple[float, float]:
+    served = a.lru_offloadable_fraction(at, lower_tier)  # type: ignore[attr-defined]
+    return served, a.lru_offloadable_fraction(at) - served  # type: ignore[attr-defined]
+
+
+def _split(method: str, part: str) -> Callable[..., object]:
+    def compute(a: object, at: int) -> object:
+        split = getattr(a, method)(at)
+        return None if split is None else split[part]
+    return compute
+
+
+_METRICS: tuple[Metric, ...] = (
+    Metric("num_requests", "requests", COUNT, "requests in the trace",
+           lambda a: a.num_requests, short="requests"),
+    Metric("num_blocks", "blocks", COUNT, "full KV blocks of all requests",
+           lambda a: a.num_blocks),
+    Metric("unique_blocks", "unique blocks", COUNT, "distinct block keys (prefixes)",
+           lambda a: a.unique_blocks, headline=True),
+    Metric("total_tokens", "total tokens", TOKENS,
+           "full-block tokens of all requests (blocks x block size)",
+           lambda a: a.total_tokens, short="tokens"),
+    Metric("warmup_requests", "warm-up requests", COUNT,
+           "requests that fill the cache but are not counted",
+           lambda a: a.warmup_requests),
+    Metric("counted_tokens", "counted tokens", TOKENS,
+           "full-block tokens of the counted requests: the denominator of every fraction",
+           lambda a: a.counted_tokens),
+    Metric("reuse_count", "reuses (cross-request)", COUNT,
+           "blocks seen in an earlier request (one reuse interval each)",
+           lambda a: a.reuse_count),
+    Metric("reused_fraction", "reused tokens", FRACTION,
+           "share of tokens seen before, in an earlier request",
+           lambda a: a.reused_fraction, short="reused %", headline=True),
+    Metric("interval_min", "interval min, tokens", TOKENS, "shortest reuse interval",
+           lambda a: a.interval_min),
+    Metric("interval_median", "interval median, tokens", TOKENS,
+           "median reuse interval (sorted[n // 2])", lambda a: a.interval_median),
+    Metric("interval_max", "interval max, tokens", TOKENS, "longest reuse interval",
+           lambda a: a.interval_max),
+    Metric("compulsory_fraction", "compulsory (first touch)", FRACTION,
+           "share of tokens whose prefix is seen for the first time: no cache serves them",
+           lambda a: a.compulsory_fraction, headline=True),
+    Metric("offloadable_fraction", "offloadable (interval)", FRACTION,
+           "share of tokens reused more than `at` tokens apart: seen before, but not "
+           "within the last `at` tokens",
+           lambda a, at: a.offloadable_fraction(at), args=(AT,), short="offload %",
+           headline=True),
+    Metric("lru_hit_fraction", "LRU hit", FRACTION,
+           "share of tokens an LRU cache of `at` tokens serves",
+           lambda a, at: a.lru_hit_fraction(at), args=(AT,), short="LRU hit %",
+           headline=True),
+    Metric("lru_offloadable_fraction", "LRU offloadable", FRACTION,
+           "share of tokens seen before that an LRU cache of `at` tokens no longer holds",
+           lambda a, at: a.lru_offloadable_fraction(at), args=(AT,),
+           short="LRU offload %", headline=True),
+    Metric("lru_hit_same_session_fraction", "LRU hit, same session", FRACTION,
+           "LRU hits whose previous touch came from the same session",
+           _split("lru_hit_split", "same_session"), args=(AT,), optional=True),
+    Metric("lru_hit_cross_session_fraction", "LRU hit, cross-session", FRACTION,
+           "LRU hits whose previous touch came from another (or unknown) session",
+           _split("lru_hit_split", "cross_session"), args=(AT,), optional=True),
+    Metric("lower_tier_hit_fraction", "served by the lower tier", FRACTION,
+           "share of tokens the GPU cache of `at` tokens no longer holds but a lower tier "
+           "of `lower_tier` tokens (exclusive, LRU) still does",
+           lambda a, at, lower_tier: _tiers(a, at, lower_tier)[0], args=(AT, LOWER_TIER)),
+    Metric("beyond_tiers_fraction", "held by neither tier", FRACTION,
+           "share of tokens seen before that neither the GPU cache nor the lower tier holds",
+           lambda a, at, lower_tier: _tiers(a, at, lower_tier)[1], args=(AT, LOWER_TIER)),
+)
+METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
+HEADLINE_METRICS: tuple[str, ...] = tuple(m.name for m in _METRICS if m.headline)
+
+
+def metric(name: object) -> Metric:
+    """The registered metric ``name``; anything else is refused, listing the valid ones."""
+    m = METRICS.get(name) if isinstance(name, str) else None
+    if m is None:
+        # The likely intended names first: the list is long.
+        close = difflib.get_close_matches(str(name), METRICS, n=3, cutoff=0.5)
+        known = [*close, *(n for n in METRICS if n not in close)]
+        raise MetricError(f"unknown metric {name!r} (known: {', '.join(known)}; these are "
+                          f"the scalar metrics)")
+    return m
+
+
+@dataclass(frozen=True)
+class Figure:
+    """A metric with its arguments: one number of a trace."""
+
+    metric: str
+    args: dict = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def label(self) -> str:
+        return figure_label(self.metric, self.args)
+
+    def __hash__(self) -> int:
+        return hash(self.label)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Figure) and other.label == self.label
