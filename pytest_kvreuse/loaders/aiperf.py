@@ -20,6 +20,13 @@ from .jsonl import open_trace
 _READ = 1 << 22
 _SPACE = re.compile(r"[ \t\r\n]*")
 HEAD = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*\{\s*"data"\s*:\s*\[')
+# Python's json decodes a lone surrogate escape into a str that no encoder accepts (the
+# tokenizer would fail far from the file). Any surrogate escape, paired or not, is a
+# candidate; only then are the decoded strings looked at, so plain text costs one scan.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                          r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Scanner:
@@ -108,8 +115,31 @@ class _Scanner:
             if end >= len(self.buf) and not self.eof:
                 self.more(size)  # a number at the buffer's end may continue
                 continue
-            self.pos = end
+            start, self.pos = self.pos, end
+            if _SURROGATE_ESCAPE.search(self.buf, start, end) and _has_lone_surrogate(value):
+                lone = _LONE_ESCAPE.search(self.buf, start, end)
+                where = start if lone is None else lone.start()
+                escape = "" if lone is None else f" {lone.group(0)}"
+                raise self.fail(f"not valid Unicode text: a lone surrogate escape{escape} "
+                                "(half of a UTF-16 pair)", where)
             return value
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """Whether any string (key or value) in ``value`` holds a surrogate code point: a
+    decoded pair is one astral character, so any that is left is a lone half."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            todo.extend(item)
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return False
 
 
 def iter_aiperf_entries(path: str | os.PathLike[str],
