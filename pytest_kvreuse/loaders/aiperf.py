@@ -44,7 +44,8 @@ class _Scanner:
         self._cpos = 0
         self._cline = 1
         self.eof = False
-        self.json = json.JSONDecoder()
+        # Python's json takes NaN and Infinity, which JSON (and orjson, for JSONL) refuses.
+        self.json = json.JSONDecoder(parse_constant=_refuse_constant)
 
     def line_at(self, pos: int) -> int:
         if pos < self._cpos:
@@ -100,6 +101,9 @@ class _Scanner:
                 value, end = self.json.raw_decode(self.buf, self.pos)
             except RecursionError:  # the C scanner gives up on very deep nesting
                 raise self.fail("not valid JSON (nested too deeply)") from None
+            except _NonFinite as exc:
+                raise self.fail(f"not valid JSON ({exc.args[0]}: NaN and Infinity are not "
+                                "JSON numbers)") from None
             except json.JSONDecodeError as exc:
                 # Input cut off by the buffer fails at its very end, or as a string left
                 # open: anything else is a real error, reported without reading on.
@@ -112,6 +116,9 @@ class _Scanner:
                 self.more(size)
                 size *= 2
                 continue
+            except ValueError:  # int() refuses literals of thousands of digits
+                raise self.fail("not valid JSON (a number too large: thousands of "
+                                "digits)") from None
             if end >= len(self.buf) and not self.eof:
                 self.more(size)  # a number at the buffer's end may continue
                 continue
@@ -123,6 +130,15 @@ class _Scanner:
                 raise self.fail(f"not valid Unicode text: a lone surrogate escape{escape} "
                                 "(half of a UTF-16 pair)", where)
             return value
+
+
+class _NonFinite(Exception):
+    """NaN or Infinity met by the decoder (not a ValueError: nothing may mistake it for
+    the decoder's own errors)."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NonFinite(name)
 
 
 def _has_lone_surrogate(value: object) -> bool:

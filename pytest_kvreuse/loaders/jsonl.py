@@ -43,33 +43,28 @@ def iter_raw_records(path: str | os.PathLike[str],
     (a boolean among integers) with one C scan of the line.
 
     ``on_bytes(n)`` is told the size of every line read (for progress bars)."""
+    loads = orjson.loads  # bound once: this loop runs per line of traces of millions
     with open_trace(path) as fh:
         try:
-            yield from _parse_lines(fh, path, on_bytes)
+            for lineno, raw in enumerate(fh, start=1):
+                if on_bytes is not None:
+                    on_bytes(len(raw))
+                if raw.isspace():
+                    continue
+                if lineno == 1 and raw.startswith(_BOM):  # files saved by Windows editors
+                    raw = raw[len(_BOM):]
+                try:
+                    record = loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    raise TraceFormatError(f"not valid JSON ({_reason(exc, raw)})",
+                                           path=path, line=lineno) from None
+                if not isinstance(record, dict):
+                    raise TraceFormatError(
+                        f"expected a JSON object per line, got {type(record).__name__}",
+                        path=path, line=lineno)
+                yield lineno, raw, record
         except OSError as exc:  # a read failing after the open (EIO, a lost mount)
             raise read_error(exc, path) from None
-
-
-def _parse_lines(fh: BinaryIO, path: str | os.PathLike[str],
-                 on_bytes: Callable[[int], None] | None) -> Iterator[tuple[int, bytes, dict]]:
-    loads = orjson.loads  # bound once: this loop runs per line of traces of millions
-    for lineno, raw in enumerate(fh, start=1):
-        if on_bytes is not None:
-            on_bytes(len(raw))
-        if raw.isspace():
-            continue
-        if lineno == 1 and raw.startswith(_BOM):  # files saved by Windows editors
-            raw = raw[len(_BOM):]
-        try:
-            record = loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise TraceFormatError(f"not valid JSON ({_reason(exc, raw)})",
-                                   path=path, line=lineno) from None
-        if not isinstance(record, dict):
-            raise TraceFormatError(
-                f"expected a JSON object per line, got {type(record).__name__}",
-                path=path, line=lineno)
-        yield lineno, raw, record
 
 
 def iter_records(path: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None
@@ -79,6 +74,15 @@ def iter_records(path: str | os.PathLike[str], on_bytes: Callable[[int], None] |
     ``on_bytes(n)`` is told the size of every line read (for progress bars)."""
     for lineno, _, record in iter_raw_records(path, on_bytes):
         yield lineno, record
+
+
+def may_hold_boolean(raw: bytes) -> bool:
+    """Whether a JSON line may hold ``true`` or ``false`` (false positives allowed).
+
+    For readers that must refuse booleans where numpy or array('q') would take them as
+    0 and 1. One-byte searches (memchr) first: 'r' and 'f' are in no Mooncake key, so a
+    plain hash-id line costs two memchr calls, not two substring searches."""
+    return (b"r" in raw and b"true" in raw) or (b"f" in raw and b"false" in raw)
 
 
 def first_line(fh: BinaryIO, head: bytes, path: str | os.PathLike[str]
