@@ -6,7 +6,8 @@ import os
 import time
 
 from .core.analysis import ReuseAnalysis, warmup_requests
-from .loaders.stream import load_block_stream
+from .loaders.source import open_source
+from .loaders.stream import load_source_stream
 
 
 def analyze(path: str | os.PathLike[str], *, block_size: int = 64, format: str = "auto",
@@ -22,6 +23,9 @@ def analyze(path: str | os.PathLike[str], *, block_size: int = 64, format: str =
     (default: the user cache directory) unless ``use_cache`` is false. ``progress``:
     True/False, or None for a bar only on a terminal outside CI. ``known_sha256``: the
     file's sha256 when the caller has it already (saves the cache key a read of the file).
+    ``path`` may be a pipe (``/dev/stdin``, ``<(zcat t.jsonl.gz)``): it is read once; the
+    result's ``content_sha256`` is then the sha256 of the bytes read (None when a regular
+    file's hash was not needed).
 
     ``warmup``: fraction of the requests (the first ``floor(warmup * n)``) that fill the
     cache but are not counted; fractions are then shares of the counted requests' tokens
@@ -29,12 +33,19 @@ def analyze(path: str | os.PathLike[str], *, block_size: int = 64, format: str =
     """
     warmup_requests(warmup, 1)  # reject a bad fraction before reading the trace
     start = time.perf_counter()
-    stream = load_block_stream(path, block_size=block_size, format=format,
-                               hash_block_size=hash_block_size, tokenizer=tokenizer,
-                               prompt=prompt, cache_dir=cache_dir, use_cache=use_cache,
-                               progress=progress, known_sha256=known_sha256)
+    # One source for detection, parse and hash: a pipe is read once, into a temporary file.
+    with open_source(path, known_sha256=known_sha256) as source:
+        stream = load_source_stream(source, block_size=block_size, format=format,
+                                    hash_block_size=hash_block_size, tokenizer=tokenizer,
+                                    prompt=prompt, cache_dir=cache_dir,
+                                    use_cache=use_cache, progress=progress)
     load_s = time.perf_counter() - start
     params = {"path": os.fspath(path), "block_size": block_size, **stream.meta}
     if warmup:
         params["warmup"] = float(warmup)
-    return ReuseAnalysis(stream, params=params, timings={"load_s": load_s}, warmup=warmup)
+    analysis = ReuseAnalysis(stream, params=params, timings={"load_s": load_s},
+                             warmup=warmup)
+    # The hash of the bytes analysed when it was computed (always for a pipe, whose
+    # bytes cannot be read again); None for a regular file nobody hashed.
+    analysis.content_sha256 = source.known_sha256
+    return analysis

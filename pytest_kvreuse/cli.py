@@ -201,7 +201,9 @@ def lru_tiers(a: ReuseAnalysis, gpu: int, lower: int) -> dict[str, float | None]
 def analysis_json(a: ReuseAnalysis, gpu: int | None, lower: int | None = None) -> dict:
     out = a.to_dict()
     # Lets `kvreuse compare` tell a new export of a trace from the same bytes.
-    out["params"]["content_sha256"] = content_sha256(a.params["path"])
+    # A pipe cannot be read again: its hash is the one analyze() took of the bytes read.
+    out["params"]["content_sha256"] = (getattr(a, "content_sha256", None)
+                                       or content_sha256(a.params["path"]))
     if gpu is not None:
         out["gpu_cache_tokens"] = gpu
         out["offloadable_fraction"] = defined(a.offloadable_fraction(gpu))

@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterator
 
 from ..errors import TraceFormatError
-from .jsonl import open_trace
+from .jsonl import open_trace, read_error
 
 _READ = 1 << 22
 _SPACE = re.compile(r"[ \t\r\n]*")
@@ -64,7 +64,10 @@ class _Scanner:
             self.buf = self.buf[self.pos:]
             self._cpos -= self.pos
             self.pos = 0
-        raw = self.fh.read(size)
+        try:
+            raw = self.fh.read(size)
+        except OSError as exc:  # a read failing after the open (EIO, a lost mount)
+            raise read_error(exc, self.path) from None
         if self.on_bytes is not None and raw:
             self.on_bytes(len(raw))
         try:
