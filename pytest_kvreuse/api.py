@@ -7,7 +7,7 @@ import time
 
 from .core.analysis import ReuseAnalysis, warmup_requests
 from .loaders.source import open_source
-from .loaders.stream import load_source_stream
+from .loaders.stream import check_positive, load_block_stream
 
 
 def analyze(path: str | os.PathLike[str], *, block_size: int = 64, format: str = "auto",
@@ -32,13 +32,16 @@ def analyze(path: str | os.PathLike[str], *, block_size: int = 64, format: str =
     (see :class:`ReuseAnalysis`). Default 0: the whole trace.
     """
     warmup_requests(warmup, 1)  # reject a bad fraction before reading the trace
+    check_positive("block size", block_size)  # and a bad size before draining a pipe
+    if hash_block_size is not None:
+        check_positive("hash block size", hash_block_size)
     start = time.perf_counter()
     # One source for detection, parse and hash: a pipe is read once, into a temporary file.
     with open_source(path, known_sha256=known_sha256) as source:
-        stream = load_source_stream(source, block_size=block_size, format=format,
-                                    hash_block_size=hash_block_size, tokenizer=tokenizer,
-                                    prompt=prompt, cache_dir=cache_dir,
-                                    use_cache=use_cache, progress=progress)
+        stream = load_block_stream(source, block_size=block_size, format=format,
+                                   hash_block_size=hash_block_size, tokenizer=tokenizer,
+                                   prompt=prompt, cache_dir=cache_dir, use_cache=use_cache,
+                                   progress=progress)
     load_s = time.perf_counter() - start
     params = {"path": os.fspath(path), "block_size": block_size, **stream.meta}
     if warmup:

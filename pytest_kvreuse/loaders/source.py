@@ -33,6 +33,10 @@ class TraceSource:
     spooled: bool
     known_sha256: str | None = None
 
+    def __fspath__(self) -> str:
+        # A source passes for a path: load_block_stream(source) reads the same bytes.
+        return self.path
+
     def sha256(self) -> str:
         """Hex sha256 of the bytes ``path`` holds (read once, then remembered)."""
         if self.known_sha256 is None:
@@ -57,13 +61,18 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
 
 
 @contextmanager
-def open_source(path: str | os.PathLike[str], *, known_sha256: str | None = None
+def open_source(path: str | os.PathLike[str] | TraceSource, *,
+                known_sha256: str | None = None
                 ) -> Iterator[TraceSource]:
     """The trace at ``path`` as a :class:`TraceSource`, for the duration of the block.
 
     A regular file is read in place (``known_sha256``, the caller's hash of it, saves a
     read); anything else is spooled to a temporary file, removed at the end. Errors
-    raised in the block that name the spool are renamed to ``path``."""
+    raised in the block that name the spool are renamed to ``path``. A TraceSource is
+    handed back as it is."""
+    if isinstance(path, TraceSource):  # already opened by the caller
+        yield path
+        return
     name = os.fspath(path)
     st = _stat(name)
     if stat.S_ISREG(st.st_mode):

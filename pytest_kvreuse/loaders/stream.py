@@ -37,31 +37,24 @@ def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
     has just computed it: the cache key then costs no second read of the file).
 
     ``path`` may be a pipe (``/dev/stdin``, ``<(zcat t.jsonl.gz)``, a FIFO): it is read
-    once, into a temporary file (see :func:`~pytest_kvreuse.loaders.source.open_source`).
+    once, into a temporary file (see :func:`~pytest_kvreuse.loaders.source.open_source`),
+    or a TraceSource that function gave.
     """
-    _check_options(text_options)
-    known = text_options.pop("known_sha256", None)
-    with open_source(path, known_sha256=known) as source:  # type: ignore[arg-type]
-        return load_source_stream(source, block_size=block_size, format=format,
-                                  hash_block_size=hash_block_size, **text_options)
-
-
-def _check_options(text_options: dict) -> None:
     unknown = set(text_options) - _TEXT_OPTIONS
     if unknown:
         raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
-
-
-def load_source_stream(source: TraceSource, *, block_size: int = 64, format: str = "auto",
-                       hash_block_size: int | None = None,
-                       **text_options: object) -> BlockStream:
-    """:func:`load_block_stream` of an opened source: detection, parse and cache key all
-    read ``source.path``, the same bytes; the stream names ``source.name``."""
-    _check_options(text_options)
-    text_options.pop("known_sha256", None)  # the source holds it
-    check_positive("block size", block_size)
+    check_positive("block size", block_size)  # before a pipe is drained into a spool
     if hash_block_size is not None:
         check_positive("hash block size", hash_block_size)
+    known = text_options.pop("known_sha256", None)
+    with open_source(path, known_sha256=known) as source:  # type: ignore[arg-type]
+        return _load(source, block_size, format, hash_block_size, text_options)
+
+
+def _load(source: TraceSource, block_size: int, format: str, hash_block_size: int | None,
+          text_options: dict) -> BlockStream:
+    """Detection, parse and cache key all read ``source.path``, the same bytes; the
+    stream names ``source.name``."""
     path = source.path
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in FORMATS:
