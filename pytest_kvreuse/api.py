@@ -7,6 +7,7 @@ import time
 
 from .core.analysis import ReuseAnalysis
 from .loaders.registry import HASH_ID_FORMATS
+from .loaders.source import open_source
 from .loaders.stream import load_block_stream
 from .params import PARAMS, AnalysisParams, ParamError
 
@@ -25,10 +26,15 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
     terminal outside CI. ``known_sha256``: the file's sha256 when the caller has it already
     (saves the cache key a read of the file).
 
+    ``path`` may be a pipe (``/dev/stdin``, ``<(zcat t.jsonl.gz)``): it is read once; the
+    result's ``content_sha256`` is then the sha256 of the bytes read (None when a regular
+    file's hash was not needed).
+
     ``warmup``: fraction of the requests (the first ``floor(warmup * n)``) that fill the
     cache but are not counted; fractions are then shares of the counted requests' tokens
     (see :class:`ReuseAnalysis`). Default 0: the whole trace.
     """
+    # Every parameter is checked before a pipe is drained into a spool.
     try:
         if params is None:
             params = AnalysisParams.from_mapping(values, where="analyze()")
@@ -38,14 +44,21 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
     except ParamError as exc:
         raise ParamError(exc.message, path=path) from None
     start = time.perf_counter()
-    stream = load_block_stream(path, block_size=params.block_size, format=params.format,
-                               hash_block_size=params.hash_block_size,
-                               tokenizer=params.tokenizer, prompt=params.prompt,
-                               cache_dir=cache_dir, use_cache=use_cache, progress=progress,
-                               known_sha256=known_sha256)
+    # One source for detection, parse and hash: a pipe is read once, into a temporary file.
+    with open_source(path, known_sha256=known_sha256) as source:
+        stream = load_block_stream(source, block_size=params.block_size,
+                                   format=params.format,
+                                   hash_block_size=params.hash_block_size,
+                                   tokenizer=params.tokenizer, prompt=params.prompt,
+                                   cache_dir=cache_dir, use_cache=use_cache,
+                                   progress=progress)
     load_s = time.perf_counter() - start
-    return ReuseAnalysis(stream, params=resolved_params(params, stream.meta, path),
-                         timings={"load_s": load_s}, warmup=params.warmup)
+    analysis = ReuseAnalysis(stream, params=resolved_params(params, stream.meta, path),
+                             timings={"load_s": load_s}, warmup=params.warmup)
+    # The hash of the bytes analysed when it was computed (always for a pipe, whose
+    # bytes cannot be read again); None for a regular file nobody hashed.
+    analysis.content_sha256 = source.known_sha256
+    return analysis
 
 
 def resolved_params(params: AnalysisParams, meta: dict, path: str | os.PathLike[str]) -> dict:

@@ -197,9 +197,11 @@ def trace_result(a: ReuseAnalysis, trace: str, gpu: int | None,
         figures = [(name, {"at": gpu, "lower_tier": lower})
                    for name in ("lower_tier_hit_fraction", "beyond_tiers_fraction")]
     # Lets `kvreuse compare` tell a new export of a trace from the same bytes.
+    # A pipe cannot be read again: its hash is the one analyze() took of the bytes read.
+    sha = getattr(a, "content_sha256", None) or content_sha256(a.params["path"])
     return TraceResult.from_analysis(a, name=Path(trace).name, path=trace,
                                      sizes=[gpu] if gpu else [], figures=figures,
-                                     content_sha256=content_sha256(a.params["path"]))
+                                     content_sha256=sha)
 
 
 def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,

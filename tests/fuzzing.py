@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 
 from hypothesis import strategies as st
 
 SCALARS = st.one_of(
     st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=False),
     st.text(max_size=8), st.just("\x00"), st.just(float("inf")), st.just(1e308),
+    st.just(float("nan")), st.just("\ud800"), st.just(2**64), st.just(-(2**63) - 1),
 )
 JSON = st.recursive(SCALARS, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)),
     max_leaves=12)
 SHORT_TEXT = st.one_of(st.text(max_size=40), st.sampled_from(
     ["hello world", "The quick brown fox. " * 3, "\x00nul", "🙂 emoji ☃", "\ud800x",
-     "a" * 70, "日本語のテキスト"]))
+     "a" * 70, "日本語のテキスト", "\udc00", "x\ud83d", "\ud83d\ude42"]))
 
 
 def dumps(value: object, draw) -> bytes:
@@ -28,7 +30,7 @@ def dumps(value: object, draw) -> bytes:
 
 def mangle(draw, line: bytes) -> bytes:
     how = draw(st.sampled_from(["keep", "keep", "keep", "keep", "truncate", "nul", "bad-utf8",
-                                "deep", "garbage", "huge"]))
+                                "deep", "garbage", "huge", "nan", "lone-surrogate", "bool"]))
     if how == "truncate" and line:
         return line[: draw(st.integers(0, len(line) - 1))]
     if how == "nul":
@@ -42,6 +44,16 @@ def mangle(draw, line: bytes) -> bytes:
         return draw(st.binary(max_size=30)).replace(b"\n", b"")
     if how == "huge":
         return line.replace(b"1", b"1" + b"9" * 400, 1)
+    if how == "nan":
+        return re.sub(rb"(?<=[:\[,] )-?[0-9]+(?:\.[0-9]+)?", b"NaN", line, count=1)
+    if how == "lone-surrogate":  # the escape at the start of some string (key or value)
+        quotes = [m.start() for m in re.finditer(b'"', line)][::2]
+        if quotes:
+            at = draw(st.sampled_from(quotes)) + 1
+            return line[:at] + draw(st.sampled_from([b"\\ud800", b"\\udfff", b"x\\udc00"])) \
+                + line[at:]
+    if how == "bool":
+        return re.sub(rb"(?<=[\[,] )[0-9]+", b"true", line, count=1)
     return line
 
 

@@ -18,9 +18,13 @@ FIELD_VALUES = {
                               st.integers(2**63 - 2, 2**64 + 2), JSON),
     "output_length": st.one_of(st.integers(0, 100), JSON),
     "hash_ids": st.one_of(st.lists(st.integers(0, 20), max_size=10),
-                          st.lists(st.integers(-(2**66), 2**66), max_size=4), JSON),
+                          st.lists(st.integers(-(2**66), 2**66), max_size=4),
+                          st.lists(st.one_of(st.integers(0, 20), st.booleans()), max_size=5),
+                          JSON),
     "chat_id": st.one_of(st.integers(-1, 50), st.integers(2**63 - 2, 2**64 + 2), JSON),
-    "parent_chat_id": st.one_of(st.integers(-1, 50), JSON),
+    "parent_chat_id": st.one_of(st.integers(-3, 50), JSON),
+    "turn": st.one_of(st.integers(-1, 5), JSON),
+    "type": st.one_of(st.sampled_from(["text", "search", "image", "file"]), JSON),
 }
 
 

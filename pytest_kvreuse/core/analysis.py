@@ -49,6 +49,8 @@ class ReuseAnalysis:
                  timings: dict | None = None, warmup: float = 0.0) -> None:
         self.stream = stream
         self.params = dict(params or {})
+        # The sha256 of the bytes analysed, when the loader took it (a pipe's always).
+        self.content_sha256: str | None = None
         self.timings = dict(timings or {})
         self.warmup_requests = warmup_requests(warmup, stream.num_requests)
         self.warmup = float(warmup)

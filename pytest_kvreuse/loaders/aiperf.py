@@ -15,11 +15,18 @@ import re
 from collections.abc import Callable, Iterator
 
 from ..errors import TraceFormatError
-from .jsonl import open_trace
+from .jsonl import open_trace, read_error
 
 _READ = 1 << 22
 _SPACE = re.compile(r"[ \t\r\n]*")
 HEAD = re.compile(rb'\A(?:\xef\xbb\xbf)?\s*\{\s*"data"\s*:\s*\[')
+# Python's json decodes a lone surrogate escape into a str that no encoder accepts (the
+# tokenizer would fail far from the file). Any surrogate escape, paired or not, is a
+# candidate; only then are the decoded strings looked at, so plain text costs one scan.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_LONE_ESCAPE = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+                          r"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class _Scanner:
@@ -37,7 +44,8 @@ class _Scanner:
         self._cpos = 0
         self._cline = 1
         self.eof = False
-        self.json = json.JSONDecoder()
+        # Python's json takes NaN and Infinity, which JSON (and orjson, for JSONL) refuses.
+        self.json = json.JSONDecoder(parse_constant=_refuse_constant)
 
     def line_at(self, pos: int) -> int:
         if pos < self._cpos:
@@ -56,7 +64,10 @@ class _Scanner:
             self.buf = self.buf[self.pos:]
             self._cpos -= self.pos
             self.pos = 0
-        raw = self.fh.read(size)
+        try:
+            raw = self.fh.read(size)
+        except OSError as exc:  # a read failing after the open (EIO, a lost mount)
+            raise read_error(exc, self.path) from None
         if self.on_bytes is not None and raw:
             self.on_bytes(len(raw))
         try:
@@ -93,6 +104,9 @@ class _Scanner:
                 value, end = self.json.raw_decode(self.buf, self.pos)
             except RecursionError:  # the C scanner gives up on very deep nesting
                 raise self.fail("not valid JSON (nested too deeply)") from None
+            except _NonFinite as exc:
+                raise self.fail(f"not valid JSON ({exc.args[0]}: NaN and Infinity are not "
+                                "JSON numbers)") from None
             except json.JSONDecodeError as exc:
                 # Input cut off by the buffer fails at its very end, or as a string left
                 # open: anything else is a real error, reported without reading on.
@@ -105,11 +119,46 @@ class _Scanner:
                 self.more(size)
                 size *= 2
                 continue
+            except ValueError:  # int() refuses literals of thousands of digits
+                raise self.fail("not valid JSON (a number too large: thousands of "
+                                "digits)") from None
             if end >= len(self.buf) and not self.eof:
                 self.more(size)  # a number at the buffer's end may continue
                 continue
-            self.pos = end
+            start, self.pos = self.pos, end
+            if _SURROGATE_ESCAPE.search(self.buf, start, end) and _has_lone_surrogate(value):
+                lone = _LONE_ESCAPE.search(self.buf, start, end)
+                where = start if lone is None else lone.start()
+                escape = "" if lone is None else f" {lone.group(0)}"
+                raise self.fail(f"not valid Unicode text: a lone surrogate escape{escape} "
+                                "(half of a UTF-16 pair)", where)
             return value
+
+
+class _NonFinite(Exception):
+    """NaN or Infinity met by the decoder (not a ValueError: nothing may mistake it for
+    the decoder's own errors)."""
+
+
+def _refuse_constant(name: str) -> float:
+    raise _NonFinite(name)
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """Whether any string (key or value) in ``value`` holds a surrogate code point: a
+    decoded pair is one astral character, so any that is left is a lone half."""
+    todo = [value]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            todo.extend(item)
+            todo.extend(item.values())
+        elif isinstance(item, list):
+            todo.extend(item)
+    return False
 
 
 def iter_aiperf_entries(path: str | os.PathLike[str],

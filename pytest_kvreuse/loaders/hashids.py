@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from array import array
 from dataclasses import dataclass
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from ..core.blocks import BlockStream, SlotLayout, dense_ids, request_index, smallest_index_dtype
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
-from .jsonl import iter_records
+from .jsonl import iter_raw_records
 
 _INT64_END = 2**63
 MOONCAKE_HASH_BLOCK = 512
@@ -43,6 +44,18 @@ class HashIdTrace:
         return int(self.input_lengths.shape[0])
 
 
+def not_an_integer(value: object) -> str:
+    """Why a JSON value is not a 64-bit integer, in a few words (error path only).
+
+    orjson reads an integer literal beyond 64 bits as a float: an integral float of
+    that size is reported as too large, which it is whichever way it was written."""
+    if type(value) is bool:
+        return "found a boolean"
+    if type(value) is float and value.is_integer() and abs(value) >= _INT64_END:
+        return "found one too large (beyond 64 bits)"
+    return f"found {type(value).__name__}"
+
+
 def _field_int(record: dict, name: str, path: str, lineno: int, *, required: bool) -> int | None:
     value = record.get(name)
     if value is None:
@@ -50,13 +63,13 @@ def _field_int(record: dict, name: str, path: str, lineno: int, *, required: boo
             raise TraceFormatError(f"record has no '{name}'", path=path, line=lineno)
         return None
     if type(value) is not int:
-        raise TraceFormatError(f"'{name}' must be an integer, got {type(value).__name__}",
+        raise TraceFormatError(f"'{name}' must be an integer, {not_an_integer(value)}",
                                path=path, line=lineno)
     if value < 0:
         raise TraceFormatError(f"'{name}' must not be negative, got {value}",
                                path=path, line=lineno)
     if value >= _INT64_END:
-        raise TraceFormatError(f"'{name}' {value} does not fit in 64 bits",
+        raise TraceFormatError(f"'{name}' {value} is too large: does not fit in 64 bits",
                                path=path, line=lineno)
     return value
 
@@ -75,16 +88,27 @@ def _field_number(record: dict, name: str, path: str, lineno: int) -> float:
 
 
 def _bad_ids(ids: list, path: str, lineno: int) -> TraceFormatError:
-    """The error for a ``hash_ids`` list that is not all 64-bit integers."""
+    """The error for a ``hash_ids`` list that is not all 64-bit integers (error path:
+    the per-id loop runs only once the C conversion has refused the list)."""
     for value in ids:
-        if type(value) is not int and type(value) is not bool:
-            return TraceFormatError(
-                f"'hash_ids' must hold integers, found {type(value).__name__}",
-                path=path, line=lineno)
+        if type(value) is not int:
+            return TraceFormatError(f"'hash_ids' must hold integers, {not_an_integer(value)}",
+                                    path=path, line=lineno)
         if not -_INT64_END <= value < _INT64_END:
-            return TraceFormatError(f"hash id {value} does not fit in 64 bits",
+            return TraceFormatError(f"hash id {value} is too large: does not fit in 64 bits",
                                     path=path, line=lineno)
     return TraceFormatError("'hash_ids' must hold integers", path=path, line=lineno)
+
+
+def _chat_field(record: dict, name: str, default: object, path: str, lineno: int) -> int:
+    value = record.get(name, default)
+    if type(value) is not int:
+        raise TraceFormatError(f"'{name}' must be an integer, {not_an_integer(value)}",
+                               path=path, line=lineno)
+    if not -_INT64_END <= value < _INT64_END:
+        raise TraceFormatError(f"'{name}' {value} is too large: it must fit in 64 bits",
+                               path=path, line=lineno)
+    return value
 
 
 def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
@@ -109,7 +133,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     add_ids, add_count, add_length = all_ids.extend, counts.append, lengths.append
     add_line, add_stamp = lines.append, stamps.append
     bailian = flavour == "bailian"
-    for lineno, rec in iter_records(spath):
+    for lineno, raw, rec in iter_raw_records(spath):
         ids = rec.get("hash_ids")
         if type(ids) is not list:
             if ids is None:
@@ -126,6 +150,12 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         if type(stamp) is not float and (type(stamp) is not int
                                          or not -_INT64_END <= stamp < _INT64_END):
             stamp = _field_number(rec, "timestamp", spath, lineno)
+        # array('q') takes booleans as 0 and 1: C scans of the line for the literals
+        # (no Python work per id; inlined may_hold_boolean, this runs per record) and,
+        # only on a hit, a C pass over the ids' types.
+        if ((b"r" in raw and b"true" in raw) or (b"f" in raw and b"false" in raw)) and (
+                bool in set(map(type, ids))):
+            raise _bad_ids(ids, spath, lineno)
         try:
             add_ids(ids)
         except (TypeError, OverflowError):
@@ -137,11 +167,17 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         if bailian:
             chat = rec.get("chat_id")
             parent = rec.get("parent_chat_id", -1)
-            if type(chat) is not int or type(parent) is not int:
-                raise TraceFormatError("'chat_id' and 'parent_chat_id' must be integers",
+            if type(chat) is not int or type(parent) is not int or not (
+                    -_INT64_END <= chat < _INT64_END and -1 <= parent < _INT64_END) or (
+                    parent == chat):
+                _check_chat_ids(rec, spath, lineno)
+            turn = rec.get("turn", 1)
+            if type(turn) is not int or turn < 1:
+                raise TraceFormatError(f"'turn' must be a positive integer, got {turn!r}",
                                        path=spath, line=lineno)
-            if not (-_INT64_END <= chat < _INT64_END and -_INT64_END <= parent < _INT64_END):
-                raise TraceFormatError("'chat_id' and 'parent_chat_id' must fit in 64 bits",
+            if type(rec.get("type", "")) is not str:
+                raise TraceFormatError("'type' must be a string (text, search, image, "
+                                       f"file), got {type(rec['type']).__name__}",
                                        path=spath, line=lineno)
             chat_ids.append(chat)
             parent_ids.append(parent)
@@ -152,8 +188,12 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     num = len(counts)
     offsets = np.zeros(num + 1, dtype=np.int64)
     np.cumsum(np.frombuffer(counts, dtype=np.int64), out=offsets[1:])
-    sessions = (_bailian_sessions(chat_ids, parent_ids) if flavour == "bailian"
-                else np.full(num, -1, dtype=np.int64))
+    line_array = np.frombuffer(lines, dtype=np.int64).copy()
+    if bailian:
+        _check_parents(chat_ids, parent_ids, line_array, spath)
+        sessions = _bailian_sessions(chat_ids, parent_ids)
+    else:
+        sessions = np.full(num, -1, dtype=np.int64)
     return HashIdTrace(
         path=spath,
         hash_ids=np.frombuffer(all_ids, dtype=np.int64) if all_ids else np.zeros(0, np.int64),
@@ -161,9 +201,46 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         input_lengths=np.frombuffer(lengths, dtype=np.int64).copy(),
         timestamps=np.frombuffer(stamps, dtype=np.float64).copy(),
         sessions=sessions,
-        lines=np.frombuffer(lines, dtype=np.int64).copy(),
+        lines=line_array,
         native_block_size=native_block_size,
     )
+
+
+def _check_chat_ids(record: dict, path: str, lineno: int) -> None:
+    """The error for a record whose ``chat_id`` or ``parent_chat_id`` is not usable."""
+    chat = _chat_field(record, "chat_id", None, path, lineno)
+    parent = _chat_field(record, "parent_chat_id", -1, path, lineno)
+    if parent < -1 or parent == chat:
+        raise TraceFormatError(f"'parent_chat_id' must be -1 or the chat_id of an earlier "
+                               f"request, got {parent}", path=path, line=lineno)
+
+
+def _check_parents(chat_ids: list[int], parent_ids: list[int], lines: np.ndarray,
+                   path: str) -> None:
+    """A parent must come before its follow-up; one the trace does not hold is a warning.
+
+    Leniency for a parent outside the trace: the published Qwen-Bailian traces are a
+    window (two hours) of a service's traffic, so a conversation that began before the
+    window names a parent the file does not hold. That request starts a session here."""
+    chats = np.asarray(chat_ids, dtype=np.int64)
+    parents = np.asarray(parent_ids, dtype=np.int64)
+    known, first = np.unique(chats, return_index=True)
+    at = np.minimum(np.searchsorted(known, parents), known.shape[0] - 1)
+    found = known[at] == parents
+    later = np.flatnonzero(found & (first[at] >= np.arange(chats.shape[0])) & (parents != -1))
+    if later.size:
+        r = int(later[0])
+        raise TraceFormatError(
+            f"'parent_chat_id' must be -1 or the chat_id of an earlier request, got "
+            f"{int(parents[r])}, a chat_id first seen at line {int(lines[first[at[r]]])}",
+            path=path, line=int(lines[r]))
+    outside = np.flatnonzero(~found & (parents != -1))
+    if outside.size:
+        n = int(outside.size)
+        warnings.warn(
+            f"kvreuse: {path}: {n} request{'s' if n != 1 else ''} name a parent_chat_id "
+            f"the trace does not hold (first at line {int(lines[outside[0]])}): each starts "
+            "a conversation of its own (the trace is a window of the traffic)", stacklevel=4)
 
 
 def _bailian_sessions(chat_ids: list[int], parent_ids: list[int]) -> np.ndarray:

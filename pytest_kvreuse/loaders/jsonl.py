@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
 from ..errors import TraceFormatError, TraceReadError
 
 _BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_NON_FINITE = re.compile(rb"-?(?:NaN|Infinity)")
 
 
-def open_trace(path: str | os.PathLike[str]):
+def open_trace(path: str | os.PathLike[str]) -> BinaryIO:
     """Open a trace for binary reading, turning OS errors into one-line errors."""
     p = Path(path)
     if p.is_dir():
@@ -26,48 +30,122 @@ def open_trace(path: str | os.PathLike[str]):
         raise TraceReadError(f"cannot open: {exc.strerror or exc}", path=p) from None
 
 
+def read_error(exc: OSError, path: str | os.PathLike[str]) -> TraceReadError:
+    """A failed read after the open (EIO, a vanished network mount, ...) in one line."""
+    return TraceReadError(f"cannot read the trace: {exc.strerror or exc}", path=path)
+
+
+def iter_raw_records(path: str | os.PathLike[str],
+                     on_bytes: Callable[[int], None] | None = None
+                     ) -> Iterator[tuple[int, bytes, dict]]:
+    """Yield ``(line_number, line, record)`` for every non-blank line; records must be
+    objects. The raw line lets a reader look for what the parsed record cannot show
+    (a boolean among integers) with one C scan of the line.
+
+    ``on_bytes(n)`` is told the size of every line read (for progress bars)."""
+    loads = orjson.loads  # bound once: this loop runs per line of traces of millions
+    with open_trace(path) as fh:
+        try:
+            for lineno, raw in enumerate(fh, start=1):
+                if on_bytes is not None:
+                    on_bytes(len(raw))
+                if raw.isspace():
+                    continue
+                if lineno == 1 and raw.startswith(_BOM):  # files saved by Windows editors
+                    raw = raw[len(_BOM):]
+                try:
+                    record = loads(raw)
+                except orjson.JSONDecodeError as exc:
+                    raise TraceFormatError(f"not valid JSON ({_reason(exc, raw)})",
+                                           path=path, line=lineno) from None
+                if not isinstance(record, dict):
+                    raise TraceFormatError(
+                        f"expected a JSON object per line, got {type(record).__name__}",
+                        path=path, line=lineno)
+                yield lineno, raw, record
+        except OSError as exc:  # a read failing after the open (EIO, a lost mount)
+            raise read_error(exc, path) from None
+
+
 def iter_records(path: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None
                  ) -> Iterator[tuple[int, dict]]:
     """Yield ``(line_number, record)`` for every non-blank line; records must be objects.
 
     ``on_bytes(n)`` is told the size of every line read (for progress bars)."""
-    loads = orjson.loads  # bound once: this loop runs per line of traces of millions
-    with open_trace(path) as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if on_bytes is not None:
-                on_bytes(len(raw))
-            if raw.isspace():
-                continue
-            if lineno == 1 and raw.startswith(_BOM):  # files saved by Windows editors
-                raw = raw[len(_BOM):]
+    for lineno, _, record in iter_raw_records(path, on_bytes):
+        yield lineno, record
+
+
+def may_hold_boolean(raw: bytes) -> bool:
+    """Whether a JSON line may hold ``true`` or ``false`` (false positives allowed).
+
+    For readers that must refuse booleans where numpy or array('q') would take them as
+    0 and 1. One-byte searches (memchr) first: 'r' and 'f' are in no Mooncake key, so a
+    plain hash-id line costs two memchr calls, not two substring searches."""
+    return (b"r" in raw and b"true" in raw) or (b"f" in raw and b"false" in raw)
+
+
+def first_line(fh: BinaryIO, head: bytes, path: str | os.PathLike[str]
+               ) -> tuple[int, bytes] | None:
+    """The first non-blank line (number and bytes) of the file ``fh`` whose first bytes
+    ``head`` were just read from it: the file is opened once, so a pipe works too."""
+    lineno = 1
+    rest = head
+    while True:
+        end = rest.find(b"\n")
+        if end < 0:
             try:
-                record = loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise TraceFormatError(f"not valid JSON ({_reason(exc)})",
-                                       path=path, line=lineno) from None
-            if not isinstance(record, dict):
-                raise TraceFormatError(
-                    f"expected a JSON object per line, got {type(record).__name__}",
-                    path=path, line=lineno)
-            yield lineno, record
+                more = fh.readline()
+            except OSError as exc:
+                raise read_error(exc, path) from None
+            rest += more
+            if not more or rest.endswith(b"\n"):
+                return (lineno, rest) if rest.strip() else None
+            continue
+        line, rest = rest[:end + 1], rest[end + 1:]
+        if line.strip():
+            return lineno, line
+        lineno += 1
 
 
-def first_record(path: str | os.PathLike[str]) -> tuple[int, object] | None:
-    """The first non-blank line parsed as JSON, or None when it is not one JSON value."""
-    with open_trace(path) as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            if raw.strip():
-                if lineno == 1 and raw.startswith(_BOM):
-                    raw = raw[len(_BOM):]
-                try:
-                    return lineno, orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    return None
-    return None
+def parse_first_line(lineno: int, raw: bytes) -> tuple[object | None, str | None]:
+    """``(value, None)``, or ``(None, reason)`` when the line is not one JSON value."""
+    if lineno == 1 and raw.startswith(_BOM):
+        raw = raw[len(_BOM):]
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError as exc:
+        return None, _reason(exc, raw)
 
 
-def _reason(exc: orjson.JSONDecodeError) -> str:
-    msg = str(exc).split(":", 1)[0]
-    if "utf-8" in str(exc).lower() or "utf8" in str(exc).lower():
+def looks_utf16(raw: bytes) -> bool:
+    """A UTF-16 file (Windows' "Unicode"): a byte-order mark, or NULs between ASCII bytes."""
+    if raw.startswith(_UTF16_BOMS):
+        return True
+    head = raw[:8]
+    return len(head) >= 4 and (head[1::2] == bytes(len(head[1::2]))
+                               or head[0::2] == bytes(len(head[0::2])))
+
+
+def _reason(exc: orjson.JSONDecodeError, raw: bytes = b"") -> str:
+    """orjson's message in the user's terms (only on the error path)."""
+    text = str(exc)
+    msg = text.split(":", 1)[0]
+    if looks_utf16(raw):
+        return "the file is UTF-16 text; traces must be UTF-8 (iconv -f UTF-16 -t UTF-8)"
+    if "utf-8" in text.lower() or "utf8" in text.lower():
         return "not UTF-8 text"
+    if "surrogate" in msg:
+        return f"not valid Unicode text: a lone surrogate escape ({msg})"
+    pos = getattr(exc, "pos", -1)
+    if 0 <= pos < len(raw):
+        constant = _NON_FINITE.match(raw, pos)
+        if constant:
+            return f"{constant.group(0).decode()}: NaN and Infinity are not JSON numbers"
+    if msg.startswith("unexpected content after document"):
+        return "extra data after the JSON value"
+    if msg.startswith("unexpected end of data"):
+        return "unexpected end of data: the record is cut off"
+    if "infinity when parsed as double" in msg:
+        return "a number too large"
     return msg

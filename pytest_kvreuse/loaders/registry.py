@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from ..errors import EmptyTraceError, TraceFormatError
 from .aiperf import HEAD as AIPERF_HEAD
-from .jsonl import first_record, open_trace
+from .jsonl import first_line, open_trace, parse_first_line, read_error
 
 HASH_IDS, TEXT, TOKEN_IDS = "hash-ids", "text", "token-ids"
 
@@ -43,25 +43,31 @@ _DATA_LIST = re.compile(rb'"data"\s*:\s*\[')
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
-    """Name the trace's format from its first record."""
-    # An inputs.json may be one huge line: recognise it from its head, before reading lines.
+    """Name the trace's format from its first record.
+
+    The file is opened and read once (the head, then the rest of the first line only
+    if it is longer), so a pipe can be told apart too."""
     with open_trace(path) as fh:
-        head = fh.read(1 << 16)
-    if AIPERF_HEAD.match(head):
-        return "aiperf"
-    first = first_record(path) if _complete_first_line(head) else None
-    if _DATA_LIST.search(head) and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") and (
-            first is None or (isinstance(first[1], dict) and "data" in first[1])):
-        return "aiperf"  # "data" is not the first key, or the object spans many lines
-    if first is None and not _complete_first_line(head):
-        first = first_record(path)
+        try:
+            head = fh.read(1 << 16)
+        except OSError as exc:
+            raise read_error(exc, path) from None
+        # An inputs.json may be one huge line: recognise it from its head, before lines.
+        if AIPERF_HEAD.match(head):
+            return "aiperf"
+        first = first_line(fh, head, path)
     if first is None:
-        if not head.strip():
-            raise EmptyTraceError("trace is empty", path=path)
+        raise EmptyTraceError("trace is empty", path=path)
+    lineno, raw = first
+    rec, reason = parse_first_line(lineno, raw)
+    if _DATA_LIST.search(head) and head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"{") and (
+            reason is not None or (isinstance(rec, dict) and "data" in rec)):
+        return "aiperf"  # "data" is not the first key, or the object spans many lines
+    if reason is not None:
+        # The first line's own fault, as any later line would get it.
         raise TraceFormatError(
-            "cannot detect the format: the first line is not a JSON record "
-            f"(formats: {', '.join(FORMAT_NAMES)}; pass one with --format)", path=path)
-    lineno, rec = first
+            f"not valid JSON ({reason}); cannot detect the format from it (formats: "
+            f"{', '.join(FORMAT_NAMES)}; pass one with --format)", path=path, line=lineno)
     if isinstance(rec, dict):
         if "hash_ids" in rec:
             return "bailian" if "chat_id" in rec else "mooncake"
@@ -77,9 +83,3 @@ def detect_format(path: str | os.PathLike[str]) -> str:
         "cannot detect the format from the first record: expected 'hash_ids', 'messages', "
         "'prompt', 'text', 'token_ids' or an aiperf {\"data\": [...]} "
         f"(formats: {', '.join(FORMAT_NAMES)}; pass one with --format)", path=path, line=lineno)
-
-
-def _complete_first_line(head: bytes) -> bool:
-    """Whether the first non-blank line ends inside ``head`` (else it may be huge)."""
-    body = head.lstrip(b" \t\r\n")
-    return b"\n" in body or len(head) < (1 << 16)

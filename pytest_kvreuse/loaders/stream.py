@@ -11,6 +11,7 @@ from ..errors import BlockSizeError, KvReuseError, TokenizerError
 from ..text.tokenizer import DEFAULT_TOKENIZER
 from .hashids import hash_id_block_stream, read_hash_id_trace
 from .registry import FORMAT_NAMES, HASH_ID_FORMATS, TEXT_FORMATS, TOKEN_FORMATS, detect_format
+from .source import TraceSource, open_source
 
 _TEXT_OPTIONS = frozenset({"tokenizer", "prompt", "cache_dir", "use_cache", "progress",
                            "known_sha256"})
@@ -33,13 +34,27 @@ def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
     'per-message'), ``cache_dir``, ``use_cache`` (default True), ``progress`` (None: on
     for a terminal outside CI), ``known_sha256`` (the file's content hash when the caller
     has just computed it: the cache key then costs no second read of the file).
+
+    ``path`` may be a pipe (``/dev/stdin``, ``<(zcat t.jsonl.gz)``, a FIFO): it is read
+    once, into a temporary file (see :func:`~pytest_kvreuse.loaders.source.open_source`),
+    or a TraceSource that function gave.
     """
     unknown = set(text_options) - _TEXT_OPTIONS
     if unknown:
         raise TypeError(f"unexpected option(s): {', '.join(sorted(unknown))}")
-    check_positive("block size", block_size)
+    check_positive("block size", block_size)  # before a pipe is drained into a spool
     if hash_block_size is not None:
         check_positive("hash block size", hash_block_size)
+    known = text_options.pop("known_sha256", None)
+    with open_source(path, known_sha256=known) as source:  # type: ignore[arg-type]
+        return _load(source, block_size, format, hash_block_size, text_options)
+
+
+def _load(source: TraceSource, block_size: int, format: str, hash_block_size: int | None,
+          text_options: dict) -> BlockStream:
+    """Detection, parse and cache key all read ``source.path``, the same bytes; the
+    stream names ``source.name``."""
+    path = source.path
     fmt = detect_format(path) if format == "auto" else format
     if fmt not in FORMAT_NAMES:
         raise KvReuseError(f"unknown format {fmt!r} (known: auto, {', '.join(FORMAT_NAMES)})",
@@ -49,22 +64,22 @@ def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
         stream = hash_id_block_stream(trace, block_size)
         meta = {"format": fmt, "hash_block_size": trace.native_block_size}
     else:
-        stream = _cached_token_stream(path, fmt, block_size, **text_options)
+        stream = _cached_token_stream(source, fmt, block_size, **text_options)
         meta = {"format": fmt}
-    stream.meta.update(meta, path=str(Path(path)))
+    stream.meta.update(meta, path=str(Path(source.name)))
     return stream
 
 
-def _cached_token_stream(path: str | os.PathLike[str], fmt: str, block_size: int, *,
+def _cached_token_stream(source: TraceSource, fmt: str, block_size: int, *,
                          tokenizer: str | None = None, prompt: str = "raw",
                          cache_dir: str | os.PathLike[str] | None = None,
-                         use_cache: bool = True, progress: bool | None = None,
-                         known_sha256: str | None = None) -> BlockStream:
+                         use_cache: bool = True, progress: bool | None = None
+                         ) -> BlockStream:
     """Text and token-id traces: tokenizing dominates, so the stream is cached on disk."""
+    path = source.path
     from ..text.blocks import check_prompt_mode, text_block_stream, token_block_stream
     from ..text.cache import cache_file, cache_key, read_cached, write_cached
     from ..text.tokenizer import tokenizer_identity
-    from .fingerprint import content_sha256
 
     tokenizer = DEFAULT_TOKENIZER if tokenizer is None else tokenizer
     if not isinstance(tokenizer, str) or not tokenizer:
@@ -75,7 +90,7 @@ def _cached_token_stream(path: str | os.PathLike[str], fmt: str, block_size: int
         raise KvReuseError(f"format {fmt!r} is not readable", path=path)
     entry = None
     if use_cache:
-        parts: dict = {"file": known_sha256 or content_sha256(path), "format": fmt,
+        parts: dict = {"file": source.sha256(), "format": fmt,
                        "block_size": block_size}
         if text:
             parts.update(tokenizer=tokenizer_identity(tokenizer), prompt=prompt)

@@ -11,8 +11,8 @@ import numpy as np
 
 from ..errors import EmptyTraceError, TraceFormatError
 from .aiperf import iter_aiperf_entries
-from .hashids import _field_number
-from .jsonl import iter_records
+from .hashids import _INT64_END, _field_number, not_an_integer
+from .jsonl import iter_raw_records, iter_records, may_hold_boolean
 
 
 @dataclass(frozen=True)
@@ -134,13 +134,25 @@ def iter_text_requests(path: str | os.PathLike[str], fmt: str,
         raise EmptyTraceError("trace holds no requests", path=spath)
 
 
+def _bad_token_ids(ids: list, path: str, line: int) -> TraceFormatError:
+    """The error for a token-id list numpy did not take as 64-bit integers (error path)."""
+    for value in ids:
+        if type(value) is not int:
+            return TraceFormatError(f"'token_ids' must hold integers, {not_an_integer(value)}",
+                                    path=path, line=line)
+        if not -_INT64_END <= value < _INT64_END:
+            return TraceFormatError(f"token id {value} is too large: does not fit in 64 bits",
+                                    path=path, line=line)
+    return TraceFormatError("'token_ids' must hold integers", path=path, line=line)
+
+
 def iter_token_requests(path: str | os.PathLike[str],
                         on_bytes: Callable[[int], None] | None = None
                         ) -> Iterator[tuple[np.ndarray, object, float]]:
     """``(token ids, session, timestamp)`` of every record of a token-id JSONL trace."""
     spath = os.fspath(path)
     count = 0
-    for line, rec in iter_records(spath, on_bytes):
+    for line, raw, rec in iter_raw_records(spath, on_bytes):
         ids = rec.get("token_ids", rec.get("input_ids"))
         if not isinstance(ids, list):
             raise TraceFormatError("record needs a 'token_ids' (or 'input_ids') list",
@@ -149,8 +161,12 @@ def iter_token_requests(path: str | os.PathLike[str],
             arr = np.asarray(ids) if ids else np.zeros(0, np.int64)
         except (TypeError, ValueError, OverflowError):
             arr = None
-        if arr is None or arr.ndim != 1 or arr.dtype.kind not in "iu":
-            raise TraceFormatError("'token_ids' must hold integers", path=spath, line=line)
+        # numpy takes [1, true] as integers: a C scan of the line for the literals, and
+        # only on a hit a C pass over the ids' types (never Python work per token).
+        if arr is None or arr.ndim != 1 or arr.dtype.kind not in "iu" or (
+                arr.dtype.kind == "u" and int(arr.max()) >= _INT64_END) or (
+                may_hold_boolean(raw) and bool in set(map(type, ids))):
+            raise _bad_token_ids(ids, spath, line)
         arr = arr.astype(np.int64, copy=False)
         count += 1
         yield arr, _session(rec, spath, line), _timestamp(rec, spath, line)

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 
 from ..core.blocks import BlockStream, request_index, smallest_index_dtype
-from ..errors import KvReuseError
+from ..errors import KvReuseError, TraceFormatError
 from ..loaders.text import TextRequest, iter_text_requests, iter_token_requests
 
 PROMPT_MODES = ("raw", "chat", "per-message")
@@ -136,8 +136,8 @@ class _StreamBuilder:
 
 
 def _batches(requests: Iterable[TextRequest], prompt: str, tokenizer, path: str
-             ) -> Iterator[list[tuple[str, object, float]]]:
-    batch: list[tuple[str, object, float]] = []
+             ) -> Iterator[list[tuple[str, object, float, int]]]:
+    batch: list[tuple[str, object, float, int]] = []
     chars = 0
     for req in requests:
         try:
@@ -147,7 +147,7 @@ def _batches(requests: Iterable[TextRequest], prompt: str, tokenizer, path: str
                 raise
             raise type(exc)(exc.message, path=path, line=req.line) from None
         for text in texts:
-            batch.append((text, req.session, req.timestamp))
+            batch.append((text, req.session, req.timestamp, req.line))
             chars += len(text)
         if chars >= _BATCH_CHARS or len(batch) >= _BATCH_REQUESTS:
             yield batch
@@ -185,8 +185,8 @@ def text_block_stream(path: str | os.PathLike[str], fmt: str, *, block_size: int
     tok = load_tokenizer(tokenizer)
     builder = _StreamBuilder(block_size)
 
-    def add(batch: list[tuple[str, object, float]], ids: list[np.ndarray]) -> None:
-        for arr, (_, session, ts) in zip(ids, batch, strict=True):
+    def add(batch: list[tuple[str, object, float, int]], ids: list[np.ndarray]) -> None:
+        for arr, (_, session, ts, _) in zip(ids, batch, strict=True):
             builder.add(arr, session, ts)
 
     # Two batches in flight: one tokenized in the background while the next is read and
@@ -194,16 +194,33 @@ def text_block_stream(path: str | os.PathLike[str], fmt: str, *, block_size: int
     with ChunkedEncoder(tok) as encoder, \
             _progress_bar(spath, progress_enabled(progress), "tokenizing") as bar:
         waiting = None
-        for batch in _batches(iter_text_requests(spath, fmt, bar.update), prompt, tok,
-                              spath):
-            handle = encoder.submit([text for text, _, _ in batch],
-                                    previous=waiting[1] if waiting else None)
+        try:
+            for batch in _batches(iter_text_requests(spath, fmt, bar.update), prompt, tok,
+                                  spath):
+                handle = encoder.submit([text for text, _, _, _ in batch],
+                                        previous=waiting[1] if waiting else None)
+                if waiting:
+                    add(waiting[0], encoder.result(waiting[1]))
+                waiting = (batch, handle)
             if waiting:
                 add(waiting[0], encoder.result(waiting[1]))
-            waiting = (batch, handle)
-        if waiting:
-            add(waiting[0], encoder.result(waiting[1]))
+        except UnicodeEncodeError:
+            # The readers refuse lone surrogates; a prompt built from other text (a chat
+            # template) could still hold one: name its request rather than a traceback.
+            raise _unencodable(spath, batch if waiting is None else waiting[0] + batch
+                               ) from None
     return builder.stream({"tokenizer": tokenizer, "prompt": prompt})
+
+
+def _unencodable(path: str, batch: list[tuple[str, object, float, int]]) -> KvReuseError:
+    """The error for the first prompt of ``batch`` that is not encodable text."""
+    for text, _, _, line in batch:  # only on this error path
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return TraceFormatError("not valid Unicode text: a lone surrogate (half of a "
+                                    "UTF-16 pair)", path=path, line=line)
+    return TraceFormatError("not valid Unicode text: a lone surrogate", path=path)
 
 
 def token_block_stream(path: str | os.PathLike[str], *, block_size: int,
