@@ -82,7 +82,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", "--model-name", dest="tokenizer", default=None,
                    metavar="NAME",
                    help="tokenizer for text traces: 'deepseek-v3' (built in, the default), a "
-                        "local directory, or a Hugging Face name already in the local cache")
+                        "local directory, or a Hugging Face name already in the local cache "
+                        "(deepseek-ai/DeepSeek-R1 runs on the built-in one when not cached)")
     p.add_argument("--prompt", default="raw", choices=PROMPT_MODES,
                    help="how a text request becomes a prompt: 'raw' message contents "
                         "(default), 'chat' (the tokenizer's chat template), 'per-message' "
