@@ -225,16 +225,16 @@ def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,
     tier_bounds = None
     if gpu is not None and lower is not None:
         tier_bounds = [(f"GPU + lower tier: {gpu + lower:,} tokens", gpu + lower)]
+    # Both curves start at the left edge from the share of tokens reused at all: F(0-).
+    reusable = 1.0 - a.compulsory_fraction
     fig = ccdf_figure(
-        [Series("reuse interval > x (proxy)", x, y),
+        [Series("reuse interval > x (proxy)", x, y, start=a.reused_fraction),
          Series("LRU: seen before, evicted from an x-token cache (exact)", lx, ly,
-                style={"color": "darkorange"})],
+                style={"color": "darkorange"}, start=reusable)],
         gpu_cache_tokens=gpu,
         offloadable=None if gpu is None else a.offloadable_fraction(gpu),
         lru_offloadable=None if gpu is None else a.lru_offloadable_fraction(gpu),
         stats=stats, tier_bounds=tier_bounds,
-        x_label="x: reuse interval / cache size, tokens",
-        y_label="% of tokens reusable but not within x",
         title=f"{a.params.get('path')} (block size {a.block_size})")
     save_figure(fig, path)
 

@@ -95,7 +95,10 @@ def test_saved_run_is_all_or_nothing(tmp_path, monkeypatch, how):
     first = storage.save({"traces": [], "run": {}}, "main")
     before = first.path.read_bytes()
     if how == "replace":
+        # A save's last step links its temporary file to the numbered name (os.link, or
+        # os.replace where there are no hard links): failing it must leave nothing.
         monkeypatch.setattr(atomic.os, "replace", fail_replace)
+        monkeypatch.setattr(atomic.os, "link", fail_replace)
     else:
         monkeypatch.setattr(atomic.os, "fsync", fail_fsync)
     with pytest.raises(KvReuseError):

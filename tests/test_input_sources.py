@@ -236,7 +236,8 @@ def test_dev_stdin_pipe(tmp_path, content):
     assert doc["path"] == "/dev/stdin"
     regular = tmp_path / "t.jsonl"
     regular.write_bytes(content)
-    assert doc["figures"]["num_blocks"] == analyze(regular, use_cache=False, block_size=4).num_blocks
+    assert doc["figures"]["num_blocks"] == analyze(regular, use_cache=False,
+                                                   block_size=4).num_blocks
 
 
 @pytest.mark.skipif(shutil.which("bash") is None or not Path("/dev/fd").exists(),

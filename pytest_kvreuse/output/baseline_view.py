@@ -93,11 +93,15 @@ def _trend_plot(trend: list[dict], name: str) -> tuple[str | None, str]:
     figures = sorted({k for p in trend for k in (p.get("figures") or {}) if _is_fraction(k)})
     if len(trend) < 2 or not figures:
         return None, ""
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from .plot import svg_data_uri
 
-    fig, ax = plt.subplots(figsize=(7.0, 3.2), dpi=100)
+    # A bare Figure, not pyplot: no backend chosen, no figure left open in the host process.
+    fig = Figure(figsize=(7.0, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
     xs = list(range(len(trend)))
     for key in figures:
         ys = [(p.get("figures") or {}).get(key) for p in trend]

