@@ -32,7 +32,8 @@ class BlockStream:
     ``keys[i]`` is a small non-negative integer naming the whole prefix up to and including
     block ``i`` (equal keys <=> identical prefix; below a few times ``num_blocks``);
     ``request[i]`` is the request that block belongs to (non-decreasing). Per request:
-    ``prompt_tokens`` (partial tail included), ``timestamps`` (NaN when unknown) and
+    ``prompt_tokens`` (partial tail included), ``timestamps`` (seconds for every format,
+    NaN when unknown: docs/times.md) and
     ``sessions`` (dense ids, -1 when unknown).
     """
 

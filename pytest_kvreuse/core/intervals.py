@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import cast
+
 import numpy as np
 
 from .blocks import BlockStream, SlotLayout
@@ -38,6 +41,29 @@ def _neighbours(packed: np.ndarray, shift: int) -> tuple[int, np.ndarray, np.nda
     return pairs, prev, nxt
 
 
+@dataclass(frozen=True, eq=False)
+class ReusePairs:
+    """Every pair of consecutive occurrences ``a < b`` of a key, same request or not, as the
+    requests holding them: ``first[i]`` holds ``a``, ``second[i]`` holds ``b``, and entry
+    ``i`` stands for ``repeats[i]`` such pairs (None: one each).
+
+    In no particular order (not aligned with the sorted intervals), and not cut by warm-up:
+    a consumer wanting section 2's pairs keeps ``first != second`` and, with a warm-up of
+    ``w`` requests, ``second >= w``.
+    """
+
+    first: np.ndarray
+    second: np.ndarray
+    repeats: np.ndarray | None = None
+
+    @property
+    def count(self) -> int:
+        """Number of pairs, repeats included."""
+        if self.repeats is None:
+            return int(self.first.shape[0])
+        return int(self.repeats.sum())
+
+
 def interval_dtype(stream: BlockStream) -> type:
     """int32 while every interval fits (one is less than the stream's tokens): half the
     memory of the result, the biggest array this pass makes."""
@@ -53,14 +79,30 @@ def reuse_intervals(stream: BlockStream, *,
     With ``counted_from`` (a block index; warm-up), only intervals whose second occurrence
     is at or after that block are kept: earlier blocks still serve as first occurrences.
     """
+    intervals, unique, _ = _reuse_pass(stream, counted_from, want_pairs=False)
+    return intervals, unique
+
+
+def reuse_intervals_and_pairs(stream: BlockStream, *, counted_from: int = 0
+                              ) -> tuple[np.ndarray, int, ReusePairs]:
+    """:func:`reuse_intervals` plus the :class:`ReusePairs` found by the same sort, for the
+    figures that need the requests of each pair (reuse times in seconds, TTL caches).
+    ``counted_from`` cuts the intervals only, never the pairs."""
+    intervals, unique, pairs = _reuse_pass(stream, counted_from, want_pairs=True)
+    return intervals, unique, cast(ReusePairs, pairs)
+
+
+def _reuse_pass(stream: BlockStream, counted_from: int, want_pairs: bool
+                ) -> tuple[np.ndarray, int, ReusePairs | None]:
     if stream.layout is not None:
-        found = _slot_intervals(stream, stream.layout, counted_from)
+        found = _slot_intervals(stream, stream.layout, counted_from, want_pairs)
         if found is not None:
             return found
     keys = stream.keys
     n = int(keys.size)
     if n == 0:
-        return np.zeros(0, dtype=np.int64), 0
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, 0, (ReusePairs(empty, empty) if want_pairs else None)
     shift = n.bit_length()
     # Big temporaries cost page faults on every fresh allocation: work in place where the
     # numbers allow, it halves the time of this pass.
@@ -83,7 +125,15 @@ def reuse_intervals(stream: BlockStream, *,
         del same, order, sorted_keys
     unique = n - pairs
     request = stream.request
-    cross = request[prev] != request[nxt]
+    found = None
+    if want_pairs:
+        # The gathers the cross test makes anyway, kept: the pairs cost no extra pass.
+        first, second = request[prev], request[nxt]
+        cross = first != second
+        found = ReusePairs(first, second)
+        del first, second
+    else:
+        cross = request[prev] != request[nxt]
     if counted_from > 0:
         cross &= nxt >= counted_from
     nxt -= prev
@@ -93,15 +143,16 @@ def reuse_intervals(stream: BlockStream, *,
     intervals -= 1
     intervals *= stream.block_size
     intervals.sort()
-    return intervals, unique
+    return intervals, unique, found
 
 
 # Walking back past more partial slots than this, the block-by-block pass is cheaper.
 _MAX_WALK = 32
 
 
-def _slot_intervals(stream: BlockStream, layout: SlotLayout,
-                    counted_from: int) -> tuple[np.ndarray, int] | None:
+def _slot_intervals(stream: BlockStream, layout: SlotLayout, counted_from: int,
+                    want_pairs: bool = False
+                    ) -> tuple[np.ndarray, int, ReusePairs | None] | None:
     """The same intervals from the slots of a hash-id stream, without touching its blocks;
     None when the slots are too ragged for it to pay.
 
@@ -112,7 +163,8 @@ def _slot_intervals(stream: BlockStream, layout: SlotLayout,
     """
     n = int(layout.key.size)
     if n == 0:
-        return np.zeros(0, dtype=np.int64), 0
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, 0, (ReusePairs(empty, empty) if want_pairs else None)
     shift = n.bit_length()
     packed = layout.key.astype(np.int64)
     packed <<= shift
@@ -154,6 +206,13 @@ def _slot_intervals(stream: BlockStream, layout: SlotLayout,
     second = np.concatenate([p[1] for p in pairs])
     times = np.concatenate([p[2] for p in pairs])
     del pairs, slot_keys, count
+    found = None
+    if want_pairs:
+        # A slot pair stands for ``times`` block pairs between the same two requests.
+        present = np.flatnonzero(times > 0)
+        found = ReusePairs(request[first[present]], request[second[present]],
+                           times[present])
+        del present
     keep = (times > 0) & (request[first] != request[second])
     if counted_from > 0:
         keep &= start[second] >= counted_from
@@ -173,7 +232,7 @@ def _slot_intervals(stream: BlockStream, layout: SlotLayout,
     tokens_apart = packed.astype(interval_dtype(stream))
     del packed
     intervals = np.repeat(tokens_apart, repeats)
-    return intervals, unique
+    return intervals, unique, found
 
 
 def tokens_beyond(intervals: np.ndarray, gpu_cache_tokens: float, block_size: int) -> int:

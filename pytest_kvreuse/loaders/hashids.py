@@ -28,7 +28,10 @@ _GATHER = 1 << 22
 
 @dataclass(frozen=True, eq=False)
 class HashIdTrace:
-    """A hash-id trace as flat arrays: ``hash_ids[offsets[r]:offsets[r+1]]`` is request r's."""
+    """A hash-id trace as flat arrays: ``hash_ids[offsets[r]:offsets[r+1]]`` is request r's.
+
+    ``timestamps`` are seconds (NaN when unknown), whatever unit the file uses.
+    """
 
     path: str
     hash_ids: np.ndarray
@@ -194,12 +197,17 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         sessions = _bailian_sessions(chat_ids, parent_ids)
     else:
         sessions = np.full(num, -1, dtype=np.int64)
+    timestamps = np.frombuffer(stamps, dtype=np.float64).copy()
+    if not bailian:
+        # Mooncake stamps are milliseconds; every stream carries seconds (docs/times.md),
+        # so no consumer has to know the format a stream came from.
+        timestamps /= 1000.0
     return HashIdTrace(
         path=spath,
         hash_ids=np.frombuffer(all_ids, dtype=np.int64) if all_ids else np.zeros(0, np.int64),
         offsets=offsets,
         input_lengths=np.frombuffer(lengths, dtype=np.int64).copy(),
-        timestamps=np.frombuffer(stamps, dtype=np.float64).copy(),
+        timestamps=timestamps,
         sessions=sessions,
         lines=line_array,
         native_block_size=native_block_size,

@@ -80,8 +80,14 @@ def _messages(record: dict, path: str, line: int, where: str) -> tuple[tuple[str
     return tuple(out)
 
 
-def _timestamp(record: dict, path: str, line: int) -> float:
-    return _field_number(record, "timestamp", path, line)
+def _timestamp(record: dict, path: str, line: int, per_second: float = 1.0) -> float:
+    """Seconds, from a format counting ``per_second`` units a second (docs/times.md)."""
+    # A division, not a product with 1e-3: 59355 ms gives exactly the double of 59.355.
+    return _field_number(record, "timestamp", path, line) / per_second
+
+
+# aiperf's dataset formats stamp turns in milliseconds.
+_AIPERF_UNITS_PER_SECOND = 1000.0
 
 
 def _session(record: dict, path: str, line: int) -> object:
@@ -114,7 +120,8 @@ def iter_text_requests(path: str | os.PathLike[str], fmt: str,
                     raise TraceFormatError(f"{where} must be an object", path=spath, line=line)
                 count += 1
                 yield TextRequest(_messages(payload, spath, line, where), session,
-                                  _timestamp(payload, spath, line), line)
+                                  _timestamp(payload, spath, line,
+                                             _AIPERF_UNITS_PER_SECOND), line)
     else:
         for line, rec in iter_records(spath, on_bytes):
             if fmt == "chat":

@@ -15,7 +15,7 @@ from ..atomic import atomic_open
 from ..core.blocks import BlockStream
 
 # Bump when the stream a given input produces changes (key scheme, join rules, ...).
-CACHE_VERSION = 2  # 2: the header holds a digest of the arrays
+CACHE_VERSION = 3  # 2: the header holds a digest of the arrays; 3: aiperf stamps in seconds
 _ARRAYS = ("keys", "request", "prompt_tokens", "timestamps", "sessions")
 
 
