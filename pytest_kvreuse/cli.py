@@ -14,7 +14,7 @@ from .baselines.drift import Tolerance, compare_runs, format_comparison, parse_t
 from .baselines.storage import describe_run, load_results
 from .core.analysis import ReuseAnalysis
 from .errors import KvReuseError
-from .formatting import defined
+from .formatting import UNDEFINED_TEXT, defined, percent
 from .loaders.fingerprint import content_sha256
 from .metrics import METRICS, parse_tokens
 from .params import PARAMS, AnalysisParams, Param
@@ -139,7 +139,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _percent(x: float | None) -> str:
-    return "undefined" if x is None or x != x else f"{x * 100:.4f} %"
+    # The CLI's own precision (four decimals), through the one formatter.
+    return percent(x, 4, UNDEFINED_TEXT)
 
 
 def _split(d: dict[str, float] | None) -> str:
