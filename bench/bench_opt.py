@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_kvreuse.opt import opt_profile
-from pytest_kvreuse.policies import policy_hits
+from pytest_kvreuse.core.opt import opt_profile
+from pytest_kvreuse.core.policies import policy_hits
+from pytest_kvreuse.loaders.stream import load_block_stream
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
-from pytest_kvreuse.trace import load_block_stream
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 SECTION6 = {345_792: 224_820, 1_000_000: 365_992, 4_000_000: 576_777, 16_000_000: 622_601}

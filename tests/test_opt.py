@@ -4,6 +4,7 @@ reference figures."""
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -13,8 +14,8 @@ from oracle_lru import make_stream
 from oracle_opt import opt_replay
 
 from pytest_kvreuse import load_block_stream
-from pytest_kvreuse.lru import lru_profile
-from pytest_kvreuse.opt import opt_profile, sequence_opt_distances
+from pytest_kvreuse.core.lru import lru_profile
+from pytest_kvreuse.core.opt import opt_profile, sequence_opt_distances
 
 B = 4
 
@@ -86,6 +87,10 @@ def test_bad_sizes(bad):
 
 @pytest.fixture(scope="module")
 def mooncake_opt(request):
+    # The engine loops in Python per reuse touch (about 90 s on this trace): off in CI
+    # until the one-pass vectorized engine replaces it.
+    if not os.environ.get("KVREUSE_SLOW_TESTS"):
+        pytest.skip("set KVREUSE_SLOW_TESTS=1 to run the OPT reference figures (slow)")
     shared = request.getfixturevalue("shared_traces")
     stream = load_block_stream(shared / "mooncake_synthetic_trace.jsonl", block_size=64)
     return stream, opt_profile(stream)

@@ -9,8 +9,8 @@ from oracle_lru import make_stream
 from oracle_opt import opt_replay
 
 from pytest_kvreuse import load_block_stream
+from pytest_kvreuse.core.policies import policy_hits
 from pytest_kvreuse.errors import KvReuseError
-from pytest_kvreuse.policies import policy_hits
 
 
 def test_missing_libcachesim_names_the_extra(monkeypatch):

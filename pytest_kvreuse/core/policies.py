@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import KvReuseError
 from .blocks import BlockStream
-from .errors import KvReuseError
 from .lru import capacity_blocks, counted_from_block, touch_order
 
 _INSTALL = 'pip install "pytest-kvreuse[policies]"'
