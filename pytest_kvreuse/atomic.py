@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -12,15 +13,16 @@ from typing import BinaryIO
 from .errors import KvReuseError
 
 
-def _default_mode() -> int:
-    # mkstemp creates 0600 files; a report or results file is meant to be shared (CI
-    # artifacts, web servers), so give it the mode open() would: 0666 minus the umask.
+@functools.cache
+def file_mode() -> int:
+    """The mode open() gives a new file: 0666 less the umask.
+
+    mkstemp creates 0600 files; a report or results file is meant to be shared (CI
+    artifacts, web servers). Read on the first write, not at import: reading the umask
+    sets it for a moment, and importing the plugin must change nothing in the process."""
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
-
-
-_MODE = _default_mode()
 
 
 @contextlib.contextmanager
@@ -38,7 +40,7 @@ def atomic_open(path: str | os.PathLike[str]) -> Iterator[BinaryIO]:
     try:
         with os.fdopen(fd, "wb") as fh:
             if hasattr(os, "fchmod"):  # POSIX only
-                os.fchmod(fh.fileno(), _MODE)
+                os.fchmod(fh.fileno(), file_mode())
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

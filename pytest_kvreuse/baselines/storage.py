@@ -23,7 +23,7 @@ from pathlib import Path
 
 import orjson
 
-from ..atomic import _MODE
+from ..atomic import file_mode
 from ..errors import KvReuseError
 from ..loaders.fingerprint import content_sha256
 from ..metrics import HEADLINE_METRICS
@@ -156,7 +156,7 @@ def _create_new(path: Path, data: bytes) -> bool:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as fh:
             if hasattr(os, "fchmod"):  # POSIX only; mkstemp's 0600 would hide the run
-                os.fchmod(fh.fileno(), _MODE)
+                os.fchmod(fh.fileno(), file_mode())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -168,7 +168,7 @@ def _create_new(path: Path, data: bytes) -> bool:
             if isinstance(exc, OSError) and exc.errno not in _NO_LINK_ERRNOS:
                 raise
             try:
-                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE))
+                os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, file_mode()))
             except FileExistsError:
                 return False
             claimed = True

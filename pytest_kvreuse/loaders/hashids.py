@@ -16,9 +16,8 @@ import numpy as np
 
 from ..core.blocks import BlockStream, SlotLayout, dense_ids, request_index, smallest_index_dtype
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
-from .jsonl import iter_raw_records
+from .jsonl import INT64_END, field_number, iter_raw_records, not_an_integer
 
-_INT64_END = 2**63
 MOONCAKE_HASH_BLOCK = 512
 BAILIAN_HASH_BLOCK = 16
 
@@ -47,18 +46,6 @@ class HashIdTrace:
         return int(self.input_lengths.shape[0])
 
 
-def not_an_integer(value: object) -> str:
-    """Why a JSON value is not a 64-bit integer, in a few words (error path only).
-
-    orjson reads an integer literal beyond 64 bits as a float: an integral float of
-    that size is reported as too large, which it is whichever way it was written."""
-    if type(value) is bool:
-        return "found a boolean"
-    if type(value) is float and value.is_integer() and abs(value) >= _INT64_END:
-        return "found one too large (beyond 64 bits)"
-    return f"found {type(value).__name__}"
-
-
 def _field_int(record: dict, name: str, path: str, lineno: int, *, required: bool) -> int | None:
     value = record.get(name)
     if value is None:
@@ -71,23 +58,10 @@ def _field_int(record: dict, name: str, path: str, lineno: int, *, required: boo
     if value < 0:
         raise TraceFormatError(f"'{name}' must not be negative, got {value}",
                                path=path, line=lineno)
-    if value >= _INT64_END:
+    if value >= INT64_END:
         raise TraceFormatError(f"'{name}' {value} is too large: does not fit in 64 bits",
                                path=path, line=lineno)
     return value
-
-
-def _field_number(record: dict, name: str, path: str, lineno: int) -> float:
-    value = record.get(name)
-    if value is None:
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TraceFormatError(f"'{name}' must be a number, got {type(value).__name__}",
-                               path=path, line=lineno)
-    try:
-        return float(value)
-    except OverflowError:  # an integer beyond the float range (Python's json keeps it)
-        raise TraceFormatError(f"'{name}' is out of range", path=path, line=lineno) from None
 
 
 def _bad_ids(ids: list, path: str, lineno: int) -> TraceFormatError:
@@ -97,7 +71,7 @@ def _bad_ids(ids: list, path: str, lineno: int) -> TraceFormatError:
         if type(value) is not int:
             return TraceFormatError(f"'hash_ids' must hold integers, {not_an_integer(value)}",
                                     path=path, line=lineno)
-        if not -_INT64_END <= value < _INT64_END:
+        if not -INT64_END <= value < INT64_END:
             return TraceFormatError(f"hash id {value} is too large: does not fit in 64 bits",
                                     path=path, line=lineno)
     return TraceFormatError("'hash_ids' must hold integers", path=path, line=lineno)
@@ -108,7 +82,7 @@ def _chat_field(record: dict, name: str, default: object, path: str, lineno: int
     if type(value) is not int:
         raise TraceFormatError(f"'{name}' must be an integer, {not_an_integer(value)}",
                                path=path, line=lineno)
-    if not -_INT64_END <= value < _INT64_END:
+    if not -INT64_END <= value < INT64_END:
         raise TraceFormatError(f"'{name}' {value} is too large: it must fit in 64 bits",
                                path=path, line=lineno)
     return value
@@ -145,14 +119,14 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
                                    path=spath, line=lineno)
         # Plain values pass straight through; anything else takes the checking path.
         length = rec.get("input_length")
-        if type(length) is not int or not 0 <= length < _INT64_END:
+        if type(length) is not int or not 0 <= length < INT64_END:
             length = _field_int(rec, "input_length", spath, lineno, required=False)
             if length is None:
                 length = len(ids) * native_block_size
         stamp = rec.get("timestamp")
         if type(stamp) is not float and (type(stamp) is not int
-                                         or not -_INT64_END <= stamp < _INT64_END):
-            stamp = _field_number(rec, "timestamp", spath, lineno)
+                                         or not -INT64_END <= stamp < INT64_END):
+            stamp = field_number(rec, "timestamp", spath, lineno)
         # array('q') takes booleans as 0 and 1: C scans of the line for the literals
         # (no Python work per id; inlined may_hold_boolean, this runs per record) and,
         # only on a hit, a C pass over the ids' types.
@@ -171,7 +145,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
             chat = rec.get("chat_id")
             parent = rec.get("parent_chat_id", -1)
             if type(chat) is not int or type(parent) is not int or not (
-                    -_INT64_END <= chat < _INT64_END and -1 <= parent < _INT64_END) or (
+                    -INT64_END <= chat < INT64_END and -1 <= parent < INT64_END) or (
                     parent == chat):
                 _check_chat_ids(rec, spath, lineno)
             turn = rec.get("turn", 1)

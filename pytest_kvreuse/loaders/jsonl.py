@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -149,3 +150,33 @@ def _reason(exc: orjson.JSONDecodeError, raw: bytes = b"") -> str:
     if "infinity when parsed as double" in msg:
         return "a number too large"
     return msg
+
+
+# Record fields: what every JSONL format checks the same way.
+INT64_END = 2**63
+
+
+def not_an_integer(value: object) -> str:
+    """Why a JSON value is not a 64-bit integer, in a few words (error path only).
+
+    orjson reads an integer literal beyond 64 bits as a float: an integral float of
+    that size is reported as too large, which it is whichever way it was written."""
+    if type(value) is bool:
+        return "found a boolean"
+    if type(value) is float and value.is_integer() and abs(value) >= INT64_END:
+        return "found one too large (beyond 64 bits)"
+    return f"found {type(value).__name__}"
+
+
+def field_number(record: dict, name: str, path: str, lineno: int) -> float:
+    """A numeric field as a float, NaN when absent; anything else is one line."""
+    value = record.get(name)
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TraceFormatError(f"'{name}' must be a number, got {type(value).__name__}",
+                               path=path, line=lineno)
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond the float range (Python's json keeps it)
+        raise TraceFormatError(f"'{name}' is out of range", path=path, line=lineno) from None

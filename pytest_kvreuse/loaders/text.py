@@ -11,8 +11,14 @@ import numpy as np
 
 from ..errors import EmptyTraceError, TraceFormatError
 from .aiperf import iter_aiperf_entries
-from .hashids import _INT64_END, _field_number, not_an_integer
-from .jsonl import iter_raw_records, iter_records, may_hold_boolean
+from .jsonl import (
+    INT64_END,
+    field_number,
+    iter_raw_records,
+    iter_records,
+    may_hold_boolean,
+    not_an_integer,
+)
 
 
 @dataclass(frozen=True)
@@ -83,7 +89,7 @@ def _messages(record: dict, path: str, line: int, where: str) -> tuple[tuple[str
 def _timestamp(record: dict, path: str, line: int, per_second: float = 1.0) -> float:
     """Seconds, from a format counting ``per_second`` units a second (docs/times.md)."""
     # A division, not a product with 1e-3: 59355 ms gives exactly the double of 59.355.
-    return _field_number(record, "timestamp", path, line) / per_second
+    return field_number(record, "timestamp", path, line) / per_second
 
 
 # aiperf's dataset formats stamp turns in milliseconds.
@@ -147,7 +153,7 @@ def _bad_token_ids(ids: list, path: str, line: int) -> TraceFormatError:
         if type(value) is not int:
             return TraceFormatError(f"'token_ids' must hold integers, {not_an_integer(value)}",
                                     path=path, line=line)
-        if not -_INT64_END <= value < _INT64_END:
+        if not -INT64_END <= value < INT64_END:
             return TraceFormatError(f"token id {value} is too large: does not fit in 64 bits",
                                     path=path, line=line)
     return TraceFormatError("'token_ids' must hold integers", path=path, line=line)
@@ -171,7 +177,7 @@ def iter_token_requests(path: str | os.PathLike[str],
         # numpy takes [1, true] as integers: a C scan of the line for the literals, and
         # only on a hit a C pass over the ids' types (never Python work per token).
         if arr is None or arr.ndim != 1 or arr.dtype.kind not in "iu" or (
-                arr.dtype.kind == "u" and int(arr.max()) >= _INT64_END) or (
+                arr.dtype.kind == "u" and int(arr.max()) >= INT64_END) or (
                 may_hold_boolean(raw) and bool in set(map(type, ids))):
             raise _bad_token_ids(ids, spath, line)
         arr = arr.astype(np.int64, copy=False)

@@ -30,10 +30,12 @@ import json
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .tokenizer import TextTokenizer
+if TYPE_CHECKING:  # the tokenizer asks this module whether its cuts are safe
+    from .tokenizer import TextTokenizer
 
 _DIGITS = r"\p{N}{1,3}"
 _CJK = "[\u4e00-\u9fa5\u3040-\u309f\u30a0-\u30ff]+"

@@ -19,6 +19,7 @@ from typing import TypeVar
 import numpy as np
 
 from ..errors import TokenizerError
+from .sharedtext import cut_points_are_safe
 
 DEFAULT_TOKENIZER = "deepseek-v3"
 T = TypeVar("T")
@@ -164,8 +165,6 @@ class TextTokenizer:
     @functools.cached_property
     def safe_cuts(self) -> bool:
         """Whether shared text may be tokenized once (see :mod:`.sharedtext`)."""
-        from .sharedtext import cut_points_are_safe
-
         return cut_points_are_safe(self.backend)
 
     def encodings(self, texts: list[str]) -> list:
