@@ -8,6 +8,7 @@ import math
 import numbers
 from dataclasses import dataclass
 
+from . import __version__
 from .errors import KvReuseError
 from .loaders.registry import HASH_ID_FORMATS
 from .metrics import Metric, metric
@@ -88,8 +89,6 @@ def metric_value(analysis: object, name: str, at: int | None = None,
     try:
         value = m.value(analysis, **m.read_args({"at": at, **args}))
     except AttributeError:
-        from . import __version__
-
         raise CheckError(f"metric {name!r} is not available in pytest-kvreuse "
                          f"{__version__}") from None
     except KvReuseError as exc:

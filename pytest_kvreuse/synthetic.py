@@ -7,7 +7,9 @@ history: the reuse pattern of real chat traffic. A prompt is a list of segments
 
 from __future__ import annotations
 
+import json
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -15,6 +17,7 @@ import numpy as np
 import orjson
 
 from .atomic import atomic_open, atomic_write_bytes
+from .text.tokenizer import resolve_tokenizer_dir
 
 
 @dataclass(frozen=True)
@@ -111,11 +114,6 @@ def write_mooncake(requests: list[Request], path: str | os.PathLike[str],
 def vocabulary_words(count: int = 4096) -> list[str]:
     """Lower-case words that DeepSeek-V3 encodes as one token each when preceded by a space
     (its earliest-merged, i.e. most common, ones): text of n such words is ~n tokens."""
-    import json
-    import re
-
-    from .text.tokenizer import resolve_tokenizer_dir
-
     vocab = json.loads((resolve_tokenizer_dir("deepseek-v3") / "tokenizer.json")
                        .read_text(encoding="utf-8"))["model"]["vocab"]
     # "\u0120" is the byte-level alphabet's space.

@@ -15,6 +15,7 @@ import errno
 import os
 import platform
 import re
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -147,8 +148,6 @@ def _create_new(path: Path, data: bytes) -> bool:
     whole or not at all. On a file system without hard links, ``path`` is claimed by
     exclusive creation and the temporary file renamed over the claim: still exclusive, but
     an empty file is visible for that moment."""
-    import tempfile
-
     tmp = None
     claimed = False
     try:

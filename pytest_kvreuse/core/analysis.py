@@ -10,6 +10,7 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import KvReuseError
+from ..metrics import METRICS
 from .blocks import BlockStream
 from .intervals import interval_ccdf, reuse_intervals, tokens_beyond
 from .lru import LruProfile, capacity_blocks, counted_from_block, lru_profile
@@ -191,8 +192,6 @@ class ReuseAnalysis:
         """The parameters and every figure without arguments, JSON-ready and deterministic
         (the full result document, sizes and curves included, is
         :meth:`pytest_kvreuse.TraceResult.from_analysis`)."""
-        from ..metrics import METRICS
-
         figures = {m.name: m.value(self) for m in METRICS.values() if not m.args}
         return {"params": {k: self.params[k] for k in sorted(self.params)}, **figures}
 

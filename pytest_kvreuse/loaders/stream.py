@@ -8,7 +8,9 @@ from pathlib import Path
 
 from ..core.blocks import BlockStream
 from ..errors import BlockSizeError, KvReuseError, TokenizerError
-from ..text.tokenizer import DEFAULT_TOKENIZER
+from ..text import blocks as text_blocks
+from ..text.cache import cache_file, cache_key, read_cached, write_cached
+from ..text.tokenizer import DEFAULT_TOKENIZER, tokenizer_identity
 from .hashids import hash_id_block_stream, read_hash_id_trace
 from .registry import FORMAT_NAMES, HASH_ID_FORMATS, TEXT_FORMATS, TOKEN_FORMATS, detect_format
 from .source import TraceSource, open_source
@@ -77,14 +79,10 @@ def _cached_token_stream(source: TraceSource, fmt: str, block_size: int, *,
                          ) -> BlockStream:
     """Text and token-id traces: tokenizing dominates, so the stream is cached on disk."""
     path = source.path
-    from ..text.blocks import check_prompt_mode, text_block_stream, token_block_stream
-    from ..text.cache import cache_file, cache_key, read_cached, write_cached
-    from ..text.tokenizer import tokenizer_identity
-
     tokenizer = DEFAULT_TOKENIZER if tokenizer is None else tokenizer
     if not isinstance(tokenizer, str) or not tokenizer:
         raise TokenizerError(f"tokenizer must be a non-empty name, got {tokenizer!r}")
-    check_prompt_mode(prompt)
+    text_blocks.check_prompt_mode(prompt)
     text = fmt in TEXT_FORMATS
     if not text and fmt not in TOKEN_FORMATS:  # pragma: no cover - FORMATS is checked
         raise KvReuseError(f"format {fmt!r} is not readable", path=path)
@@ -99,10 +97,11 @@ def _cached_token_stream(source: TraceSource, fmt: str, block_size: int, *,
         if stream is not None:
             return stream
     if text:
-        stream = text_block_stream(path, fmt, block_size=block_size, tokenizer=tokenizer,
-                                   prompt=prompt, progress=progress)
+        stream = text_blocks.text_block_stream(path, fmt, block_size=block_size,
+                                               tokenizer=tokenizer, prompt=prompt,
+                                               progress=progress)
     else:
-        stream = token_block_stream(path, block_size=block_size, progress=progress)
+        stream = text_blocks.token_block_stream(path, block_size=block_size, progress=progress)
     if entry is not None:
         try:
             write_cached(entry, stream)

@@ -12,9 +12,13 @@ from __future__ import annotations
 import math
 import numbers
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
 from ..baselines.drift import is_fraction
 from ..formatting import count, percent, signed_delta
 from ..result import TraceLike, as_result
+from .plot import svg_data_uri
 
 _STATUS_TEXT = {"drifted": "drifted beyond tolerance", "within tolerance": "within tolerance"}
 
@@ -93,11 +97,6 @@ def _trend_plot(trend: list[dict], name: str) -> tuple[str | None, str]:
     figures = sorted({k for p in trend for k in (p.get("figures") or {}) if _is_fraction(k)})
     if len(trend) < 2 or not figures:
         return None, ""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .plot import svg_data_uri
-
     # A bare Figure, not pyplot: no backend chosen, no figure left open in the host process.
     fig = Figure(figsize=(7.0, 3.2), dpi=100)
     FigureCanvasAgg(fig)

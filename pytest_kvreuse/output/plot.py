@@ -7,6 +7,7 @@ Drawn on a bare :class:`~matplotlib.figure.Figure` with its own canvas, never th
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 from collections.abc import Sequence
@@ -15,9 +16,13 @@ from dataclasses import dataclass, field
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_svg import FigureCanvasSVG
+from matplotlib.cbook import pts_to_poststep
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.path import Path
 
+from ..atomic import atomic_write_bytes
 from ..core.curves import downsample
 from ..errors import KvReuseError
 
@@ -184,8 +189,6 @@ def _place_marks(fig: Figure, ax, marks: list[tuple[str, float, float, str, int]
     """Label each marker where the text crosses no vertical line, no other label and stays
     inside the axes, off the curves where there is such a place; with no place at all the
     figure goes into the legend instead."""
-    from matplotlib.cbook import pts_to_poststep
-    from matplotlib.path import Path
 
     renderer = fig.canvas.get_renderer()
     box = ax.get_window_extent(renderer)
@@ -240,8 +243,6 @@ def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     bytes (reports and saved plots diff cleanly)."""
     buf = io.BytesIO()
     if fmt == "svg":
-        from matplotlib.backends.backend_svg import FigureCanvasSVG
-
         FigureCanvasSVG(fig)
         # rc_context puts every setting back when the block ends.
         with matplotlib.rc_context({"svg.hashsalt": "pytest-kvreuse", "svg.fonttype": "path"}):
@@ -254,8 +255,6 @@ def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
 
 def save_figure(fig: Figure, path: str | os.PathLike[str]) -> None:
     """Write PNG or SVG, chosen by the file's extension, atomically."""
-    from ..atomic import atomic_write_bytes
-
     ext = os.fspath(path).rsplit(".", 1)[-1].lower()
     if ext not in ("png", "svg"):
         raise KvReuseError(f"plot must end in .png or .svg, got {os.fspath(path)!r}")
@@ -265,7 +264,5 @@ def save_figure(fig: Figure, path: str | os.PathLike[str]) -> None:
 def svg_data_uri(fig: Figure) -> str:
     """The figure as an SVG ``data:`` URI (the report inlines every plot); the same
     results give byte-identical plots (see :func:`figure_bytes`)."""
-    import base64
-
     return "data:image/svg+xml;base64," + base64.b64encode(figure_bytes(fig, "svg")).decode(
         "ascii")

@@ -26,6 +26,7 @@ and the filters ``pct`` (a fraction as a percentage), ``count`` (thousands separ
 
 from __future__ import annotations
 
+import importlib.resources
 import math
 import numbers
 import os
@@ -38,8 +39,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import jinja2
+import numpy as np
 import orjson
 
+from .. import __version__
 from ..atomic import atomic_write_bytes, atomic_write_text
 from ..errors import KvReuseError
 from ..formatting import (
@@ -61,7 +64,7 @@ from ..result import (
     item_outcomes,
 )
 from .baseline_view import baseline_view
-from .plot import svg_data_uri
+from .plot import GpuLine, Series, ccdf_figure, svg_data_uri
 
 __all__ = ["UNDEFINED", "render_report", "results_json", "run_info", "write_json", "write_report"]
 
@@ -109,8 +112,6 @@ def run_info(args: Sequence[str], *, started: datetime | None = None,
              duration_s: float | None = None,
              cwd: str | os.PathLike[str] | None = None) -> dict:
     """The ``run`` dict: when, how, from which commit, with which versions."""
-    from .. import __version__
-
     started = started or datetime.now(timezone.utc)
     return {
         "started": started.astimezone(timezone.utc).isoformat(timespec="seconds"),
@@ -161,8 +162,6 @@ def render_report(results: Sequence[TraceLike], run: dict, *,
 
 def builtin_templates() -> Traversable:
     """The built-in templates: the installed package data, or the source tree's ``templates/``."""
-    import importlib.resources
-
     try:
         return importlib.resources.files(TEMPLATE_PACKAGE)
     except ModuleNotFoundError:
@@ -409,10 +408,6 @@ def _curve(c: object) -> tuple[list, list] | None:
 
 def _plot(result: TraceResult, name: str) -> tuple[str | None, str]:
     """The CCDF (and LRU curve) with a GPU cache line per size of interest, as a data URI."""
-    import numpy as np
-
-    from .plot import GpuLine, Series, ccdf_figure
-
     def real(x: object) -> bool:
         return isinstance(x, numbers.Real) and not isinstance(x, bool) and math.isfinite(x)
 

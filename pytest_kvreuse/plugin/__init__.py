@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ..errors import KvReuseError
+from ..output import summary
 from .items import (
     SESSION_KEY,
     ManifestFile,
@@ -242,17 +243,15 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 def _terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    from ..output.summary import summary_footer, summary_table
-
     kv = session_of(config)
     quiet = config.get_verbosity() < -1 if hasattr(config, "get_verbosity") else \
         config.option.verbose < -1
     results = kv.results()
     if results and not quiet:
         terminalreporter.write_sep("=", "kvreuse summary")
-        for line in summary_table(results):
+        for line in summary.summary_table(results):
             terminalreporter.write_line(line)
-        terminalreporter.write_line(summary_footer(results))
+        terminalreporter.write_line(summary.summary_footer(results))
     for note in kv.output_notes:
         if not quiet or "warning" in note:
             terminalreporter.write_line(note)

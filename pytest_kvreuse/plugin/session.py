@@ -21,6 +21,7 @@ from pathlib import Path
 from ..checks import Check, ThresholdViolation, evaluate, violation_paragraph
 from ..errors import KvReuseError
 from ..loaders.fingerprint import content_sha256 as content_hash
+from ..loaders.registry import detect_format
 from ..params import AnalysisParams
 from ..result import TraceResult, trace_timings
 
@@ -353,8 +354,6 @@ class KvReuseSession:
 def _detected_format(path: Path, params: AnalysisParams) -> str | None:
     if params.format != "auto":
         return params.format
-    from ..loaders.registry import detect_format
-
     try:
         return detect_format(path)
     except KvReuseError:

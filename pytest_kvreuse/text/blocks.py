@@ -14,8 +14,10 @@ import numpy as np
 from ..core.blocks import BlockStream, request_index, smallest_index_dtype
 from ..errors import KvReuseError, TraceFormatError
 from ..loaders.text import TextRequest, iter_text_requests, iter_token_requests
+from ..params import PROMPT_MODES
+from .sharedtext import ChunkedEncoder
+from .tokenizer import load_tokenizer
 
-PROMPT_MODES = ("raw", "chat", "per-message")
 # Joins a payload's message contents in raw mode: a one-message payload is its content.
 RAW_JOIN = "\n"
 _SEED = hashlib.blake2b(b"pytest-kvreuse prefix chain v1", digest_size=16).digest()
@@ -178,9 +180,6 @@ def text_block_stream(path: str | os.PathLike[str], fmt: str, *, block_size: int
                       tokenizer: str, prompt: str, progress: bool | None = None
                       ) -> BlockStream:
     """Tokenize a text trace and cut it into prefix-keyed full blocks."""
-    from .sharedtext import ChunkedEncoder
-    from .tokenizer import load_tokenizer
-
     spath = os.fspath(path)
     tok = load_tokenizer(tokenizer)
     builder = _StreamBuilder(block_size)

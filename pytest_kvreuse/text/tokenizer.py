@@ -7,6 +7,7 @@ import contextlib
 import functools
 import hashlib
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -19,9 +20,9 @@ from typing import TypeVar
 import numpy as np
 
 from ..errors import TokenizerError
+from ..params import DEFAULT_TOKENIZER
 from .sharedtext import cut_points_are_safe
 
-DEFAULT_TOKENIZER = "deepseek-v3"
 T = TypeVar("T")
 
 # Hugging Face names whose published tokenizer is the built-in one (the tokenizer.json of
@@ -246,8 +247,6 @@ def _guarded(name: str, directory: object, make: Callable[[], T]) -> T:
 
 
 def _load_deepseek(directory: Path, backend: object) -> object:
-    import json
-
     from transformers import PreTrainedTokenizerFast
 
     # Wrap tokenizer.json as it is: the config names LlamaTokenizerFast, whose newer
