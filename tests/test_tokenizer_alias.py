@@ -56,7 +56,7 @@ def test_alias_shares_the_builtin_cache_key():
     assert tk.tokenizer_identity(name) == tk.tokenizer_identity("deepseek-v3")
 
 
-@pytest.mark.parametrize("name", ["deepseek-ai/DeepSeek-V3.1", "deepseek-ai/DeepSeek-V3",
+@pytest.mark.parametrize("name", ["deepseek-ai/DeepSeek-V2", "deepseek-ai/DeepSeek-V3.2",
                                   "Qwen/Qwen3-8B"])
 def test_unverified_names_keep_the_offline_error(name, tmp_path, capsys):
     code = main(["--input-file", str(TRACE), "--model-name", name, "--block-size", "64",
@@ -70,14 +70,28 @@ def test_unverified_names_keep_the_offline_error(name, tmp_path, capsys):
 
 def test_alias_table_is_data_naming_only_the_builtin():
     assert tk.BUILTIN_ALIASES
-    assert set(tk.BUILTIN_ALIASES.values()) == {tk.DEFAULT_TOKENIZER}
+    assert {a.target for a in tk.BUILTIN_ALIASES.values()} == {tk.DEFAULT_TOKENIZER}
     assert all(n.startswith("deepseek-ai/DeepSeek-") for n in tk.BUILTIN_ALIASES)
 
 
+@pytest.mark.parametrize("name", sorted(n for n, a in tk.BUILTIN_ALIASES.items() if a.differs))
+def test_alias_with_another_chat_template_refuses_chat_prompts(name, tmp_path, capsys):
+    code = main(["analyze", str(TRACE), "--tokenizer", name, "--prompt", "chat", "-q",
+                 "--no-cache"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1
+    assert "needs" in err and "chat template" in err and "--prompt raw" in err
+
+
 def _hub_copy(name: str) -> Path | None:
-    """A real download of ``name``'s tokenizer.json, if this machine has one."""
+    """A copy of ``name``'s published tokenizer.json, if this machine has one: in
+    ``$KVREUSE_TOKENIZER_COPIES/<name>/`` (scripts/compare_tokenizer_copies.py --keep DIR
+    makes one) or a Hugging Face hub cache."""
     import os
 
+    copies = os.environ.get("KVREUSE_TOKENIZER_COPIES")
+    if copies and (Path(copies) / name / "tokenizer.json").is_file():
+        return Path(copies) / name / "tokenizer.json"
     roots = [Path(os.environ.get("KVREUSE_HUB_CACHE", Path.home() / ".cache" / "huggingface"
                                  / "hub"))]
     for root in roots:
@@ -100,6 +114,9 @@ def test_alias_matches_a_downloaded_copy(name, shared_traces):
     assert ours["model"]["vocab"] == theirs["model"]["vocab"]
     assert ours["model"]["merges"] == theirs["model"]["merges"]
     assert ours["pre_tokenizer"] == theirs["pre_tokenizer"]
+    differs = tk.BUILTIN_ALIASES[name].differs
+    if not differs:
+        assert ours["added_tokens"] == theirs["added_tokens"]
     a = Tokenizer.from_file(str(tk.resolve_tokenizer_dir("deepseek-v3") / "tokenizer.json"))
     b = Tokenizer.from_file(str(copy))
     doc = json.loads((shared_traces / "synthetic_head120.aiperf.json").read_text())

