@@ -11,10 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle_lru import make_stream
-from oracle_opt import opt_replay
+from oracle_opt import opt_replay, track_engine_distances
 
 from pytest_kvreuse import load_block_stream
-from pytest_kvreuse.core.lru import lru_profile
+from pytest_kvreuse.core.lru import lru_profile, touch_order
 from pytest_kvreuse.core.opt import opt_profile, sequence_opt_distances
 
 B = 4
@@ -69,6 +69,22 @@ def test_empty_and_nothing_counted():
     assert prof.curve()[0].size == 0
     prof = opt_profile(make_stream([[1, 2], [1, 2]]), warmup_requests=5)
     assert math.isnan(prof.hit_fraction(100))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_equals_first_engine_on_larger_random_traces(seed):
+    # Prefix-sharing shape: requests re-touch random-length heads of a few shared paths.
+    rng = np.random.default_rng(seed)
+    requests = []
+    for _ in range(300):
+        path = int(rng.integers(0, 12))
+        length = int(rng.integers(1, 30))
+        requests.append([path * 100 + j for j in range(length)])
+    stream = make_stream(requests, block_size=B)
+    keys = stream.keys[touch_order(stream)]
+    assert np.array_equal(sequence_opt_distances(keys), track_engine_distances(keys))
+    noise = rng.integers(0, 400, size=3000)
+    assert np.array_equal(sequence_opt_distances(noise), track_engine_distances(noise))
 
 
 def test_worked_example():

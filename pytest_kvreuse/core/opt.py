@@ -35,38 +35,6 @@ import numpy as np
 from .blocks import BlockStream
 from .lru import COLD, capacity_blocks, counted_from_block, previous_touch, touch_order
 
-# Free-end bitmap words: a predecessor query scans one word of bits and a few word counts.
-_WORD = 1024
-
-
-class _Ends:
-    """Set of track ends (times), with the largest element <= q."""
-
-    def __init__(self, size: int) -> None:
-        words = size // _WORD + 1
-        self.bits = np.zeros(words * _WORD, dtype=bool)
-        self.count = np.zeros(words, dtype=np.int64)
-
-    def add(self, v: int) -> None:
-        self.bits[v] = True
-        self.count[v // _WORD] += 1
-
-    def remove(self, v: int) -> None:
-        self.bits[v] = False
-        self.count[v // _WORD] -= 1
-
-    def pred(self, q: int) -> int:
-        w = q // _WORD
-        lo = w * _WORD
-        hit = np.flatnonzero(self.bits[lo:q + 1])
-        if hit.size:
-            return lo + int(hit[-1])
-        full = np.flatnonzero(self.count[:w])
-        if not full.size:
-            return -1
-        w = int(full[-1])
-        return w * _WORD + int(np.flatnonzero(self.bits[w * _WORD:(w + 1) * _WORD])[-1])
-
 
 def sequence_opt_distances(keys: np.ndarray) -> np.ndarray:
     """OPT distance of every element of the touch sequence ``keys`` (:data:`COLD` for first
@@ -83,32 +51,36 @@ def sequence_opt_distances(keys: np.ndarray) -> np.ndarray:
     ps = p_all[~adjacent].tolist()
     x = np.full(max(16, len(ts) + 1), -1, dtype=np.int64)
     slot = np.full(n + 1, -1, dtype=np.int64)
-    ends = _Ends(n + 1)
+    # Which times are current track ends: bytearray.rfind answers "largest end <= p" in C,
+    # and the nearest end is almost always a few steps back (an end is added every touch).
+    ends = bytearray(n + 1)
     used = 0
     out = np.empty(len(ts), dtype=np.int64)
     for i, (t, p) in enumerate(zip(ts, ps, strict=True)):
-        best = ends.pred(p)
+        best = ends.rfind(1, 0, p + 1)
         if best < 0:
             # No track is free since p: a new track at the first unused position.
             a = used
-            x[a] = t - 1
             used += 1
         else:
-            stop = int(slot[best]) + 1
-            seg = x[:stop]
-            free = seg <= p
-            a = int(np.argmax(free))
-            vals = np.where(free[a:], seg[a:], -2)
-            run = np.maximum.accumulate(vals)
-            rec = np.flatnonzero(vals[1:] > run[:-1]) + 1 + a
-            rec = np.concatenate(([a], rec))
-            moved = x[rec[:-1]]
-            x[rec[1:]] = moved
-            slot[moved] = rec[1:]
-            x[a] = t - 1
-            ends.remove(best)
+            seg = x[:int(slot[best]) + 1]
+            run = np.maximum.accumulate(np.where(seg <= p, seg, -2))
+            # Busy tracks read as -2, so the running maximum of the free ends rises exactly
+            # at the records; each record takes the previous record's end, which is the
+            # running maximum just before it.
+            dest = np.flatnonzero(run[1:] != run[:-1]) + 1
+            if run[0] > -2:
+                a = 0
+            else:
+                a = int(dest[0])
+                dest = dest[1:]
+            moved = run[dest - 1]
+            x[dest] = moved
+            slot[moved] = dest
+            ends[best] = 0
+        x[a] = t - 1
         slot[t - 1] = a
-        ends.add(t - 1)
+        ends[t - 1] = 1
         out[i] = a + 1
     dist[np.asarray(ts, dtype=np.intp)] = out
     return dist
