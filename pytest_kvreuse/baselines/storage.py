@@ -29,9 +29,9 @@ from ..errors import KvReuseError
 from ..loaders.fingerprint import content_sha256
 from ..metrics import HEADLINE_METRICS
 from ..result import Results, TraceResult, as_result
+from . import DEFAULT_STORAGE
 from .drift import figure_label, metric_values
 
-DEFAULT_STORAGE = ".kvreuse"
 FORMAT = "kvreuse-baseline/1"
 _FILE = re.compile(r"^(\d+)_(.+)\.json$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -1,7 +1,12 @@
 """pytest plugin entry point (registered under ``pytest11`` as ``kvreuse``).
 
 Thin on purpose: options, markers, fixtures and collection; the run state lives in a
-:class:`~pytest_kvreuse.session.KvReuseSession` kept in ``config.stash``.
+:class:`~pytest_kvreuse.plugin.session.KvReuseSession` kept in ``config.stash``.
+
+pytest loads this module in every run of everyone who installs the package. So it imports
+only pytest and the standard library; the manifest reader, the session and everything
+behind them are imported inside the hooks, the first time a run uses them (a manifest is
+collected, a marked test or a fixture runs, a report is asked for).
 """
 
 from __future__ import annotations
@@ -9,21 +14,14 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..errors import KvReuseError
-from ..output import summary
-from .items import (
-    SESSION_KEY,
-    ManifestFile,
-    declared_trace,
-    marker_spec_of,
-    one_line_failure,
-    session_of,
-)
-from .marker import check_params
-from .session import KvReuseSession
+from .state import FACTORY_KEY, active_session, checks_a_trace, session_of, uses_kvreuse
+
+if TYPE_CHECKING:
+    from .items import ManifestFile
 
 # Saved baselines and drift checks (--kvreuse-save, --kvreuse-compare) live in their own
 # module; loaded from here so that -p no:kvreuse turns them off too.
@@ -102,10 +100,16 @@ def pytest_configure(config: pytest.Config) -> None:
         def cache_dir() -> Path:
             # Created on first analysis only: runs that analyse nothing leave no directory.
             return Path(cache.mkdir("kvreuse"))
-    config.stash[SESSION_KEY] = KvReuseSession(
-        rootpath=config.rootpath, cache_dir=cache_dir,
-        use_cache=not _setting(config, "kvreuse_no_cache"),
-        args=[str(a) for a in config.invocation_params.args])
+    use_cache = not _setting(config, "kvreuse_no_cache")
+    args = [str(a) for a in config.invocation_params.args]
+
+    def make_session() -> object:
+        from .session import KvReuseSession
+
+        return KvReuseSession(rootpath=config.rootpath, cache_dir=cache_dir,
+                              use_cache=use_cache, args=args)
+
+    config.stash[FACTORY_KEY] = make_session
     config.stash[_OUTPUTS] = {
         "report": _out_path(config, "kvreuse_report"),
         "json": _out_path(config, "kvreuse_json"),
@@ -120,6 +124,8 @@ def _is_worker(config: pytest.Config) -> bool:
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ManifestFile | None:
     patterns = str(_setting(parent.config, "kvreuse_manifest_pattern")).split()
     if any(fnmatch.fnmatch(file_path.name, p) for p in patterns):
+        from .items import ManifestFile
+
         return ManifestFile.from_parent(parent, path=file_path)
     return None
 
@@ -130,6 +136,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ManifestFi
 def kvreuse_analyze(request: pytest.FixtureRequest) -> Callable[..., object]:
     """``kvreuse_analyze(path, **params)`` -> ReuseAnalysis, once per file content and
     parameters in the whole run (a relative path resolves against the rootdir)."""
+    from .marker import check_params
+
     session = session_of(request.config)
 
     def analyze(path: str | Path, **params: object) -> object:
@@ -144,6 +152,9 @@ def kvreuse_analyze(request: pytest.FixtureRequest) -> Callable[..., object]:
 @pytest.fixture
 def kvreuse(request: pytest.FixtureRequest) -> object:
     """The ReuseAnalysis of the trace named by the test's ``@pytest.mark.kvreuse``."""
+    from ..errors import KvReuseError
+    from .items import marker_spec_of
+
     spec = marker_spec_of(request.node, strict=True)
     if spec is None:
         raise KvReuseError("the kvreuse fixture needs @pytest.mark.kvreuse(path, ...) on "
@@ -157,9 +168,11 @@ def pytest_runtest_call(item: pytest.Item) -> None:
     # trylast: runs after the test body, and only when the body passed (an exception in
     # item.runtest() stops the hook chain), so marker bounds are checked after the test.
     __tracebackhide__ = True
-    spec = marker_spec_of(item, strict=True)
-    if spec is None:
+    if item.get_closest_marker("kvreuse") is None:
         return
+    from .items import marker_spec_of
+
+    spec = marker_spec_of(item, strict=True)
     session = session_of(item.config)
     # The marker's own name for the trace, not the entry's: under xdist which other test
     # reached the entry first differs between runs.
@@ -168,19 +181,18 @@ def pytest_runtest_call(item: pytest.Item) -> None:
                         nodeid=item.nodeid, properties=item.user_properties)
 
 
-def _uses_kvreuse(item: pytest.Item) -> bool:
-    names = getattr(item, "fixturenames", ())
-    return (item.get_closest_marker("kvreuse") is not None or "kvreuse" in names
-            or "kvreuse_analyze" in names)
-
-
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
                                   items: list[pytest.Item]) -> None:
     # trylast: after -k / -m deselection. Declaring in collection order lists the traces
     # in declaration order, the same on every xdist worker.
+    mine = [item for item in items if checks_a_trace(item)]
+    if not mine:
+        return
+    from .items import declared_trace
+
     kv = session_of(config)
-    for item in items:
+    for item in mine:
         declared = declared_trace(item)
         if declared is not None:
             path, params, name = declared
@@ -190,18 +202,25 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
+    if not uses_kvreuse(item):
+        return
+    from .items import one_line_failure
+
     report = outcome.get_result()
     # Python tests that use the plugin fail with its one line, not a plugin traceback.
     message = None
     if call.excinfo is not None:
         message = one_line_failure(call.excinfo)
-        if message is not None and isinstance(item, pytest.Function) and _uses_kvreuse(item):
+        if message is not None and isinstance(item, pytest.Function):
             report.longrepr = message
-    if call.when == "call" or (call.when == "setup" and report.failed):
+    if (call.when == "call" or (call.when == "setup" and report.failed)) \
+            and checks_a_trace(item):
         _record_outcome(item, report, message)
 
 
 def _record_outcome(item: pytest.Item, report: pytest.TestReport, message: str | None) -> None:
+    from .items import declared_trace
+
     declared = declared_trace(item)
     if declared is None:
         return
@@ -216,13 +235,16 @@ def _record_outcome(item: pytest.Item, report: pytest.TestReport, message: str |
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
-    kv = session_of(config)
+    kv = active_session(config)
     if _is_worker(config):
-        config.workeroutput["kvreuse"] = kv.payload()  # type: ignore[attr-defined]
+        if kv is not None:
+            config.workeroutput["kvreuse"] = kv.payload()  # type: ignore[attr-defined]
         return
     out = config.stash[_OUTPUTS]
-    kv.write_outputs(report=out["report"], json_path=out["json"],
-                     template_dir=out["template_dir"])
+    if out["report"] is None and out["json"] is None:
+        return
+    session_of(config).write_outputs(report=out["report"], json_path=out["json"],
+                                     template_dir=out["template_dir"])
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -243,7 +265,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 def _terminal_summary(terminalreporter, config: pytest.Config) -> None:
-    kv = session_of(config)
+    kv = active_session(config)
+    if kv is None:
+        return  # nothing used the plugin in this run
+    from ..output import summary
+
     quiet = config.get_verbosity() < -1 if hasattr(config, "get_verbosity") else \
         config.option.verbose < -1
     results = kv.results()

@@ -1,30 +1,27 @@
 """pytest glue for saved baselines (``--kvreuse-save``, ``--kvreuse-compare``, ...).
 
-Loaded by ``plugin.py`` through ``pytest_plugins``, so ``-p no:kvreuse`` turns it off too.
-Options are read and checked at configure time; everything else is forwarded to a
-:class:`~pytest_kvreuse.baseline.BaselineGuard`.
+Loaded by the entry point through ``pytest_plugins``, so ``-p no:kvreuse`` turns it off
+too. Options are read and checked at configure time; everything else is forwarded to a
+:class:`~pytest_kvreuse.baselines.guard.BaselineGuard`. Like the entry point, it imports
+the baselines code only in a run that saves or compares.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pytest
 
-from ..baselines.drift import DRIFTED, Comparison, format_comparison, parse_tolerances
-from ..baselines.guard import BaselineGuard
-from ..baselines.storage import (
-    DEFAULT_STORAGE,
-    BaselineStorage,
-    SavedRun,
-    autosave_name,
-    shown_path,
-)
-from ..checks import ThresholdViolation
-from ..errors import KvReuseError
-from ..result import TraceResult
-from .items import declared_trace, session_of
-from .session import DeclaredTrace, KvReuseSession
+from ..baselines import DEFAULT_STORAGE
+from .state import checks_a_trace, session_of
+
+if TYPE_CHECKING:
+    from ..baselines.drift import Comparison
+    from ..baselines.guard import BaselineGuard
+    from ..baselines.storage import BaselineStorage, SavedRun
+    from ..result import TraceResult
+    from .session import DeclaredTrace, KvReuseSession
 
 # Bare --kvreuse-save / --kvreuse-compare. Strings, not object(): xdist ships option
 # values to its workers.
@@ -43,6 +40,8 @@ class DriftState:
 
 
 _STATE = pytest.StashKey[DriftState]()
+# Notes of a run that neither saves nor compares (no DriftState is made for it).
+_NOTES = pytest.StashKey[list]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -85,6 +84,8 @@ def _given_bare(config: pytest.Config, flag: str, value: str) -> None:
 
 
 def _storage(config: pytest.Config) -> BaselineStorage:
+    from ..baselines.storage import BaselineStorage
+
     value = config.getoption("kvreuse_storage")
     if value:
         return BaselineStorage(config.invocation_params.dir / value)
@@ -109,6 +110,23 @@ def pytest_configure(config: pytest.Config) -> None:
         save = _BARE
     else:
         save = config.getini("kvreuse_save").strip() or None
+    if compare is None and save is None:
+        if fail:  # checked even when unused: a typo is a usage error at once
+            from ..baselines.drift import parse_tolerances
+            from ..errors import KvReuseError
+
+            try:
+                parse_tolerances(fail)
+            except KvReuseError as exc:
+                raise pytest.UsageError(f"kvreuse: {exc.one_line()}") from None
+        if config.getoption("kvreuse_compare_fail"):
+            config.stash[_NOTES] = ["kvreuse: --kvreuse-compare-fail has no effect without "
+                                    "--kvreuse-compare"]
+        return
+    from ..baselines.drift import parse_tolerances
+    from ..baselines.guard import BaselineGuard
+    from ..errors import KvReuseError
+
     try:
         tolerances = parse_tolerances(fail)
         guard = BaselineGuard(_storage(config), tolerances, compare=compare is not None,
@@ -150,8 +168,12 @@ def _current_result(state: DriftState, kv: KvReuseSession, t: DeclaredTrace) -> 
 def pytest_runtest_call(item: pytest.Item) -> None:
     __tracebackhide__ = True
     state = item.config.stash.get(_STATE, None)
-    if state is None or not state.guard.comparing:
+    if state is None or not state.guard.comparing or not checks_a_trace(item):
         return
+    from ..baselines.drift import DRIFTED
+    from ..checks import ThresholdViolation
+    from .items import declared_trace
+
     declared = declared_trace(item)
     if declared is None:
         return
@@ -194,6 +216,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if not results:
         state.notes.append("kvreuse: no baseline saved: no trace was analysed")
         return
+    from ..baselines.storage import autosave_name
+    from ..errors import KvReuseError
+
     run = kv.run_info()
     name = autosave_name(run.get("git_commit")) if state.save_name == _BARE else \
         state.save_name
@@ -207,8 +232,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 @pytest.hookimpl(trylast=True)  # below the plugin's summary table
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):
+        return
+    for note in config.stash.get(_NOTES, []):
+        terminalreporter.write_line(note)
     state = config.stash.get(_STATE, None)
-    if state is None or hasattr(config, "workerinput"):
+    if state is None:
         return
     try:
         _summary(terminalreporter, config, state)
@@ -218,6 +247,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 
 
 def _summary(terminalreporter, config: pytest.Config, state: DriftState) -> None:
+    from ..baselines.drift import format_comparison
+    from ..baselines.storage import shown_path
+
     verbosity = config.get_verbosity() if hasattr(config, "get_verbosity") else \
         config.option.verbose
     quiet = verbosity < -1

@@ -11,13 +11,7 @@ from ..checks import ThresholdViolation
 from ..errors import KvReuseError
 from .manifest import CheckSpec, TraceSpec, load_manifest
 from .marker import MarkerSpec, marker_spec
-from .session import KvReuseSession
-
-SESSION_KEY = pytest.StashKey[KvReuseSession]()
-
-
-def session_of(config: pytest.Config) -> KvReuseSession:
-    return config.stash[SESSION_KEY]
+from .state import session_of
 
 
 def declared_trace(item: pytest.Item) -> tuple | None:
@@ -100,6 +94,11 @@ class CheckItem(pytest.Item):
         super().__init__(**kwargs)
         self.trace = trace
         self.check = check
+
+    @property
+    def kvreuse_trace(self) -> TraceSpec:
+        """The trace this item checks (how the entry point tells the plugin's items)."""
+        return self.trace
 
     def runtest(self) -> None:
         checks = () if self.check is None else (self.check.check,)
