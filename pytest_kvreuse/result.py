@@ -129,9 +129,12 @@ class TraceResult:
             out[name_] = _sorted_keys(m, per)
 
         def curve(xy: tuple, seconds: bool = False) -> dict:
+            if seconds:
+                # Spread the points over milliseconds: downsample() bins from 1 on up.
+                x, y = downsample(xy[0] * 1000.0, xy[1], CURVE_POINTS)
+                return {"x": [float(v) / 1000.0 for v in x], "y": [float(v) for v in y]}
             x, y = downsample(*xy, CURVE_POINTS)
-            return {"x": [float(v) if seconds else int(v) for v in x],
-                    "y": [float(v) for v in y]}
+            return {"x": [int(v) for v in x], "y": [float(v) for v in y]}
 
         curves = {"ccdf": curve(analysis.ccdf()),  # type: ignore[attr-defined]
                   "lru": curve(analysis.lru_offloadable_curve())}  # type: ignore[attr-defined]

@@ -22,7 +22,7 @@ from .items import (
     session_of,
 )
 from .marker import check_params
-from .session import KvReuseSession
+from .session import Computed, KvReuseSession
 
 # Saved baselines and drift checks (--kvreuse-save, --kvreuse-compare) live in their own
 # module; loaded from here so that -p no:kvreuse turns them off too.
@@ -50,6 +50,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the results as JSON")
     group.addoption("--kvreuse-template-dir", default=None, metavar="DIR",
                     help="templates overriding the report's own")
+    group.addoption("--kvreuse-opt", action="store_true", default=None,
+                    help="compute the Belady-optimal (OPT) hit fraction at every cache size "
+                         "and its curve for the report (exact; may take a while on big "
+                         "traces)")
+    group.addoption("--kvreuse-ttl", default=None, metavar="TTLS",
+                    help="TTL hit fraction and peak tokens at these time-to-lives, "
+                         "comma-separated (60,600 or 10min,1h) on traces with timestamps")
+    group.addoption("--kvreuse-policies", default=None, metavar="NAMES",
+                    help="block-level hit fraction of these libCacheSim eviction policies "
+                         "at every cache size, comma-separated (arc,s3fifo; needs "
+                         "pytest-kvreuse[policies])")
     parser.addini("kvreuse_manifest_pattern", "file names collected as trace manifests",
                   default=DEFAULT_PATTERN)
     parser.addini("kvreuse_no_cache", "do not cache tokenized traces", type="bool",
@@ -60,6 +71,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="")
     parser.addini("kvreuse_template_dir", "templates overriding the report's own",
                   default="")
+    parser.addini("kvreuse_opt", "compute the OPT (Belady) figures for every trace",
+                  type="bool", default=False)
+    parser.addini("kvreuse_ttl", "time-to-lives of the TTL figures, comma-separated",
+                  default="")
+    parser.addini("kvreuse_policies", "libCacheSim policies compared with LRU and OPT, "
+                  "comma-separated", default="")
 
 
 def _setting(config: pytest.Config, name: str) -> object:
@@ -88,6 +105,41 @@ def _out_path(config: pytest.Config, name: str) -> Path | None:
     return path
 
 
+def _list(config: pytest.Config, name: str, parse: Callable[[str, object], object],
+          flag: str) -> tuple:
+    text = str(_setting(config, name) or "")
+    try:
+        return tuple(dict.fromkeys(parse(flag, part) for part in text.split(",")
+                                   if part.strip()))
+    except KvReuseError as exc:
+        raise pytest.UsageError(f"{flag}: {exc.message}") from None
+
+
+def _computed(config: pytest.Config) -> tuple[Computed, list[str]]:
+    """What the results compute beyond the defaults, and a note for what cannot be."""
+    from ..metrics import parse_name, parse_seconds
+
+    notes = []
+    policies = _list(config, "kvreuse_policies", parse_name, "--kvreuse-policies")
+    if policies:
+        from ..core.policies import available_policies
+
+        try:
+            offered = {p.lower() for p in available_policies()}
+        except KvReuseError as exc:
+            notes.append(f"kvreuse: note: --kvreuse-policies ignored: {exc.message}")
+            policies = ()
+        else:
+            unknown = [p for p in policies if p not in offered]
+            if unknown:
+                raise pytest.UsageError(f"--kvreuse-policies: unknown policy {unknown[0]!r}; "
+                                        f"libCacheSim offers: {', '.join(sorted(offered))}")
+    computed = Computed(opt=bool(_setting(config, "kvreuse_opt")),
+                        ttls=_list(config, "kvreuse_ttl", parse_seconds, "--kvreuse-ttl"),
+                        policies=policies)
+    return computed, notes
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -101,10 +153,13 @@ def pytest_configure(config: pytest.Config) -> None:
         def cache_dir() -> Path:
             # Created on first analysis only: runs that analyse nothing leave no directory.
             return Path(cache.mkdir("kvreuse"))
-    config.stash[SESSION_KEY] = KvReuseSession(
+    computed, notes = _computed(config)
+    kv = KvReuseSession(
         rootpath=config.rootpath, cache_dir=cache_dir,
         use_cache=not _setting(config, "kvreuse_no_cache"),
-        args=[str(a) for a in config.invocation_params.args])
+        args=[str(a) for a in config.invocation_params.args], computed=computed)
+    kv.output_notes.extend(notes)
+    config.stash[SESSION_KEY] = kv
     config.stash[_OUTPUTS] = {
         "report": _out_path(config, "kvreuse_report"),
         "json": _out_path(config, "kvreuse_json"),
