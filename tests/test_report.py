@@ -103,6 +103,8 @@ def _assert_figures_match(html: str, data: dict) -> None:
         # What a reader sees is that same value, formatted.
         if key.endswith("fraction") or "fraction." in key:
             assert text == f"{expected * 100:.2f} %", (key, text)
+        elif key.startswith("figures.reuse_time_"):
+            assert text == f"{expected:,.3f}".rstrip("0").rstrip(".") + " s", (key, text)
         else:
             assert text == f"{expected:,}", (key, text)
         seen[section].add(key)
