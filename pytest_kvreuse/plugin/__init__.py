@@ -112,7 +112,7 @@ def _list(config: pytest.Config, name: str, parse: Callable[[str, object], objec
         return tuple(dict.fromkeys(parse(flag, part) for part in text.split(",")
                                    if part.strip()))
     except KvReuseError as exc:
-        raise pytest.UsageError(f"{flag}: {exc.message}") from None
+        raise pytest.UsageError(exc.message) from None
 
 
 def _computed(config: pytest.Config) -> tuple[Computed, list[str]]:
