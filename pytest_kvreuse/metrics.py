@@ -322,7 +322,8 @@ _METRICS: tuple[Metric, ...] = (
     Metric("policy_hit_fraction", "block-level hit", FRACTION,
            "share of tokens libCacheSim's `policy` with `at` tokens serves, block by block "
            "(ignores that a prefix breaks at its first missing block)",
-           lambda a, at, policy: a.policy_hit_fraction(policy, at), args=(AT, POLICY)),
+           lambda a, at, policy: a.policy_hit_fraction(policy, at), args=(AT, POLICY),
+           short="block hit %"),
     Metric("reuse_time_p50", "reuse time median", SECONDS,
            "median seconds between two uses of a block in different requests "
            "(sorted[n // 2])", _quantile(0.5), optional=True, needs=NO_TIMESTAMPS),

@@ -143,3 +143,18 @@ def test_report_draws_opt_and_reuse_time_plots(traces, tmp_path):
     assert html.count("data:image/svg+xml") == 2
     assert "CCDF of reuse times of stamped" in html and "TTL lines at TTL 60 s" in html
     assert "OPT - LRU gap" in html  # the per-size table's column
+
+
+def test_summary_headers_of_ttl_and_policy_checks():
+    from pytest_kvreuse.output.summary import summary_table
+    from pytest_kvreuse.result import TraceResult
+
+    r = TraceResult(name="t", sizes=[128], figures={
+        "ttl_hit_fraction": {"0.25": 0.5}, "policy_hit_fraction": {"128,policy=arc": 0.25}},
+        checks=[{"nodeid": "a", "metric": "ttl_hit_fraction", "at": 0.25, "args": None,
+                 "passed": True},
+                {"nodeid": "b", "metric": "policy_hit_fraction", "at": 128,
+                 "args": {"policy": "arc"}, "passed": True}])
+    header = summary_table([r])[0]
+    assert "TTL hit % @0.25s" in header and "block hit % @128 policy=arc" in header
+    assert summary_table([r])[1].split()[-4:-2] == ["25.00", "50.00"]
