@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from . import __version__
 from .errors import KvReuseError
 from .loaders.registry import HASH_ID_FORMATS
-from .metrics import Metric, metric
+from .metrics import NO_SESSIONS, NO_TIMESTAMPS, Metric, metric
 
 
 class CheckError(KvReuseError):
@@ -98,8 +98,16 @@ def metric_value(analysis: object, name: str, at: int | None = None,
 
 def why_undefined(analysis: object, m: Metric) -> str:
     """Why a figure has no value on this analysis, in words for a failure message."""
-    if m.optional:
-        return "the trace carries no session ids"
+    if m.needs == NO_SESSIONS:
+        return m.needs
+    if m.needs == NO_TIMESTAMPS:
+        # Says more than the metric can: timestamps present but out of order, or missing
+        # on one request.
+        reason = getattr(analysis, "times_reason", m.needs)
+        if reason is not None:
+            return reason
+        if getattr(analysis, "reuse_count", 1) == 0:
+            return "no block is reused"
     block = getattr(analysis, "block_size", "?")
     if getattr(analysis, "num_blocks", 1) == 0:
         return f"no request holds a full block of {block} tokens"
@@ -114,8 +122,9 @@ def evaluate(analysis: object, check: Check) -> tuple[float, str | None]:
     """``(value, None)`` when the check holds, else ``(value, message)``."""
     m = _metric(check.metric)
     value = metric_value(analysis, check.metric, check.at, **dict(check.args))
-    where = check.metric if check.at is None else f"{check.metric} at {check.at:,} tokens"
-    where += "".join(f", {k.replace('_', ' ')} {v:,} tokens" for k, v in check.args)
+    text = m.args_text(check.arguments)
+    where = check.metric if not text else (
+        f"{check.metric} {text}" if text.startswith("at ") else f"{check.metric}, {text}")
     if math.isnan(value):
         return value, f"{where} is undefined: {why_undefined(analysis, m)}"
     if check.min is not None and value < check.min:

@@ -14,9 +14,9 @@ from .baselines.drift import Tolerance, compare_runs, format_comparison, parse_t
 from .baselines.storage import describe_run, load_results
 from .core.analysis import ReuseAnalysis
 from .errors import KvReuseError
-from .formatting import UNDEFINED_TEXT, defined, percent
+from .formatting import UNDEFINED_TEXT, defined, percent, seconds, tokens
 from .loaders.fingerprint import content_sha256
-from .metrics import METRICS, parse_tokens
+from .metrics import METRICS, OPT_METRICS, parse_name, parse_seconds, parse_tokens
 from .params import PARAMS, AnalysisParams, Param
 from .result import TraceResult, trace_timings
 
@@ -36,6 +36,22 @@ def _tokens(text: str) -> int:
     except KvReuseError:
         raise argparse.ArgumentTypeError(f"expected a positive number of tokens, got "
                                          f"{text!r}") from None
+
+
+def _ttls(text: str) -> tuple[int | float, ...]:
+    try:
+        return tuple(dict.fromkeys(parse_seconds("ttl", t) for t in text.split(",")
+                                   if t.strip()))
+    except KvReuseError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    try:
+        return tuple(dict.fromkeys(parse_name("policy", t) for t in text.split(",")
+                                   if t.strip()))
+    except KvReuseError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def _param_type(param: Param) -> Callable[[str], object] | None:
@@ -79,6 +95,18 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help="a CPU/SSD tier of this many tokens below the GPU cache (exclusive, "
                         "LRU): splits the LRU offloadable share into what it serves and "
                         "what neither tier holds")
+    p.add_argument("--opt", action="store_true",
+                   help="also the Belady-optimal (OPT) hit fraction at --gpu-kv-cache-size: "
+                        "no eviction policy does better; the gap to LRU is what a smarter "
+                        "policy could win (exact; may take a while on big traces)")
+    p.add_argument("--ttl", type=_ttls, default=(), metavar="TTLS",
+                   help="time-to-lives, comma-separated (60,600 or 10min,1h): the hit "
+                        "fraction and peak tokens of a cache that drops a block that long "
+                        "after its last use (traces with timestamps)")
+    p.add_argument("--policies", type=_names, default=(), metavar="NAMES",
+                   help="libCacheSim eviction policies, comma-separated (arc,s3fifo): their "
+                        "block-level hit fraction at --gpu-kv-cache-size (needs "
+                        'pip install "pytest-kvreuse[policies]")')
     p.add_argument("--cache-dir", metavar="DIR", default=None,
                    help="where tokenized traces are cached (default: the user cache directory)")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
@@ -150,7 +178,9 @@ def _split(d: dict[str, float] | None) -> str:
             f"cross-session {_percent(d['cross_session'])})")
 
 
-def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None) -> str:
+def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
+             opt: bool = False, ttls: Sequence[int | float] = (),
+             policies: dict[str, float] | None = None) -> str:
     fmt = a.params.get("format", "?")
     lines = [
         f"trace:            {a.params.get('path')} ({fmt}, block size {a.block_size})",
@@ -179,7 +209,32 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None) -> str
             lines.append(f"with a {lower:,}-token lower tier: it serves "
                          f"{_percent(tiers['lower_tier_hit'])}, neither tier holds "
                          f"{_percent(tiers['beyond_tiers'])}")
+        if opt:
+            gap = METRICS["opt_gap_fraction"].value(a, at=gpu)
+            lines.append(f"OPT (Belady) hit: {_percent(a.opt_hit_fraction(gpu))}; gap to LRU "
+                         f"{_points(gap)} (no eviction policy does better)")
+        for name, hit in (policies or {}).items():
+            lines.append(f"{name} (block-level): hit {_percent(hit)}")
+    if ttls:
+        lines.extend(_time_lines(a, ttls))
     return "\n".join(lines)
+
+
+def _points(x: float | None) -> str:
+    return UNDEFINED_TEXT if x is None else f"{x * 100:+.4f} points"
+
+
+def _time_lines(a: ReuseAnalysis, ttls: Sequence[int | float]) -> list[str]:
+    """The TTL figures, or one line saying why the trace has none."""
+    reason = a.times_reason
+    if reason is not None:
+        return [f"reuse time:       undefined: {reason}"]
+    q = [seconds(a.reuse_time_quantile(p), UNDEFINED_TEXT) for p in (0.5, 0.9, 0.99)]
+    lines = [f"reuse time:       median {q[0]}, p90 {q[1]}, p99 {q[2]}"]
+    for ttl in ttls:
+        lines.append(f"TTL {seconds(ttl)}: hit {_percent(a.ttl_hit_fraction(ttl))}, peak "
+                     f"{tokens(a.ttl_peak_tokens(ttl), UNDEFINED_TEXT)} held")
+    return lines
 
 
 def lru_tiers(a: ReuseAnalysis, gpu: int, lower: int) -> dict[str, float | None]:
@@ -191,7 +246,9 @@ def lru_tiers(a: ReuseAnalysis, gpu: int, lower: int) -> dict[str, float | None]
 
 
 def trace_result(a: ReuseAnalysis, trace: str, gpu: int | None,
-                 lower: int | None = None) -> TraceResult:
+                 lower: int | None = None, *, opt: bool = False,
+                 ttls: Sequence[int | float] = (),
+                 policies: Sequence[str] = ()) -> TraceResult:
     """The result document's trace: every figure, at the GPU size, with the lower tier."""
     figures = []
     if gpu is not None and lower is not None:
@@ -202,11 +259,13 @@ def trace_result(a: ReuseAnalysis, trace: str, gpu: int | None,
     sha = getattr(a, "content_sha256", None) or content_sha256(a.params["path"])
     return TraceResult.from_analysis(a, name=Path(trace).name, path=trace,
                                      sizes=[gpu] if gpu else [], figures=figures,
-                                     content_sha256=sha)
+                                     content_sha256=sha,
+                                     include=OPT_METRICS if opt else (), ttls=ttls,
+                                     policies=policies)
 
 
 def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,
-                  lower: int | None = None) -> None:
+                  lower: int | None = None, *, opt: bool = False) -> None:
     """The interval CCDF F(x) and its exact twin, the share of tokens seen before that an
     LRU cache of x tokens no longer holds, on the same axes."""
     from .output.plot import Series, ccdf_figure, save_figure
@@ -231,7 +290,10 @@ def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,
     fig = ccdf_figure(
         [Series("reuse interval > x (proxy)", x, y, start=a.reused_fraction),
          Series("LRU: seen before, evicted from an x-token cache (exact)", lx, ly,
-                style={"color": "darkorange"}, start=reusable)],
+                style={"color": "darkorange"}, start=reusable),
+         *([Series("OPT (Belady): not held by an optimal x-token cache",
+                   *a.opt_offloadable_curve(), style={"color": "seagreen"},
+                   start=reusable)] if opt else [])],
         gpu_cache_tokens=gpu,
         offloadable=None if gpu is None else a.offloadable_fraction(gpu),
         lru_offloadable=None if gpu is None else a.lru_offloadable_fraction(gpu),
@@ -257,6 +319,10 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         parser.error("a trace is required: kvreuse analyze TRACE")
     if args.lower_tier_size is not None and args.gpu_kv_cache_size is None:
         parser.error("--lower-tier-size needs --gpu-kv-cache-size")
+    for flag, given in (("--opt", args.opt), ("--policies", args.policies)):
+        if given and args.gpu_kv_cache_size is None:
+            parser.error(f"{flag} needs --gpu-kv-cache-size")
+    policies = _policies_available(args.policies)
     params = AnalysisParams.from_mapping({p.name: getattr(args, p.name) for p in PARAMS})
     a = analyze(trace, params, cache_dir=args.cache_dir, use_cache=args.use_cache,
                 progress=False if args.quiet else None)
@@ -275,17 +341,38 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         # jinja2 and matplotlib load only for the outputs that need them.
         from .output import report
 
-        result = trace_result(a, trace, gpu, lower)
+        result = trace_result(a, trace, gpu, lower, opt=args.opt, ttls=args.ttl,
+                              policies=policies)
         run = _run(a, result, getattr(args, "argv", []))
         if args.json:
             report.write_json(args.json, [result], run)
         if args.html:
             report.write_report(args.html, [result], run)
     if args.output:
-        plot_analysis(a, gpu, args.output, lower)
+        plot_analysis(a, gpu, args.output, lower, opt=args.opt)
     if not args.quiet:
-        print(_summary(a, gpu, lower))
+        hits = {p: a.policy_hit_fraction(p, gpu) for p in policies} if gpu else {}
+        print(_summary(a, gpu, lower, opt=args.opt, ttls=args.ttl, policies=hits))
     return 0
+
+
+def _policies_available(names: Sequence[str]) -> tuple[str, ...]:
+    """The policies asked for, checked against libCacheSim; without it, one line on stderr
+    naming the extra, and none (the rest of the analysis still runs)."""
+    if not names:
+        return ()
+    from .core.policies import available_policies
+
+    try:
+        offered = {p.lower(): p for p in available_policies()}
+    except KvReuseError as exc:
+        print(f"kvreuse: note: --policies skipped: {exc.message}", file=sys.stderr)
+        return ()
+    unknown = [n for n in names if n not in offered]
+    if unknown:
+        raise KvReuseError(f"unknown policy {unknown[0]!r}; libCacheSim offers: "
+                           + ", ".join(sorted(offered.values())))
+    return tuple(names)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,7 @@ UNDEFINED = "—"
 # The same in plain text (terminal, CLI, failure messages).
 UNDEFINED_TEXT = "undefined"
 
-FRACTION, TOKENS, COUNT = "fraction", "tokens", "count"
+FRACTION, TOKENS, COUNT, SECONDS = "fraction", "tokens", "count", "seconds"
 
 
 def _real(x: object) -> bool:
@@ -60,10 +60,29 @@ def tokens(x: object, undefined: str = UNDEFINED) -> str:
     return text if text == undefined else f"{text} tokens"
 
 
+def seconds(x: object, undefined: str = UNDEFINED) -> str:
+    """A duration: ``59.355 s``, ``3,600 s``; to the millisecond, trailing zeros dropped
+    (reuse times sit on a microsecond grid, but a reader compares milliseconds)."""
+    if x is None or isinstance(x, bool):
+        return undefined if x is None else str(x)
+    if not _real(x):
+        return str(x)
+    v = float(x)
+    if math.isnan(v):
+        return undefined
+    if math.isinf(v):
+        return "inf s" if v > 0 else "-inf s"
+    text = f"{v:,.3f}".rstrip("0").rstrip(".")
+    return f"{'0' if text in ('-0', '') else text} s"
+
+
 def value_text(unit: str, x: object, digits: int = 2, undefined: str = UNDEFINED) -> str:
-    """A figure in its unit: fractions as percents, the rest as counts."""
+    """A figure in its unit: fractions as percents, durations in seconds, the rest as
+    counts."""
     if unit == FRACTION:
         return percent(x, digits, undefined)
+    if unit == SECONDS:
+        return seconds(x, undefined)
     return count(x, undefined)
 
 
@@ -73,6 +92,8 @@ def exact_text(unit: str, x: object) -> str:
         return UNDEFINED_TEXT
     if unit == FRACTION:
         return f"{float(x):.6g} ({float(x) * 100:.2f} %)"
+    if unit == SECONDS:
+        return f"{float(x):,.6g} s"
     return f"{float(x):,.0f}" if float(x).is_integer() else f"{float(x):,}"
 
 
@@ -82,6 +103,8 @@ def signed_delta(unit: str, delta: object, baseline: object = None) -> str:
         return UNDEFINED
     if unit == FRACTION:
         text = f"{delta * 100:+.2f} pp"
+    elif unit == SECONDS:
+        text = f"{delta:+,.6g} s"
     else:
         text = f"{delta:+,.0f}" if float(delta).is_integer() else f"{delta:+,.4g}"
     if _real(baseline) and baseline:

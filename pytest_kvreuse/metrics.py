@@ -12,12 +12,14 @@ is the figure ``offloadable_fraction@345792``. Definitions: ``docs/definitions.m
 from __future__ import annotations
 
 import difflib
+import math
 import numbers
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import KvReuseError
-from .formatting import COUNT, FRACTION, TOKENS, exact_text, value_text
+from .formatting import COUNT, FRACTION, SECONDS, TOKENS, exact_text, seconds, value_text
 
 
 class MetricError(KvReuseError):
@@ -36,18 +38,65 @@ def parse_tokens(name: str, value: object) -> int:
     return int(value)
 
 
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(s|sec|min|h)?\s*$")
+_PER_UNIT = {None: 1, "s": 1, "sec": 1, "min": 60, "h": 3600}
+
+
+def parse_seconds(name: str, value: object) -> int | float:
+    """A duration in seconds: a non-negative number, or text with a unit, ``600s``,
+    ``10min``, ``1h`` (no unit: seconds). Whole seconds come back as an int, so the figure
+    is keyed ``"600"`` in results whichever way it was written."""
+    if isinstance(value, str):
+        m = _DURATION.match(value.lower())
+        if m is None:
+            raise MetricError(f"{name!r} must be a duration such as 600s, 10min or 1h, got "
+                              f"{value!r}")
+        value = float(m.group(1)) * _PER_UNIT[m.group(2)]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not math.isfinite(value) or value < 0:
+        raise MetricError(f"{name!r} must be a non-negative finite number of seconds, got "
+                          f"{value!r}")
+    v = float(value)
+    return int(v) if v.is_integer() else v
+
+
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def parse_name(name: str, value: object) -> str:
+    """A name (an eviction policy: ``arc``, ``S3FIFO``), lower-cased: one figure however
+    it is capitalised."""
+    if not isinstance(value, str) or not _NAME.match(value.strip()):
+        raise MetricError(f"{name!r} must be a name such as arc or s3fifo, got {value!r}")
+    return value.strip().lower()
+
+
 @dataclass(frozen=True)
 class Arg:
-    """An argument of a metric: its name in manifests (``at``), and how a value is read."""
+    """An argument of a metric: its name in manifests (``at``), how a value is read, and
+    how it reads in words (``345,792 tokens``, ``600 s``)."""
 
     name: str
     help: str
     parse: Callable[[str, object], object] = parse_tokens
+    unit: str = TOKENS
+
+    def text(self, value: object) -> str:
+        if self.unit == TOKENS:
+            return f"{_int_text(value)} tokens"
+        if self.unit == SECONDS:
+            return seconds(value)
+        return str(value)
 
 
 AT = Arg("at", "a GPU KV cache size in tokens")
 LOWER_TIER = Arg("lower_tier", "the size of a lower (CPU/SSD) tier below the GPU cache, "
                                "in tokens")
+TTL = Arg("at", "a time-to-live in seconds (600s, 10min, 1h)", parse_seconds, SECONDS)
+POLICY = Arg("policy", "a libCacheSim eviction policy (arc, s3fifo, ...)", parse_name, "")
+
+NO_TIMESTAMPS = "the trace carries no timestamps"
+NO_SESSIONS = "the trace carries no session ids"
 
 
 @dataclass(frozen=True)
@@ -66,6 +115,10 @@ class Metric:
     headline: bool = False
     # Left out of results where undefined (a figure some traces cannot have).
     optional: bool = False
+    # Why the figure is undefined when the trace lacks what it needs (checks say so).
+    needs: str | None = None
+    # Computed for every result; False: only when asked (OPT may take a while).
+    default: bool = True
 
     @property
     def arg_names(self) -> tuple[str, ...]:
@@ -78,7 +131,22 @@ class Metric:
     @property
     def sized(self) -> bool:
         """Read at a cache size alone: computed at every size of interest of a trace."""
-        return self.arg_names == ("at",)
+        return self.args == (AT,)
+
+    @property
+    def at_tokens(self) -> bool:
+        """Its ``at`` is a cache size in tokens (not a TTL)."""
+        return AT in self.args
+
+    def args_text(self, args: Mapping[str, object]) -> str:
+        """The arguments in words: ``at 345,792 tokens, policy arc``."""
+        parts = []
+        for arg in self.args:
+            if args.get(arg.name) is None:
+                continue
+            label = "at" if arg.name == "at" else arg.name.replace("_", " ")
+            parts.append(f"{label} {arg.text(args[arg.name])}")
+        return ", ".join(parts)
 
     def read_args(self, values: Mapping[str, object]) -> dict[str, object]:
         """The arguments this metric takes, parsed; a missing or extra one is refused."""
@@ -150,6 +218,9 @@ def figure_title(metric: str, args: Mapping[str, object] | None = None) -> str:
     m = METRICS.get(metric)
     words = m.label if m is not None else metric.replace("_", " ")
     args = dict(args or {})
+    if m is not None and args:
+        text = m.args_text(args)
+        return f"{words} {text}" if text.startswith("at ") else f"{words}, {text}"
     if args.get("at") is not None:
         words += f" at {_int_text(args.pop('at'))} tokens"
     for k, v in args.items():
@@ -175,6 +246,18 @@ def _split(method: str, part: str) -> Callable[..., object]:
         return None if split is None else split[part]
     return compute
 
+
+def _opt_gap(a: object, at: int) -> float:
+    return a.opt_hit_fraction(at) - a.lru_hit_fraction(at)  # type: ignore[attr-defined]
+
+
+def _quantile(q: float) -> Callable[[object], object]:
+    return lambda a: a.reuse_time_quantile(q)  # type: ignore[attr-defined]
+
+
+# Off by default: OPT is exact but may take a while on a big trace. Asked for by a check
+# naming them, `kvreuse analyze --opt`, `--kvreuse-opt`.
+OPT_METRICS = ("opt_hit_fraction", "opt_gap_fraction")
 
 _METRICS: tuple[Metric, ...] = (
     Metric("num_requests", "requests", COUNT, "requests in the trace",
@@ -222,10 +305,44 @@ _METRICS: tuple[Metric, ...] = (
            short="LRU offload %", headline=True),
     Metric("lru_hit_same_session_fraction", "LRU hit, same session", FRACTION,
            "LRU hits whose previous touch came from the same session",
-           _split("lru_hit_split", "same_session"), args=(AT,), optional=True),
+           _split("lru_hit_split", "same_session"), args=(AT,), optional=True,
+           needs=NO_SESSIONS),
     Metric("lru_hit_cross_session_fraction", "LRU hit, cross-session", FRACTION,
            "LRU hits whose previous touch came from another (or unknown) session",
-           _split("lru_hit_split", "cross_session"), args=(AT,), optional=True),
+           _split("lru_hit_split", "cross_session"), args=(AT,), optional=True,
+           needs=NO_SESSIONS),
+    Metric("opt_hit_fraction", "OPT hit", FRACTION,
+           "share of tokens a Belady-optimal cache of `at` tokens serves: no eviction "
+           "policy does better",
+           lambda a, at: a.opt_hit_fraction(at), args=(AT,), short="OPT hit %",
+           default=False),
+    Metric("opt_gap_fraction", "OPT - LRU gap", FRACTION,
+           "OPT hit less LRU hit at `at` tokens: what a smarter eviction policy could win",
+           _opt_gap, args=(AT,), short="OPT gap", default=False),
+    Metric("policy_hit_fraction", "block-level hit", FRACTION,
+           "share of tokens libCacheSim's `policy` with `at` tokens serves, block by block "
+           "(ignores that a prefix breaks at its first missing block)",
+           lambda a, at, policy: a.policy_hit_fraction(policy, at), args=(AT, POLICY),
+           short="block hit %"),
+    Metric("reuse_time_p50", "reuse time median", SECONDS,
+           "median seconds between two uses of a block in different requests "
+           "(sorted[n // 2])", _quantile(0.5), optional=True, needs=NO_TIMESTAMPS),
+    Metric("reuse_time_p90", "reuse time p90", SECONDS,
+           "90th percentile of the reuse times (sorted[floor(0.9 n)])", _quantile(0.9),
+           optional=True, needs=NO_TIMESTAMPS),
+    Metric("reuse_time_p99", "reuse time p99", SECONDS,
+           "99th percentile of the reuse times (sorted[floor(0.99 n)])", _quantile(0.99),
+           optional=True, needs=NO_TIMESTAMPS),
+    Metric("ttl_hit_fraction", "TTL hit", FRACTION,
+           "share of tokens a cache of unbounded size serves when it drops a block `at` "
+           "seconds after its last use",
+           lambda a, at: a.ttl_hit_fraction(at), args=(TTL,), short="TTL hit %",
+           optional=True, needs=NO_TIMESTAMPS),
+    Metric("ttl_peak_tokens", "TTL cache peak", TOKENS,
+           "the most block tokens that cache (TTL `at` seconds) holds at any moment: what "
+           "such a tier must be sized for",
+           lambda a, at: a.ttl_peak_tokens(at), args=(TTL,), optional=True,
+           needs=NO_TIMESTAMPS),
     Metric("lower_tier_hit_fraction", "served by the lower tier", FRACTION,
            "share of tokens the GPU cache of `at` tokens no longer holds but a lower tier "
            "of `lower_tier` tokens (exclusive, LRU) still does",

@@ -76,46 +76,79 @@ class TraceResult:
     @classmethod
     def from_analysis(cls, analysis: object, *, name: str, path: str | None = None,
                       sizes: Iterable[int] = (), figures: Iterable[tuple[str, dict]] = (),
-                      content_sha256: str | None = None) -> TraceResult:
-        """Every metric of the registry: those without arguments, those taking a size at
-        every size of ``sizes``, and the explicit ``(metric, args)`` of ``figures``; plus
-        the interval CCDF and the LRU curve."""
+                      content_sha256: str | None = None, include: Iterable[str] = (),
+                      ttls: Iterable[object] = (), policies: Iterable[str] = ()
+                      ) -> TraceResult:
+        """Every default metric of the registry: those without arguments, those taking a
+        size at every size of ``sizes``; the metrics named in ``include`` (those computed
+        only when asked, ``Metric.default`` False: OPT) at every size too; the TTL figures
+        at every TTL of ``ttls``, the block-level hit of every policy of ``policies`` at
+        every size; and the explicit ``(metric, args)`` of ``figures``. Curves: the
+        interval CCDF, the LRU curve, the OPT curve when an OPT figure is computed, and the
+        reuse-time CCDF (seconds) when the trace has reuse times."""
         from .core.curves import downsample
+        from .metrics import OPT_METRICS, parse_name, parse_seconds
 
         sizes = sorted({int(s) for s in sizes})
+        include = set(include)
+        unknown = include - set(METRICS)
+        if unknown:
+            raise MetricError(f"unknown metric {sorted(unknown)[0]!r} to include")
+        explicit = list(figures)
+        for ttl in ttls:
+            at = parse_seconds("ttl", ttl)
+            explicit += [("ttl_hit_fraction", {"at": at}), ("ttl_peak_tokens", {"at": at})]
+        for policy in policies:
+            p = parse_name("policy", policy)
+            explicit += [("policy_hit_fraction", {"at": s, "policy": p}) for s in sizes]
         out: dict = {}
         wanted: dict[str, list[dict]] = {}
         for m in METRICS.values():
+            if not (m.default or m.name in include):
+                continue
             if not m.args:
                 wanted[m.name] = [{}]
             elif m.sized:
                 wanted[m.name] = [{"at": s} for s in sizes]
-        for metric, args in figures:
+        for metric, args in explicit:
             wanted.setdefault(metric, [])
             if args not in wanted[metric]:
                 wanted[metric].append(dict(args))
         for name_, arg_sets in wanted.items():
             m = METRICS[name_]
             if not m.args:
-                out[name_] = _plain(m.value(analysis))
+                v = _plain(m.value(analysis))
+                if v is not None or not m.optional:
+                    out[name_] = v
                 continue
-            per = {arg_key(m, a): _plain(m.value(analysis, **a)) for a in arg_sets}
+            per = {arg_key(m, a): _plain(_value_or_none(m, analysis, a)) for a in arg_sets}
             if m.optional:
                 per = {k: v for k, v in per.items() if v is not None}
                 if not per:
                     continue
             out[name_] = _sorted_keys(m, per)
 
-        def curve(xy: tuple) -> dict:
+        def curve(xy: tuple, seconds: bool = False) -> dict:
+            if seconds:
+                # Spread the points over milliseconds: downsample() bins from 1 on up.
+                x, y = downsample(xy[0] * 1000.0, xy[1], CURVE_POINTS)
+                return {"x": [float(v) / 1000.0 for v in x], "y": [float(v) for v in y]}
             x, y = downsample(*xy, CURVE_POINTS)
             return {"x": [int(v) for v in x], "y": [float(v) for v in y]}
 
+        curves = {"ccdf": curve(analysis.ccdf()),  # type: ignore[attr-defined]
+                  "lru": curve(analysis.lru_offloadable_curve())}  # type: ignore[attr-defined]
+        if any(wanted.get(n) for n in OPT_METRICS) or "opt_hit_fraction" in include:
+            curves["opt"] = curve(analysis.opt_offloadable_curve())  # type: ignore[attr-defined]
+        times = getattr(analysis, "reuse_time_ccdf", None)
+        if times is not None:
+            t = times()
+            if t[0].size:
+                curves["reuse_time"] = curve(t, seconds=True)
         params = dict(getattr(analysis, "params", {}) or {})
         return cls(name=name, path=path if path is not None else params.pop("path", None),
                    params={k: v for k, v in params.items() if k != "path"},
-                   content_sha256=content_sha256, sizes=sizes, figures=out,
-                   curves={"ccdf": curve(analysis.ccdf()),  # type: ignore[attr-defined]
-                           "lru": curve(analysis.lru_offloadable_curve())})  # type: ignore[attr-defined]
+                   content_sha256=content_sha256, sizes=sizes, figures=out, curves=curves)
 
     def merge(self, other: TraceResult) -> None:
         """Add what another process computed for the same declared trace: its checks and
@@ -128,6 +161,8 @@ class TraceResult:
                 self.figures[name] = _sorted_keys(METRICS.get(name), {**mine, **v})
             elif name not in self.figures:
                 self.figures[name] = v
+        for name, c in other.curves.items():
+            self.curves.setdefault(name, c)
         if self.error is None:
             self.error = other.error
 
@@ -188,6 +223,15 @@ def _check_shape(r: TraceResult) -> None:
         raise TypeError("a check is not a record")
     if not all(isinstance(c, Mapping) for c in r.curves.values()):
         raise TypeError("a curve is not an object")
+
+
+def _value_or_none(m: Metric, analysis: object, args: dict) -> object:
+    """A figure asked for explicitly; None where it cannot be computed here (a policy
+    without libCacheSim installed): the check on it records why."""
+    try:
+        return m.value(analysis, **args)
+    except KvReuseError:
+        return None
 
 
 def _plain(v: object) -> object:

@@ -103,6 +103,8 @@ def _assert_figures_match(html: str, data: dict) -> None:
         # What a reader sees is that same value, formatted.
         if key.endswith("fraction") or "fraction." in key:
             assert text == f"{expected * 100:.2f} %", (key, text)
+        elif key.startswith("figures.reuse_time_"):
+            assert text == f"{expected:,.3f}".rstrip("0").rstrip(".") + " s", (key, text)
         else:
             assert text == f"{expected:,}", (key, text)
         seen[section].add(key)
@@ -120,7 +122,10 @@ def _assert_plots(html: str, data: dict) -> None:
     page = parse(html)
     analysed = {f"trace-{i + 1}" for i, t in enumerate(data["traces"]) if not t.get("error")}
     assert {s for s, _ in page.images} == analysed
-    assert len(page.images) == len(analysed)
+    # Per trace: the CCDF plot, and the reuse-time plot when the trace has timestamps.
+    timed = {f"trace-{i + 1}" for i, t in enumerate(data["traces"])
+             if (t.get("curves") or {}).get("reuse_time")}
+    assert len(page.images) == len(analysed) + len(timed)
     for _, src in page.images:
         assert len(decode_image(src)) > 1000
 
@@ -319,8 +324,9 @@ def test_cli_html_shares_the_renderer(tmp_path: Path) -> None:
     html = out.read_text(encoding="utf-8")
     _assert_self_contained(html)
     page = parse(html)
-    assert len(page.images) == 1
-    decode_image(page.images[0][1])
+    assert len(page.images) == 2  # the CCDF plot and the reuse-time plot (Mooncake stamps)
+    for _, src in page.images:
+        decode_image(src)
     figures = json.loads(js.read_text())["traces"][0]["figures"]
     cells = {k: json_value(v) for _, k, v, _ in page.figures}
     for key in ("num_requests", "num_blocks", "unique_blocks", "total_tokens", "reuse_count",

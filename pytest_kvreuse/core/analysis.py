@@ -12,8 +12,10 @@ import numpy as np
 from ..errors import KvReuseError
 from ..metrics import METRICS
 from .blocks import BlockStream
-from .intervals import interval_ccdf, reuse_intervals, tokens_beyond
+from .intervals import ReusePairs, interval_ccdf, reuse_intervals_and_pairs, tokens_beyond
 from .lru import LruProfile, capacity_blocks, counted_from_block, lru_profile
+from .opt import OptProfile, opt_profile
+from .times import ReuseTimes
 
 
 def warmup_requests(warmup: float, num_requests: int) -> int:
@@ -40,7 +42,15 @@ class ReuseAnalysis:
     With ``F = 0`` (the default) counted and total are the same.
 
     **LRU figures** (analysis.md section 3) come from the exact stack distances of every
-    touch, computed once, on first use: the interval-only path never pays for them.
+    touch, computed once, on first use: the interval-only path never pays for them. The
+    **OPT figures** (section 6) likewise, from the OPT distances (:attr:`opt`).
+
+    **Reuse times** (section 7, docs/times.md) use the pairs that the interval sort finds
+    anyway (:attr:`pairs`): no second pass over the blocks. Without timestamps they are
+    undefined (None, NaN for fractions), never an error; :attr:`times_reason` says why.
+
+    **Other eviction policies** (libCacheSim, the extra ``[policies]``): block-level,
+    :meth:`policy_hit_fraction`.
 
     When nothing is counted (no full block) every fraction is undefined: NaN here, ``None``
     in :meth:`to_dict`.
@@ -57,9 +67,13 @@ class ReuseAnalysis:
         self.warmup = float(warmup)
         self._counted_from = counted_from_block(stream, self.warmup_requests)
         start = time.perf_counter()
-        self.intervals, self.unique_blocks = reuse_intervals(
+        # The pairs are gathers the interval pass makes anyway: keeping them costs no
+        # measurable time (bench/bench_intervals.py) and spares the times a second sort.
+        self.pairs: ReusePairs
+        self.intervals, self.unique_blocks, self.pairs = reuse_intervals_and_pairs(
             stream, counted_from=self._counted_from)
         self.timings["intervals_s"] = time.perf_counter() - start
+        self._policy_hits: dict[tuple[str, int], int] = {}
 
     @property
     def block_size(self) -> int:
@@ -187,6 +201,108 @@ class ReuseAnalysis:
                               ) -> dict[str, float] | None:
         """:meth:`lru_offloadable_fraction` split like :meth:`lru_hit_split`."""
         return self.lru.offloadable_split(gpu_cache_tokens, lower_tier_tokens)
+
+    # -- Belady-optimal (section 6) ---------------------------------------------------
+
+    @cached_property
+    def opt(self) -> OptProfile:
+        """Sorted OPT distances of the counted touches (computed on first use: exact, but it
+        may take a while on a big trace)."""
+        start = time.perf_counter()
+        profile = opt_profile(self.stream, warmup_requests=self.warmup_requests)
+        self.timings["opt_s"] = time.perf_counter() - start
+        return profile
+
+    @property
+    def opt_computed(self) -> bool:
+        return "opt" in self.__dict__
+
+    def opt_hit_fraction(self, cache_tokens: float) -> float:
+        """Share of tokens a Belady-optimal cache of ``cache_tokens`` tokens serves (demand
+        OPT on the tail-first touch stream): no eviction policy hits more."""
+        return self.opt.hit_fraction(cache_tokens)
+
+    def opt_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, hit)``: the OPT hit fraction at every capacity, as :meth:`lru_curve`."""
+        return self.opt.curve()
+
+    def opt_offloadable_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(x, share)``: tokens seen before that an OPT cache of ``x`` tokens does not
+        hold, the OPT twin of :meth:`lru_offloadable_curve` (reusable - OPT hit)."""
+        x, hit = self.opt.curve()
+        return x, np.maximum(self._reusable_share - hit, 0.0)
+
+    @property
+    def _reusable_share(self) -> float:
+        # Counted touches of keys seen before: the same for every policy.
+        return 1.0 - self.compulsory_fraction
+
+    # -- reuse time in seconds (section 7) ----------------------------------------------
+
+    @cached_property
+    def times(self) -> ReuseTimes:
+        return ReuseTimes(self.stream, warmup_requests=self.warmup_requests,
+                          pairs=self.pairs)
+
+    @property
+    def reuse_times(self) -> np.ndarray | None:
+        """Sorted reuse times in seconds of the counted reuses; None without timestamps."""
+        return self.times.times
+
+    @property
+    def times_reason(self) -> str | None:
+        """Why the reuse times are undefined (None when they are defined)."""
+        if self.times.defined:
+            return None
+        stamps = np.asarray(self.stream.timestamps, dtype=np.float64)
+        if stamps.shape != (self.num_requests,) or not np.isfinite(stamps).any():
+            from ..metrics import NO_TIMESTAMPS
+
+            return NO_TIMESTAMPS
+        return self.times.reason
+
+    def reuse_time_quantile(self, q: float) -> float | None:
+        """``sorted[floor(q * n)]`` of the reuse times (seconds); None when undefined."""
+        return self.times.quantile(q)
+
+    def ttl_hit_fraction(self, ttl_seconds: float) -> float:
+        """Share of tokens a cache of unbounded size that drops a block ``ttl_seconds``
+        after its last use serves (NaN without timestamps)."""
+        return self.times.ttl_hit_fraction(ttl_seconds)
+
+    def ttl_peak_tokens(self, ttl_seconds: float) -> int | None:
+        """The most block tokens that TTL cache holds at any counted arrival: what such a
+        tier must be sized for (None without timestamps)."""
+        return self.times.ttl_peak_tokens(ttl_seconds)
+
+    def reuse_time_ccdf(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(t, F(t))``: at every distinct reuse time t (seconds), the share of tokens
+        reused more than t seconds later; empty without timestamps."""
+        times = self.reuse_times
+        if times is None or times.size == 0 or not self.counted_tokens:
+            return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64)
+        t, first = np.unique(times, return_index=True)
+        above = times.size - np.append(first[1:], times.size)
+        return t, above * self.block_size / self.counted_tokens
+
+    # -- other eviction policies (libCacheSim) ------------------------------------------
+
+    def policy_hit_fraction(self, policy: str, cache_tokens: float) -> float:
+        """Share of tokens libCacheSim's ``policy`` (``"arc"``, ``"s3fifo"``, ...) with
+        ``cache_tokens`` tokens serves on the tail-first touch stream. Block-level: it may
+        keep a block whose prefix it evicted, which a prefix cache cannot use. Needs
+        ``pip install "pytest-kvreuse[policies]"``."""
+        from .policies import policy_hits
+
+        m = capacity_blocks(cache_tokens, self.block_size, "cache size")
+        key = (str(policy).lower(), m)
+        if key not in self._policy_hits:
+            start = time.perf_counter()
+            self._policy_hits[key] = policy_hits(self.stream, policy, cache_tokens,
+                                                 warmup_requests=self.warmup_requests)
+            self.timings[f"policy_{key[0]}_s"] = (self.timings.get(f"policy_{key[0]}_s", 0.0)
+                                                  + time.perf_counter() - start)
+        return self._share(self._policy_hits[key] * self.block_size)
 
     def to_dict(self) -> dict:
         """The parameters and every figure without arguments, JSON-ready and deterministic

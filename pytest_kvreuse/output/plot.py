@@ -74,13 +74,15 @@ def ccdf_figure(series: list[Series], *, gpu_cache_tokens: float | None = None,
                 title: str | None = None, tier_bounds: list[tuple[str, float]] | None = None,
                 lru_offloadable: float | None = None, x_label: str = X_LABEL,
                 y_label: str = Y_LABEL, gpu_label: str | None = None,
-                more_gpu_lines: Sequence[GpuLine] = ()) -> Figure:
+                more_gpu_lines: Sequence[GpuLine] = (), min_x: float = 1.0) -> Figure:
     """The CCDF on a log10 x axis with the GPU cache line and the offloadable share marked.
 
     ``lru_offloadable``: the exact LRU share at the GPU size, marked beside the interval
     one when the LRU curve is drawn as a second series. ``more_gpu_lines``: further cache
-    sizes (the report marks every size of interest). The legend and the statistics go below
-    the axes, so that neither ever hides a curve or a line.
+    sizes (the report marks every size of interest). ``min_x``: where the log axis starts
+    at the earliest; smaller x (0 has no place on it) are drawn there: 1 token, or a
+    millisecond for times. The legend and the statistics go below the axes, so that
+    neither ever hides a curve or a line.
     """
     fig = Figure(figsize=(_WIDTH, _PLOT_HEIGHT), dpi=_DPI)
     FigureCanvasAgg(fig)
@@ -91,15 +93,16 @@ def ccdf_figure(series: list[Series], *, gpu_cache_tokens: float | None = None,
                                  gpu_label or f"GPU KV cache: {gpu_cache_tokens:,.0f} tokens",
                                  offloadable))
     drawn = [s for s in series if s.x.size]
-    xmin = min((max(float(s.x[0]), 1.0) for s in drawn), default=np.inf)
+    xmin = min((max(float(s.x[0]), min_x) for s in drawn), default=np.inf)
     xmax = max([10.0, *(float(s.x[-1]) for s in drawn), *(g.tokens * 2 for g in gpu_lines)])
-    left = 1.0 if not np.isfinite(xmin) else max(1.0, 10 ** np.floor(np.log10(xmin) - 0.5))
+    left = min_x if not np.isfinite(xmin) else max(min_x,
+                                                   10 ** np.floor(np.log10(xmin) - 0.5))
 
     handles = []
     for i, s in enumerate(series):
         if s.x.size == 0:
             continue
-        x = np.maximum(np.asarray(s.x, dtype=np.float64), 1.0)
+        x = np.maximum(np.asarray(s.x, dtype=np.float64), min_x)
         y = np.asarray(s.y, dtype=np.float64) * 100.0
         if _finite(s.start) and x[0] > left:
             # Below the shortest interval every reused token is still "not within x".

@@ -52,6 +52,7 @@ from ..formatting import (
     count,
     digits_apart,
     percent,
+    seconds,
     value_text,
 )
 from ..metrics import METRICS, figure_title, parse_arg_key
@@ -85,6 +86,11 @@ _PARAM_LABELS = {
 }
 _TIMING_LABELS = {"load_s": "load", "intervals_s": "reuse intervals"}
 _EXTRA_GPU_COLORS = ("darkorange", "saddlebrown", "darkmagenta", "teal")
+# Where the reuse-time axis starts: stamps are read to the millisecond at best, and a
+# reuse within the same stamp (0 s) must still show on a log axis.
+_MIN_SECONDS = 1e-3
+# Curves this module draws itself; any other key is another run's curve.
+_OWN_CURVES = ("ccdf", "lru", "opt", "reuse_time")
 
 
 # --------------------------------------------------------------------------- writing
@@ -283,7 +289,8 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
         "name": name, "anchor": anchor, "status": status, "error": result.error,
         "path": result.path, "checks": checks, "failed": failed,
         "params": _param_rows(result.params), "figures": [], "sizes": [],
-        "size_columns": [], "plot": None, "plot_alt": "", "timings": "", "headline": None,
+        "size_columns": [], "plot": None, "plot_alt": "", "time_plot": None,
+        "time_plot_alt": "", "timings": "", "headline": None,
         "baseline": baseline_view(result),
     }
     if result.error is not None:
@@ -291,6 +298,7 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
     view["figures"] = _figure_rows(result)
     view["size_columns"], view["sizes"] = _size_table(result)
     view["plot"], view["plot_alt"] = _plot(result, name)
+    view["time_plot"], view["time_plot_alt"] = _time_plot(result, name)
     # Timings live in the run block, by trace name.
     timings = (run_timings or {}).get(name) or {}
     view["timings"] = _timings_text(timings if isinstance(timings, dict) else {})
@@ -430,7 +438,13 @@ def _plot(result: TraceResult, name: str) -> tuple[str | None, str]:
         series.append(Series("not held by an LRU cache of x tokens",
                              np.asarray(lru_curve[0], dtype=np.float64),
                              np.asarray(lru_curve[1], dtype=np.float64), start=reusable))
-    for key in sorted(k for k in curves if k not in ("ccdf", "lru")):
+    opt_curve = _curve(curves.get("opt"))
+    if opt_curve is not None:
+        series.append(Series("not held by an OPT (Belady) cache of x tokens",
+                             np.asarray(opt_curve[0], dtype=np.float64),
+                             np.asarray(opt_curve[1], dtype=np.float64),
+                             style={"color": "seagreen"}, start=reusable))
+    for key in sorted(k for k in curves if k not in _OWN_CURVES):
         extra = _curve(curves[key])
         if extra is not None:
             # Another run's curve: its reused share is not known here, so it starts at x[0].
@@ -454,6 +468,40 @@ def _plot(result: TraceResult, name: str) -> tuple[str | None, str]:
     if sizes:
         alt += "; GPU cache lines at " + ", ".join(
             f"{s:,} tokens ({percent(offl[str(s)])} offloadable)" for s in sizes)
+    return svg_data_uri(fig), alt
+
+
+def _time_plot(result: TraceResult, name: str) -> tuple[str | None, str]:
+    """The reuse-time CCDF in seconds (log x), a line at each TTL with its hit share; None
+    when the trace has no reuse times."""
+    import numpy as np
+
+    from .plot import GpuLine, Series, ccdf_figure
+
+    xy = _curve(result.curves.get("reuse_time"))
+    if xy is None or not xy[0]:
+        return None, ""
+    reused = result.figures.get("reused_fraction")
+    start = reused if isinstance(reused, numbers.Real) and math.isfinite(reused) else None
+    ttl = result.figures.get("ttl_hit_fraction") or {}
+    m = METRICS["ttl_hit_fraction"]
+    lines = []
+    for color, key in zip(_EXTRA_GPU_COLORS * len(ttl), ttl, strict=False):
+        at = float(parse_arg_key(m, key)["at"])
+        hit = ttl[key]
+        # The curve reads the share reused later than T: reused - TTL hit.
+        later = None if hit is None or start is None else max(start - hit, 0.0)
+        lines.append(GpuLine(max(at, _MIN_SECONDS), f"TTL {seconds(at)} ({percent(hit, 1)} hit)",
+                             later, color))
+    fig = ccdf_figure([Series("reuse time > t", np.asarray(xy[0], dtype=np.float64),
+                              np.asarray(xy[1], dtype=np.float64), start=start)],
+                      x_label="t: reuse time / time-to-live, seconds",
+                      y_label="% of tokens reused more than t later",
+                      more_gpu_lines=lines, min_x=_MIN_SECONDS)
+    alt = (f"CCDF of reuse times of {name}: share of tokens (y, %) reused more than t "
+           f"seconds later (log x axis)")
+    if lines:
+        alt += "; TTL lines at " + ", ".join(g.label for g in lines)
     return svg_data_uri(fig), alt
 
 

@@ -44,12 +44,22 @@ def _columns(results: list[TraceResult]) -> list[tuple[str, str, dict]]:
         m = METRICS[name]
         head = m.short or m.name
         if key is not None:
-            head += f" @{int(wanted[(name, key)]['at']):,}" if "at" in wanted[(name, key)] \
-                else f" @{key}"
-            extra = {k: v for k, v in wanted[(name, key)].items() if k != "at"}
-            head += "".join(f" {k}={int(v):,}" for k, v in extra.items())
+            args = wanted[(name, key)]
+            if "at" not in args:
+                head += f" @{key}"
+            elif m.at_tokens:
+                head += f" @{int(args['at']):,}"
+            else:
+                head += f" @{args['at']}s"  # a TTL, in seconds
+            extra = {k: v for k, v in args.items() if k != "at"}
+            head += "".join(f" {k}={_arg(v)}" for k, v in extra.items())
         cols.append((head, name, wanted[(name, key)]))
     return cols
+
+
+def _arg(v: object) -> str:
+    # Sizes with separators; a name (an eviction policy) as written.
+    return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
 
 
 def _cell(r: TraceResult, metric: str, args: dict) -> str:

@@ -49,6 +49,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write the results as JSON")
     group.addoption("--kvreuse-template-dir", default=None, metavar="DIR",
                     help="templates overriding the report's own")
+    group.addoption("--kvreuse-opt", action="store_true", default=None,
+                    help="compute the Belady-optimal (OPT) hit fraction at every cache size "
+                         "and its curve for the report (exact; may take a while on big "
+                         "traces)")
+    group.addoption("--kvreuse-ttl", default=None, metavar="TTLS",
+                    help="TTL hit fraction and peak tokens at these time-to-lives, "
+                         "comma-separated (60,600 or 10min,1h) on traces with timestamps")
+    group.addoption("--kvreuse-policies", default=None, metavar="NAMES",
+                    help="block-level hit fraction of these libCacheSim eviction policies "
+                         "at every cache size, comma-separated (arc,s3fifo; needs "
+                         "pytest-kvreuse[policies])")
     parser.addini("kvreuse_manifest_pattern", "file names collected as trace manifests",
                   default=DEFAULT_PATTERN)
     parser.addini("kvreuse_no_cache", "do not cache tokenized traces", type="bool",
@@ -59,6 +70,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                   default="")
     parser.addini("kvreuse_template_dir", "templates overriding the report's own",
                   default="")
+    parser.addini("kvreuse_opt", "compute the OPT (Belady) figures for every trace",
+                  type="bool", default=False)
+    parser.addini("kvreuse_ttl", "time-to-lives of the TTL figures, comma-separated",
+                  default="")
+    parser.addini("kvreuse_policies", "libCacheSim policies compared with LRU and OPT, "
+                  "comma-separated", default="")
 
 
 def _setting(config: pytest.Config, name: str) -> object:
@@ -87,6 +104,48 @@ def _out_path(config: pytest.Config, name: str) -> Path | None:
     return path
 
 
+def _list(config: pytest.Config, name: str, parse: Callable[[str, object], object],
+          flag: str) -> tuple:
+    from ..errors import KvReuseError
+
+    text = str(_setting(config, name) or "")
+    try:
+        return tuple(dict.fromkeys(parse(flag, part) for part in text.split(",")
+                                   if part.strip()))
+    except KvReuseError as exc:
+        raise pytest.UsageError(exc.message) from None
+
+
+def _computed(config: pytest.Config) -> tuple[dict, list[str]]:
+    """What the results compute beyond the defaults (the fields of ``Computed``), and a
+    note for what cannot be."""
+    opt = bool(_setting(config, "kvreuse_opt"))
+    if not (_setting(config, "kvreuse_ttl") or _setting(config, "kvreuse_policies")):
+        return {"opt": opt}, []
+    from ..errors import KvReuseError
+    from ..metrics import parse_name, parse_seconds
+
+    notes = []
+    policies = _list(config, "kvreuse_policies", parse_name, "--kvreuse-policies")
+    if policies:
+        from ..core.policies import available_policies
+
+        try:
+            offered = {p.lower() for p in available_policies()}
+        except KvReuseError as exc:
+            notes.append(f"kvreuse: note: --kvreuse-policies ignored: {exc.message}")
+            policies = ()
+        else:
+            unknown = [p for p in policies if p not in offered]
+            if unknown:
+                raise pytest.UsageError(f"--kvreuse-policies: unknown policy {unknown[0]!r}; "
+                                        f"libCacheSim offers: {', '.join(sorted(offered))}")
+    computed = {"opt": opt,
+                "ttls": _list(config, "kvreuse_ttl", parse_seconds, "--kvreuse-ttl"),
+                "policies": policies}
+    return computed, notes
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
@@ -102,12 +161,16 @@ def pytest_configure(config: pytest.Config) -> None:
             return Path(cache.mkdir("kvreuse"))
     use_cache = not _setting(config, "kvreuse_no_cache")
     args = [str(a) for a in config.invocation_params.args]
+    # Checked now, so a bad --kvreuse-ttl or --kvreuse-policies is a usage error at once.
+    computed, notes = _computed(config)
 
     def make_session() -> object:
-        from .session import KvReuseSession
+        from .session import Computed, KvReuseSession
 
-        return KvReuseSession(rootpath=config.rootpath, cache_dir=cache_dir,
-                              use_cache=use_cache, args=args)
+        kv = KvReuseSession(rootpath=config.rootpath, cache_dir=cache_dir,
+                            use_cache=use_cache, args=args, computed=Computed(**computed))
+        kv.output_notes.extend(notes)
+        return kv
 
     config.stash[FACTORY_KEY] = make_session
     config.stash[_OUTPUTS] = {

@@ -185,7 +185,7 @@ class _Reader:
             raise self.error(exc.message, line) from None
         args = {k: table[k] for k in CHECK_KEYS if k in table and k not in
                 ("metric", "min", "max")}
-        if "at" in m.arg_names and "at" not in args and default_at is not None:
+        if m.at_tokens and "at" not in args and default_at is not None:
             args["at"] = default_at
         for key in args:
             if key in m.arg_names:

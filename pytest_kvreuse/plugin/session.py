@@ -22,6 +22,7 @@ from ..checks import Check, ThresholdViolation, evaluate, violation_paragraph
 from ..errors import KvReuseError
 from ..loaders.fingerprint import content_sha256 as content_hash
 from ..loaders.registry import detect_format
+from ..metrics import METRICS
 from ..params import AnalysisParams
 from ..result import TraceResult, trace_timings
 
@@ -71,12 +72,29 @@ def record(nodeid: str, *, kind: str = "threshold", check: Check | None = None,
             "value": value, "passed": passed, "message": message}
 
 
+@dataclass(frozen=True)
+class Computed:
+    """What every result computes beyond the default figures (``--kvreuse-opt``,
+    ``--kvreuse-ttl``, ``--kvreuse-policies``)."""
+
+    opt: bool = False
+    ttls: tuple[int | float, ...] = ()
+    policies: tuple[str, ...] = ()
+
+    def kwargs(self) -> dict:
+        from ..metrics import OPT_METRICS
+
+        return {"include": OPT_METRICS if self.opt else (), "ttls": self.ttls,
+                "policies": self.policies}
+
+
 class KvReuseSession:
     """Everything the plugin remembers during one pytest run (kept in ``config.stash``)."""
 
     def __init__(self, *, rootpath: Path, cache_dir: Callable[[], Path | None] | None,
-                 use_cache: bool, args: list[str]) -> None:
+                 use_cache: bool, args: list[str], computed: Computed | None = None) -> None:
         self.rootpath = rootpath
+        self.computed = computed or Computed()
         self._cache_dir = cache_dir
         self.use_cache = use_cache
         self.args = args
@@ -190,10 +208,14 @@ class KvReuseSession:
         """Analyse (memoized), evaluate and record ``checks``, add the junitxml
         ``properties``; raise the trace's one-line error, or one ThresholdViolation naming
         every bound that does not hold."""
-        sizes = (*sizes, *(c.at for c in checks if c.at is not None))
+        sizes = (*sizes, *(c.at for c in checks if c.at is not None
+                           and METRICS[c.metric].at_tokens))
         t = self.trace(path, params, name=name, sizes=sizes)
         for c in checks:
-            if c.args and (c.metric, c.arguments) not in t.figures:
+            m = METRICS[c.metric]
+            # A figure every result has at every size needs no entry of its own.
+            if (c.arguments and not (m.sized and m.default)
+                    and (c.metric, c.arguments) not in t.figures):
                 t.figures.append((c.metric, c.arguments))
         properties.extend(self.properties(t))
         a = t.analysed
@@ -256,7 +278,8 @@ class KvReuseSession:
         if a is not None and a.analysis is not None:
             r = TraceResult.from_analysis(a.analysis, name=t.name, path=t.display,
                                           sizes=t.sizes, figures=t.figures,
-                                          content_sha256=a.digest)
+                                          content_sha256=a.digest,
+                                          **self.computed.kwargs())
         else:
             r = TraceResult(name=t.name, path=t.display, params=t.params.to_dict(),
                             content_sha256=a.digest if a else None,
