@@ -18,6 +18,16 @@ def shared_traces() -> Path:
 
 
 @pytest.fixture(scope="session")
+def head120(shared_traces: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The shared text trace's analysis at B = 64, tokenized once per test process (the
+    cache directory is the one the reference-figure tests fill)."""
+    from pytest_kvreuse import analyze
+
+    return analyze(shared_traces / "synthetic_head120.aiperf.json", block_size=64,
+                   cache_dir=tmp_path_factory.getbasetemp() / "head120-cache")
+
+
+@pytest.fixture(scope="session")
 def deepseek():
     """The built-in DeepSeek-V3 tokenizer, loaded once per session (it takes a second)."""
     from pytest_kvreuse.text.tokenizer import load_tokenizer

@@ -147,11 +147,10 @@ def test_curve_starts_at_the_reused_fraction_at_the_left_edge():
     assert ax.get_ylim()[1] > reused * 100
 
 
-def test_cli_plot_starts_at_the_reused_fraction(shared_traces, tmp_path, monkeypatch):
-    from pytest_kvreuse.api import analyze
+def test_cli_plot_starts_at_the_reused_fraction(head120, tmp_path, monkeypatch):
     from pytest_kvreuse.cli import plot_analysis
 
-    a = analyze(shared_traces / "synthetic_head120.aiperf.json", block_size=64)
+    a = head120
     figures = []
     monkeypatch.setattr(plot, "save_figure", lambda fig, path: figures.append(fig))
     plot_analysis(a, GPU, str(tmp_path / "p.png"))
@@ -197,13 +196,12 @@ def test_dollar_in_a_file_name_is_not_mathtext():
     assert title.replace("$", "$") in buf.getvalue().decode()
 
 
-def test_cli_and_report_share_one_axis_label(monkeypatch, shared_traces, tmp_path):
-    from pytest_kvreuse.api import analyze
+def test_cli_and_report_share_one_axis_label(monkeypatch, head120, tmp_path):
     from pytest_kvreuse.cli import plot_analysis
 
     figures = []
     monkeypatch.setattr(plot, "save_figure", lambda fig, path: figures.append(fig))
-    a = analyze(shared_traces / "synthetic_head120.aiperf.json", block_size=64)
+    a = head120
     plot_analysis(a, GPU, str(tmp_path / "p.png"))
     monkeypatch.setattr(report, "svg_data_uri", lambda fig: figures.append(fig) or "data:")
     report._plot(as_result({"name": "t", "figures": {"reused_fraction": 0.05},

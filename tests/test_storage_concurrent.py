@@ -16,7 +16,7 @@ from pytest_kvreuse.errors import KvReuseError
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
 
 WORKERS = 4
-ROUNDS = 5
+ROUNDS = 3
 RUN = {"started": "2026-11-30T06:00:00+00:00", "duration_s": 1.0, "args": [],
        "git_commit": "4433d89a1c2b3d4e5f60718293a4b5c6d7e8f901"}
 
