@@ -41,11 +41,11 @@ class ReuseAnalysis:
     ``num_blocks``, ``unique_blocks`` and ``total_tokens`` still describe the whole trace.
     With ``F = 0`` (the default) counted and total are the same.
 
-    **LRU figures** (analysis.md section 3) come from the exact stack distances of every
+    **LRU figures** (docs/definitions.md §3) come from the exact stack distances of every
     touch, computed once, on first use: the interval-only path never pays for them. The
-    **OPT figures** (section 6) likewise, from the OPT distances (:attr:`opt`).
+    **OPT figures** (docs/opt.md) likewise, from the OPT distances (:attr:`opt`).
 
-    **Reuse times** (section 7, docs/times.md) use the pairs that the interval sort finds
+    **Reuse times** (docs/times.md) use the pairs that the interval sort finds
     anyway (:attr:`pairs`): no second pass over the blocks. Without timestamps they are
     undefined (None, NaN for fractions), never an error; :attr:`times_reason` says why.
 
@@ -202,7 +202,7 @@ class ReuseAnalysis:
         """:meth:`lru_offloadable_fraction` split like :meth:`lru_hit_split`."""
         return self.lru.offloadable_split(gpu_cache_tokens, lower_tier_tokens)
 
-    # -- Belady-optimal (section 6) ---------------------------------------------------
+    # -- Belady-optimal (docs/opt.md) -------------------------------------------------
 
     @cached_property
     def opt(self) -> OptProfile:
@@ -237,7 +237,7 @@ class ReuseAnalysis:
         # Counted touches of keys seen before: the same for every policy.
         return 1.0 - self.compulsory_fraction
 
-    # -- reuse time in seconds (section 7) ----------------------------------------------
+    # -- reuse time in seconds (docs/times.md) ------------------------------------------
 
     @cached_property
     def times(self) -> ReuseTimes:

@@ -48,8 +48,8 @@ class ReusePairs:
     ``i`` stands for ``repeats[i]`` such pairs (None: one each).
 
     In no particular order (not aligned with the sorted intervals), and not cut by warm-up:
-    a consumer wanting section 2's pairs keeps ``first != second`` and, with a warm-up of
-    ``w`` requests, ``second >= w``.
+    a consumer wanting the interval pairs (docs/definitions.md §2) keeps
+    ``first != second`` and, with a warm-up of ``w`` requests, ``second >= w``.
     """
 
     first: np.ndarray

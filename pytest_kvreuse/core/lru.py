@@ -1,6 +1,6 @@
 """Exact prefix-aware LRU: stack distances of every block touch, and the figures they give.
 
-Touch order (analysis.md section 3): request after request; inside a request its blocks
+Touch order (docs/definitions.md §3): request after request; inside a request its blocks
 **tail first**, as an engine frees a finished request's blocks in reverse so the LRU cache
 keeps prefixes whole. The stack distance of a touch is the number of distinct keys touched
 since the previous touch of the same key; an LRU cache of ``M`` blocks hits a touch iff its

@@ -1,6 +1,6 @@
 """Belady-optimal (demand OPT) hits at every cache size from one pass over the touches.
 
-Same tail-first touch stream as the LRU pass (analysis.md sections 3 and 6). OPT is a stack
+Same tail-first touch stream as the LRU pass (docs/definitions.md §3, docs/opt.md). OPT is a stack
 algorithm: each reuse touch ``t`` (previous touch ``p``) has an OPT distance ``d`` and a cache of
 ``M`` blocks hits it iff ``d < M``, exactly as ``LruProfile`` counts (a re-touch with nothing in
 between has distance 0).

@@ -1,5 +1,5 @@
 """Reuse time in seconds of timestamped traces, and caches that drop a block T seconds
-after its last use (analysis.md section 7; definitions in docs/times.md).
+after its last use (definitions in docs/times.md).
 
 numpy only: the pairs come from the interval pass (:func:`reuse_intervals_and_pairs`),
 every figure here is a sort, a search or a histogram over flat arrays.
@@ -55,8 +55,8 @@ def _ttl_limit(ttl_seconds: object) -> int:
 class ReuseTimes:
     """Reuse times (seconds) of a stream's counted reuse pairs, and its TTL-cache figures.
 
-    The pairs are section 2's: consecutive occurrences ``a < b`` of a key in different
-    requests (pairs inside one request are skipped, but the later block is still the
+    The pairs are those of docs/definitions.md §2: consecutive occurrences ``a < b`` of a
+    key in different requests (pairs inside one request are skipped, but the later block is still the
     previous occurrence for the next pair). A pair's reuse time is
     ``ts(request of b) - ts(request of a)``; it is counted iff ``b`` lies in a counted
     request (from ``warmup_requests`` on), as for the intervals.

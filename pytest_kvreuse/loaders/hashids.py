@@ -1,7 +1,7 @@
 """Prefix-hash-id traces (Mooncake, Qwen-Bailian) and their re-blocking to any block size.
 
 ``hash_ids[i]`` names the whole prefix up to native block ``i``; the last id may cover a
-partial native block. See analysis.md section 1 for the key of an analysis block.
+partial native block. See docs/definitions.md §1 for the key of an analysis block.
 """
 
 from __future__ import annotations
