@@ -56,8 +56,8 @@ class ReuseTimes:
     """Reuse times (seconds) of a stream's counted reuse pairs, and its TTL-cache figures.
 
     The pairs are those of docs/definitions.md §2: consecutive occurrences ``a < b`` of a
-    key in different requests (pairs inside one request are skipped, but the later block is still the
-    previous occurrence for the next pair). A pair's reuse time is
+    key in different requests (pairs inside one request are skipped, but the later block is
+    still the previous occurrence for the next pair). A pair's reuse time is
     ``ts(request of b) - ts(request of a)``; it is counted iff ``b`` lies in a counted
     request (from ``warmup_requests`` on), as for the intervals.
 
