@@ -1,4 +1,4 @@
-"""analysis.md section 4: the figures the tool must reproduce exactly."""
+"""The reference figures (docs/definitions.md; the shared traces): reproduced exactly."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from pytest_kvreuse import analyze
 from pytest_kvreuse.cli import main
+from pytest_kvreuse.text import tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -54,3 +55,24 @@ def test_cli_json_matches(shared_traces, tmp_path, capsys):
     assert trace["sizes"] == [345_792]
     assert round(data["offloadable_fraction"]["345792"] * 100, 4) == 59.4846
     assert capsys.readouterr().out == ""
+
+
+def test_the_original_scripts_command_offline(shared_traces, tmp_path, capsys, monkeypatch):
+    """The seed's own command, as its users typed it, on the shared text trace: the hub
+    name resolves offline to the built-in tokenizer and the figures are the reference's."""
+    for var in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.setenv(var, str(tmp_path / "hf"))  # nothing cached: no real V3.1 files
+    monkeypatch.setattr(tokenizer, "_NOTED", set())  # the note is printed once a process
+    plot = tmp_path / "p.png"
+    assert main(["--input-file", str(shared_traces / "synthetic_head120.aiperf.json"),
+                 "--model-name", "deepseek-ai/DeepSeek-V3.1", "--block-size", "64",
+                 "--gpu-kv-cache-size", "345792", "--output", str(plot),
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    out, err = capsys.readouterr()
+    assert "kvreuse: note: tokenizer 'deepseek-ai/DeepSeek-V3.1'" in err
+    assert "total tokens:     1,614,784" in out
+    assert "blocks:           25,231 (23,940 unique)" in out
+    assert "reuses:           1,291" in out
+    assert "interval, tokens: min 17,280, median 96,960, max 1,246,464" in out
+    assert "offloadable at 345,792 tokens: 2.1046 %" in out
+    assert plot.read_bytes()[:4] == b"\x89PNG"
