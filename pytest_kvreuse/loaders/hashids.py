@@ -16,7 +16,7 @@ import numpy as np
 
 from ..core.blocks import BlockStream, SlotLayout, dense_ids, request_index, smallest_index_dtype
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
-from .jsonl import INT64_END, field_number, iter_raw_records, not_an_integer
+from .jsonl import INT64_END, bad_integer_list, field_number, iter_raw_records, not_an_integer
 
 MOONCAKE_HASH_BLOCK = 512
 BAILIAN_HASH_BLOCK = 16
@@ -62,19 +62,6 @@ def _field_int(record: dict, name: str, path: str, lineno: int, *, required: boo
         raise TraceFormatError(f"'{name}' {value} is too large: does not fit in 64 bits",
                                path=path, line=lineno)
     return value
-
-
-def _bad_ids(ids: list, path: str, lineno: int) -> TraceFormatError:
-    """The error for a ``hash_ids`` list that is not all 64-bit integers (error path:
-    the per-id loop runs only once the C conversion has refused the list)."""
-    for value in ids:
-        if type(value) is not int:
-            return TraceFormatError(f"'hash_ids' must hold integers, {not_an_integer(value)}",
-                                    path=path, line=lineno)
-        if not -INT64_END <= value < INT64_END:
-            return TraceFormatError(f"hash id {value} is too large: does not fit in 64 bits",
-                                    path=path, line=lineno)
-    return TraceFormatError("'hash_ids' must hold integers", path=path, line=lineno)
 
 
 def _chat_field(record: dict, name: str, default: object, path: str, lineno: int) -> int:
@@ -132,11 +119,11 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         # only on a hit, a C pass over the ids' types.
         if ((b"r" in raw and b"true" in raw) or (b"f" in raw and b"false" in raw)) and (
                 bool in set(map(type, ids))):
-            raise _bad_ids(ids, spath, lineno)
+            raise bad_integer_list(ids, "hash_ids", "hash id", spath, lineno)
         try:
             add_ids(ids)
         except (TypeError, OverflowError):
-            raise _bad_ids(ids, spath, lineno) from None
+            raise bad_integer_list(ids, "hash_ids", "hash id", spath, lineno) from None
         add_count(len(ids))
         add_length(length)
         add_line(lineno)

@@ -180,3 +180,17 @@ def field_number(record: dict, name: str, path: str, lineno: int) -> float:
         return float(value)
     except OverflowError:  # an integer beyond the float range (Python's json keeps it)
         raise TraceFormatError(f"'{name}' is out of range", path=path, line=lineno) from None
+
+
+def bad_integer_list(ids: list, field: str, item: str, path: str,
+                     lineno: int) -> TraceFormatError:
+    """The error for an id list (``hash_ids``, ``token_ids``) that is not all 64-bit
+    integers. Error path only: the per-id loop runs once the C conversion has refused it."""
+    for value in ids:
+        if type(value) is not int:
+            return TraceFormatError(f"'{field}' must hold integers, {not_an_integer(value)}",
+                                    path=path, line=lineno)
+        if not -INT64_END <= value < INT64_END:
+            return TraceFormatError(f"{item} {value} is too large: does not fit in 64 bits",
+                                    path=path, line=lineno)
+    return TraceFormatError(f"'{field}' must hold integers", path=path, line=lineno)

@@ -13,11 +13,11 @@ from ..errors import EmptyTraceError, TraceFormatError
 from .aiperf import iter_aiperf_entries
 from .jsonl import (
     INT64_END,
+    bad_integer_list,
     field_number,
     iter_raw_records,
     iter_records,
     may_hold_boolean,
-    not_an_integer,
 )
 
 
@@ -147,18 +147,6 @@ def iter_text_requests(path: str | os.PathLike[str], fmt: str,
         raise EmptyTraceError("trace holds no requests", path=spath)
 
 
-def _bad_token_ids(ids: list, path: str, line: int) -> TraceFormatError:
-    """The error for a token-id list numpy did not take as 64-bit integers (error path)."""
-    for value in ids:
-        if type(value) is not int:
-            return TraceFormatError(f"'token_ids' must hold integers, {not_an_integer(value)}",
-                                    path=path, line=line)
-        if not -INT64_END <= value < INT64_END:
-            return TraceFormatError(f"token id {value} is too large: does not fit in 64 bits",
-                                    path=path, line=line)
-    return TraceFormatError("'token_ids' must hold integers", path=path, line=line)
-
-
 def iter_token_requests(path: str | os.PathLike[str],
                         on_bytes: Callable[[int], None] | None = None
                         ) -> Iterator[tuple[np.ndarray, object, float]]:
@@ -179,7 +167,7 @@ def iter_token_requests(path: str | os.PathLike[str],
         if arr is None or arr.ndim != 1 or arr.dtype.kind not in "iu" or (
                 arr.dtype.kind == "u" and int(arr.max()) >= INT64_END) or (
                 may_hold_boolean(raw) and bool in set(map(type, ids))):
-            raise _bad_token_ids(ids, spath, line)
+            raise bad_integer_list(ids, "token_ids", "token id", spath, line)
         arr = arr.astype(np.int64, copy=False)
         count += 1
         yield arr, _session(rec, spath, line), _timestamp(rec, spath, line)
