@@ -245,3 +245,22 @@ def test_cli_json_plugin_json_and_baselines_are_one_document(tmp_path: Path,
                               "curves", "checks", "error"}
         assert Results.from_json(doc).traces[0].to_json(extras=False) == {
             k: v for k, v in trace.items() if k != "extras"}
+
+
+def test_marker_bounds_reach_every_metric_of_the_registry(pytester: pytest.Pytester):
+    pytester.makefile(".jsonl", tiny=TINY)
+    pytester.makepyfile("""
+        import pytest
+
+        @pytest.mark.kvreuse("tiny.jsonl", gpu_cache_tokens=512, min_reused_fraction=0.35,
+                             max_lru_hit_fraction=0.9, max_unique_blocks=100)
+        def test_bounds(kvreuse):
+            pass
+
+        @pytest.mark.kvreuse("tiny.jsonl", min_unique_blocks=1000)
+        def test_too_few(kvreuse):
+            pass
+    """)
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "unique_blocks is 24, below the minimum 1000" in result.stdout.str()

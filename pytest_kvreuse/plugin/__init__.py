@@ -150,7 +150,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
         "kvreuse(path, block_size=64, tokenizer=..., gpu_cache_tokens=N, "
-        "min_offloadable=F, max_offloadable=F, min_lru_hit=F, ...): analyse the trace "
+        "min_offloadable=F, max_offloadable=F, min_<metric>=X, max_<metric>=X, ...): "
+        "analyse the trace "
         "(relative to the test file) for the `kvreuse` fixture and check the bounds after "
         "the test")
     cache = getattr(config, "cache", None)

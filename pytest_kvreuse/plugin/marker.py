@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..checks import Check, CheckError
 from ..errors import KvReuseError
+from ..metrics import METRICS
 from ..params import AnalysisParams
 
 # keyword -> (metric, bound): figures read at the marker's gpu_cache_tokens.
@@ -20,6 +21,20 @@ MARKER_BOUNDS = {
     "min_lru_offloadable": ("lru_offloadable_fraction", "min"),
     "max_lru_offloadable": ("lru_offloadable_fraction", "max"),
 }
+
+
+def _bound(key: str) -> tuple[str, str] | None:
+    """``(metric, "min" | "max")`` of a bound keyword: the short names above, or
+    ``min_<metric>`` / ``max_<metric>`` for any metric of the registry read without
+    arguments or at ``gpu_cache_tokens`` alone (``max_reuse_time_p90``,
+    ``min_opt_hit_fraction``)."""
+    if key in MARKER_BOUNDS:
+        return MARKER_BOUNDS[key]
+    side, _, name = key.partition("_")
+    m = METRICS.get(name)
+    if side in ("min", "max") and m is not None and (not m.args or m.sized):
+        return name, side
+    return None
 
 
 @dataclass(frozen=True)
@@ -59,20 +74,23 @@ def marker_spec(args: tuple, kwargs: dict, base_dir: Path) -> MarkerSpec:
                          f"{gpu!r}")
     bounds: dict[str, dict[str, float]] = {}
     for key in list(kwargs):
-        if key in MARKER_BOUNDS:
-            metric, side = MARKER_BOUNDS[key]
+        bound = _bound(key)
+        if bound is not None:
+            metric, side = bound
             value = kwargs.pop(key)
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise CheckError(f"{key} of {where} must be a number, got {value!r}")
             bounds.setdefault(metric, {})[side] = value
-    if bounds and gpu is None:
-        raise CheckError(f"{', '.join(sorted(bounds))} bounds of {where} need "
+    sized = sorted(m for m in bounds if METRICS[m].args)
+    if sized and gpu is None:
+        raise CheckError(f"{', '.join(sized)} bounds of {where} need "
                          "gpu_cache_tokens (the cache size they are read at)")
     params = check_params(kwargs, where)
     try:
-        checks = tuple(Check(metric, gpu, b.get("min"), b.get("max")).validate()
+        checks = tuple(Check(metric, gpu if METRICS[metric].args else None, b.get("min"),
+                             b.get("max")).validate()
                        for metric, b in bounds.items())
     except KvReuseError as exc:
         raise CheckError(f"{where}: {exc.message}") from None
