@@ -8,7 +8,6 @@ the baselines code only in a run that saves or compares.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import pytest
@@ -29,14 +28,17 @@ _BARE = "\x00kvreuse-bare"
 LATEST = "latest"
 
 
-@dataclass
 class DriftState:
-    guard: BaselineGuard
-    save_name: str | None  # None: not saving; _BARE: the autosave name
-    comparison: Comparison | None = None
-    saved: SavedRun | None = None
-    notes: list[str] = field(default_factory=list)
-    _results: dict = field(default_factory=dict)
+    """A saving or comparing run's baseline state (a plain class: a dataclass would cost
+    every pytest run of every user a few milliseconds at import)."""
+
+    def __init__(self, guard: BaselineGuard, save_name: str | None) -> None:
+        self.guard = guard
+        self.save_name = save_name  # None: not saving; _BARE: the autosave name
+        self.comparison: Comparison | None = None
+        self.saved: SavedRun | None = None
+        self.notes: list[str] = []
+        self._results: dict = {}
 
 
 _STATE = pytest.StashKey[DriftState]()
