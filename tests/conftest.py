@@ -52,3 +52,18 @@ _FUZZ = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_f
 settings.register_profile("default", max_examples=60, **_FUZZ)
 settings.register_profile("long", max_examples=3000, **_FUZZ)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture
+def without_libcachesim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """libcachesim (the [policies] extra) fails to import, whether installed or not."""
+    import builtins
+
+    real = builtins.__import__
+
+    def refuse(name: str, *args: object, **kwargs: object) -> object:
+        if name == "libcachesim":
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)

@@ -192,7 +192,7 @@ def test_merge_keeps_the_curves_of_either_side():
     assert "opt" in mine.curves and "opt_hit_fraction" in mine.figures
 
 
-def test_policy_argument_and_missing_extra(monkeypatch):
+def test_policy_argument_and_missing_extra(without_libcachesim):
     assert parse_name("policy", " S3FIFO ") == "s3fifo"
     with pytest.raises(MetricError):
         parse_name("policy", "arc; rm")
@@ -201,16 +201,6 @@ def test_policy_argument_and_missing_extra(monkeypatch):
     assert not m.sized
     assert figure_title("policy_hit_fraction", {"at": 8, "policy": "arc"}) == \
         "block-level hit at 8 tokens, policy arc"
-    import builtins
-
-    real = builtins.__import__
-
-    def fake(name, *args, **kwargs):
-        if name == "libcachesim":
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake)
     a = ReuseAnalysis(make_stream([[1, 2], [1, 2]], block_size=B))
     with pytest.raises(KvReuseError, match=r"pytest-kvreuse\[policies\]"):
         a.policy_hit_fraction("arc", 8)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
 import json
 from pathlib import Path
 
@@ -64,15 +63,7 @@ def test_bad_flags_are_one_line(argv, message, capsys):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
-def test_policies_without_the_extra_one_line(monkeypatch, capsys):
-    real = builtins.__import__
-
-    def fake(name, *args, **kwargs):
-        if name == "libcachesim":
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake)
+def test_policies_without_the_extra_one_line(without_libcachesim, capsys):
     assert main(["analyze", str(EXAMPLE), "--gpu-kv-cache-size", "16384",
                  "--policies", "arc,s3fifo"]) == 0
     captured = capsys.readouterr()

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import builtins
-
 import pytest
 from oracle_lru import make_stream
 from oracle_opt import opt_replay
@@ -13,15 +11,7 @@ from pytest_kvreuse.core.policies import policy_hits
 from pytest_kvreuse.errors import KvReuseError
 
 
-def test_missing_libcachesim_names_the_extra(monkeypatch):
-    real = builtins.__import__
-
-    def fake(name, *args, **kwargs):
-        if name == "libcachesim":
-            raise ImportError(name)
-        return real(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", fake)
+def test_missing_libcachesim_names_the_extra(without_libcachesim):
     with pytest.raises(KvReuseError, match=r"pytest-kvreuse\[policies\]"):
         policy_hits(make_stream([[1, 2]]), "ARC", 100)
 
