@@ -19,7 +19,16 @@ from pathlib import Path
 
 from .errors import KvReuseError
 from .formatting import defined
-from .metrics import METRICS, Metric, MetricError, arg_key, parse_arg_key
+from .metrics import (
+    METRICS,
+    OPT_METRICS,
+    Metric,
+    MetricError,
+    arg_key,
+    parse_arg_key,
+    parse_name,
+    parse_seconds,
+)
 
 SCHEMA_VERSION = 1
 KIND = "kvreuse-results"
@@ -87,7 +96,6 @@ class TraceResult:
         interval CCDF, the LRU curve, the OPT curve when an OPT figure is computed, and the
         reuse-time CCDF (seconds) when the trace has reuse times."""
         from .core.curves import downsample
-        from .metrics import OPT_METRICS, parse_name, parse_seconds
 
         sizes = sorted({int(s) for s in sizes})
         include = set(include)

@@ -10,11 +10,12 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import KvReuseError
-from ..metrics import METRICS
+from ..metrics import METRICS, NO_TIMESTAMPS
 from .blocks import BlockStream
 from .intervals import ReusePairs, interval_ccdf, reuse_intervals_and_pairs, tokens_beyond
 from .lru import LruProfile, capacity_blocks, counted_from_block, lru_profile
 from .opt import OptProfile, opt_profile
+from .policies import policy_hits
 from .times import ReuseTimes
 
 
@@ -256,8 +257,6 @@ class ReuseAnalysis:
             return None
         stamps = np.asarray(self.stream.timestamps, dtype=np.float64)
         if stamps.shape != (self.num_requests,) or not np.isfinite(stamps).any():
-            from ..metrics import NO_TIMESTAMPS
-
             return NO_TIMESTAMPS
         return self.times.reason
 
@@ -292,8 +291,6 @@ class ReuseAnalysis:
         ``cache_tokens`` tokens serves on the tail-first touch stream. Block-level: it may
         keep a block whose prefix it evicted, which a prefix cache cannot use. Needs
         ``pip install "pytest-kvreuse[policies]"``."""
-        from .policies import policy_hits
-
         m = capacity_blocks(cache_tokens, self.block_size, "cache size")
         key = (str(policy).lower(), m)
         if key not in self._policy_hits:

@@ -22,7 +22,7 @@ from ..checks import Check, ThresholdViolation, evaluate, violation_paragraph
 from ..errors import KvReuseError
 from ..loaders.fingerprint import content_sha256 as content_hash
 from ..loaders.registry import detect_format
-from ..metrics import METRICS
+from ..metrics import METRICS, OPT_METRICS
 from ..params import AnalysisParams
 from ..result import TraceResult, trace_timings
 
@@ -82,8 +82,6 @@ class Computed:
     policies: tuple[str, ...] = ()
 
     def kwargs(self) -> dict:
-        from ..metrics import OPT_METRICS
-
         return {"include": OPT_METRICS if self.opt else (), "ttls": self.ttls,
                 "policies": self.policies}
 
