@@ -118,8 +118,8 @@ def test_every_metric_computes_on_an_analysis_and_formats():
     a = analyze(EXAMPLE / "chat_sessions.mooncake.jsonl")
     args = {"at": 16384, "lower_tier": 100000}
     for m in METRICS.values():
-        if "policy" in m.arg_names or m.name.startswith("opt_"):
-            continue  # need the [policies] extra / the slow OPT pass: tests of their own
+        if "policy" in m.arg_names:
+            continue  # needs the [policies] extra: tests of its own
         value = m.value(a, **{k: v for k, v in args.items() if k in m.arg_names})
         assert value is None or isinstance(value, (int, float)), m.name
         assert isinstance(m.text(value), str) and m.label and m.help

@@ -4,7 +4,6 @@ reference figures."""
 from __future__ import annotations
 
 import math
-import os
 
 import numpy as np
 import pytest
@@ -103,10 +102,6 @@ def test_bad_sizes(bad):
 
 @pytest.fixture(scope="module")
 def mooncake_opt(request):
-    # The engine loops in Python per reuse touch (about 90 s on this trace): off in CI
-    # until the one-pass vectorized engine replaces it.
-    if not os.environ.get("KVREUSE_SLOW_TESTS"):
-        pytest.skip("set KVREUSE_SLOW_TESTS=1 to run the OPT reference figures (slow)")
     shared = request.getfixturevalue("shared_traces")
     stream = load_block_stream(shared / "mooncake_synthetic_trace.jsonl", block_size=64)
     return stream, opt_profile(stream)

@@ -5,35 +5,116 @@ algorithm: each reuse touch ``t`` (previous touch ``p``) has an OPT distance ``d
 ``M`` blocks hits it iff ``d < M``, exactly as ``LruProfile`` counts (a re-touch with nothing in
 between has distance 0).
 
-Why the distances exist and how they are found. With demand paging, OPT with ``M`` blocks keeps
-the reuse interval ``(p, t)`` iff the greedy "by earliest ``t``" selection keeps it when at
-most ``K = M - 1`` kept intervals may cross any interior point (the touched block itself
-takes the M-th slot). That greedy is the best-fit schedule of intervals on ``K`` tracks: a
-track is described by the last interior point of its latest interval, an interval
-``(p, t)`` fits iff some track ended at or before ``p``, and it goes on the track that ended
-last (latest end ``<= p``), which then ends at ``t - 1``. Two facts, checked against a heap
-simulation of Belady at every size on thousands of random traces (tests/test_opt.py):
+**The track schedule.** With demand paging, OPT with ``M`` blocks keeps the reuse interval
+``(p, t)`` iff the greedy "by earliest ``t``" selection keeps it when at most ``K = M - 1`` kept
+intervals may cross any interior point: the best-fit schedule of intervals on ``K`` tracks. The
+schedules of all ``K`` are one sequence ``x_1, x_2, ...`` of track ends (the ends of the
+``K``-track schedule are ``x_1 .. x_K``; unused tracks end at -1), and the distance of ``(p, t)``
+is the first ``K`` with ``x_K <= p``. Checked against a heap replay of Belady at every size on
+thousands of random traces (tests/test_opt.py).
 
-1. the track ends of ``K + 1`` tracks are those of ``K`` tracks plus one more, so all the
-   schedules are one sequence ``x_1, x_2, ...`` (``x_K`` the end added by the K-th track;
-   ``-1``: never used);
-2. hence the distance of ``(p, t)`` is the first ``K`` with ``x_K <= p``, and the update of
-   every schedule ``K >= d`` at once is: ``x_d`` takes ``t - 1``, and the ends ``<= p`` that
-   are running maxima from position ``d`` on each move to the next such position; the
-   largest one (the best fit of the unbounded schedule) leaves.
+**Runs.** Prefix traffic re-touches a prefix in the order it was last touched: the pairs come
+in runs ``(p + i, t + i)``, ``i < r`` (split so that ``r < t - p``: then the ends a run writes,
+``t + i - 1``, are never free inside it). Inside a run, at every level ``K`` each step frees the
+track holding the largest free end, and the end ``p + i`` of the previous run becomes free
+just when step ``i`` needs it; so the level hits ``min(r, free ends among x_1 .. x_K)`` of the
+run, and the run's distances are the ``r`` smallest positions ``K`` whose end is
+``< p + r`` (its free set). One run costs a few array passes over the free positions in front
+of the last one it reads, instead of one pass per touch:
 
-The update touches positions up to the slot of the largest end ``<= p`` only.
+- the ``r`` largest free ends leave the schedule;
+- a free end with fewer than ``r`` greater free ends in front of it is the one that takes a
+  leaving end's level at some ``K``: taken from the largest down, each of these moves to the
+  next largest position of (the leaving ends' positions and theirs) - a nonincreasing
+  sequence, so one sort gives it;
+- the ``r`` smallest positions of that pool (the distances) take the run's new ends
+  ``t + i - 1``, in the order the steps reach them: step ``i`` takes the smallest position whose
+  end is free by then (a position holding ``p + j`` is free from step ``j``).
+
+Free ends in front of the last one read form a few increasing pieces (their order is what the
+moves leave behind), so "fewer than ``r`` greater in front" is a threshold per piece.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import numpy as np
 
 from .blocks import BlockStream
-from .lru import COLD, capacity_blocks, counted_from_block, previous_touch, touch_order
+from .lru import (
+    COLD,
+    capacity_blocks,
+    counted_from_block,
+    earlier_greater,
+    previous_touch,
+    touch_order,
+)
+
+# Beyond this many increasing pieces the per-piece thresholds cost more than one
+# earlier-and-greater count over the free ends.
+_MAX_PIECES = 32
+
+
+def _runs(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """First pair and length of each run ``(p + i, t + i)``, cut to lengths ``< t - p``."""
+    start = np.ones(t.size, dtype=bool)
+    start[1:] = (t[1:] != t[:-1] + 1) | (p[1:] != p[:-1] + 1)
+    first = np.flatnonzero(start)
+    length = np.diff(np.append(first, t.size))
+    span = t[first] - p[first] - 1
+    pieces = -(-length // span)
+    if (pieces > 1).any():
+        owner = np.repeat(np.arange(first.size), pieces)
+        within = np.arange(owner.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+        step = span[owner]
+        length = np.minimum(step, length[owner] - within * step)
+        first = first[owner] + within * step
+    return first, length
+
+
+def _few_greater_in_front(vals: np.ndarray, r: int) -> np.ndarray:
+    """Mask of the elements of ``vals`` (distinct) with fewer than ``r`` greater in front."""
+    desc = np.flatnonzero(vals[1:] < vals[:-1])
+    if desc.size == 0:
+        return np.ones(vals.size, dtype=bool)
+    if desc.size > _MAX_PIECES:
+        rank = np.empty(vals.size, dtype=np.int64)
+        rank[np.argsort(vals)] = np.arange(vals.size)
+        return earlier_greater(rank) < r
+    # Inside an increasing piece the count falls as the values rise: the piece's elements
+    # above the r-th largest value in front of it.
+    mask = np.zeros(vals.size, dtype=bool)
+    a = int(desc[0]) + 1
+    mask[:a] = True
+    largest = vals[max(0, a - r):a].tolist()
+    for b in (desc[1:] + 1).tolist() + [vals.size]:
+        piece = vals[a:b]
+        cut = a + int(piece.searchsorted(largest[-r], "right")) if len(largest) >= r else a
+        mask[cut:b] = True
+        largest = sorted(largest + piece[-r:].tolist())[-r:]
+        a = b
+    return mask
+
+
+def _pick_order(free_pos: np.ndarray, release: np.ndarray) -> np.ndarray:
+    """``free_pos`` (ascending) in the order steps ``0, 1, ...`` take them: each step the
+    smallest position released (``release <= step``) and not yet taken."""
+    pos = free_pos.tolist()
+    rel = release.tolist()
+    by_release = sorted(range(len(pos)), key=rel.__getitem__)
+    ready: list[int] = []
+    order = []
+    j = 0
+    for step in range(len(pos)):
+        while j < len(pos) and rel[by_release[j]] <= step:
+            heapq.heappush(ready, pos[by_release[j]])
+            j += 1
+        order.append(heapq.heappop(ready))
+    return np.array(order, dtype=np.int64)
 
 
 def sequence_opt_distances(keys: np.ndarray) -> np.ndarray:
@@ -47,42 +128,58 @@ def sequence_opt_distances(keys: np.ndarray) -> np.ndarray:
     p_all = prev[t_all]
     adjacent = p_all == t_all - 1
     dist[t_all[adjacent]] = 0
-    ts = t_all[~adjacent].tolist()
-    ps = p_all[~adjacent].tolist()
-    x = np.full(max(16, len(ts) + 1), -1, dtype=np.int64)
-    slot = np.full(n + 1, -1, dtype=np.int64)
-    # Which times are current track ends: bytearray.rfind answers "largest end <= p" in C,
-    # and the nearest end is almost always a few steps back (an end is added every touch).
-    ends = bytearray(n + 1)
+    t = t_all[~adjacent]
+    p = p_all[~adjacent]
+    if t.size == 0:
+        return dist
+    first, length = _runs(t, p)
+    out = np.empty(t.size, dtype=np.int64)
+    x = np.full(t.size + 1, -1, dtype=np.int64)    # track ends by position
+    slot = np.full(n + 1, -1, dtype=np.int64)      # position by end
+    ends: list[int] = []  # current ends, ascending: a run's new ends are above all of them
     used = 0
-    out = np.empty(len(ts), dtype=np.int64)
-    for i, (t, p) in enumerate(zip(ts, ps, strict=True)):
-        best = ends.rfind(1, 0, p + 1)
-        if best < 0:
-            # No track is free since p: a new track at the first unused position.
-            a = used
-            used += 1
+    steps = np.arange(int(length.max()) + 1)
+    o = 0
+    for t0, p0, r in zip(t[first].tolist(), p[first].tolist(), length.tolist(), strict=True):
+        hi = p0 + r  # the run's free ends are those < hi
+        i = bisect_left(ends, hi)
+        j = max(0, i - r)
+        top = np.array(ends[j:i], dtype=np.int64)
+        arrivals = i - bisect_right(ends, p0, j, i)
+        del ends[j:i]
+        ends.extend(range(t0 - 1, t0 - 1 + r))
+        qpos = slot[top]
+        if top.size < r:
+            # Fewer free ends than steps: fresh tracks take the rest and nothing moves.
+            pool = np.sort(np.concatenate([qpos, np.arange(used, used + r - top.size)]))
+            given = movers = pool[:0]
         else:
-            seg = x[:int(slot[best]) + 1]
-            run = np.maximum.accumulate(np.where(seg <= p, seg, -2))
-            # Busy tracks read as -2, so the running maximum of the free ends rises exactly
-            # at the records; each record takes the previous record's end, which is the
-            # running maximum just before it.
-            dest = np.flatnonzero(run[1:] != run[:-1]) + 1
-            if run[0] > -2:
-                a = 0
-            else:
-                a = int(dest[0])
-                dest = dest[1:]
-            moved = run[dest - 1]
-            x[dest] = moved
-            slot[moved] = dest
-            ends[best] = 0
-        x[a] = t - 1
-        slot[t - 1] = a
-        ends[t - 1] = 1
-        out[i] = a + 1
-    dist[np.asarray(ts, dtype=np.intp)] = out
+            seg = x[:int(qpos.max())]
+            free = np.flatnonzero(seg < hi)
+            vals = seg[free]
+            moving = _few_greater_in_front(vals, r)
+            moving &= vals < top[0]
+            packed = (vals[moving] << 32) | free[moving]
+            packed[::-1].sort()  # descending ends; the positions ride in the low bits
+            movers = packed >> 32
+            pool = np.sort(np.concatenate([qpos, packed & 0xFFFFFFFF]))
+            given = pool[:r - 1:-1]
+        taken = pool[:r]
+        if arrivals:
+            release = x[taken] - p0
+            release[taken >= used] = 0
+            if (release > steps[:r]).any():
+                taken = _pick_order(taken, np.maximum(release, 0))
+        out[o:o + r] = taken
+        o += r
+        x[given] = movers
+        slot[movers] = given
+        new = np.arange(t0 - 1, t0 - 1 + r)
+        x[taken] = new
+        slot[new] = taken
+        used = max(used, int(pool[r - 1]) + 1)
+    out += 1
+    dist[t] = out
     return dist
 
 
