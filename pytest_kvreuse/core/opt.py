@@ -77,10 +77,9 @@ def _runs(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _few_greater_in_front(vals: np.ndarray, r: int) -> np.ndarray:
-    """Mask of the elements of ``vals`` (distinct) with fewer than ``r`` greater in front."""
+    """Mask of the elements of ``vals`` (distinct, not increasing throughout) with fewer
+    than ``r`` greater in front."""
     desc = np.flatnonzero(vals[1:] < vals[:-1])
-    if desc.size == 0:
-        return np.ones(vals.size, dtype=bool)
     if desc.size > _MAX_PIECES:
         rank = np.empty(vals.size, dtype=np.int64)
         rank[np.argsort(vals)] = np.arange(vals.size)
@@ -138,7 +137,6 @@ def sequence_opt_distances(keys: np.ndarray) -> np.ndarray:
     slot = np.full(n + 1, -1, dtype=np.int64)      # position by end
     ends: list[int] = []  # current ends, ascending: a run's new ends are above all of them
     used = 0
-    steps = np.arange(int(length.max()) + 1)
     o = 0
     for t0, p0, r in zip(t[first].tolist(), p[first].tolist(), length.tolist(), strict=True):
         hi = p0 + r  # the run's free ends are those < hi
@@ -157,18 +155,28 @@ def sequence_opt_distances(keys: np.ndarray) -> np.ndarray:
             seg = x[:int(qpos.max())]
             free = np.flatnonzero(seg < hi)
             vals = seg[free]
-            moving = _few_greater_in_front(vals, r)
-            moving &= vals < top[0]
-            packed = (vals[moving] << 32) | free[moving]
-            packed[::-1].sort()  # descending ends; the positions ride in the low bits
-            movers = packed >> 32
-            pool = np.sort(np.concatenate([qpos, packed & 0xFFFFFFFF]))
+            if (vals[1:] > vals[:-1]).all():
+                # Increasing (the usual shape): every free end below the leaving ones moves,
+                # the largest first.
+                c = int(vals.searchsorted(top[0]))
+                movers = vals[c - 1::-1] if c else vals[:0]
+                pool = np.sort(np.concatenate([qpos, free[:c]]))
+            else:
+                moving = _few_greater_in_front(vals, r)
+                moving &= vals < top[0]
+                packed = (vals[moving] << 32) | free[moving]
+                packed[::-1].sort()  # descending ends; the positions ride in the low bits
+                movers = packed >> 32
+                pool = np.sort(np.concatenate([qpos, packed & 0xFFFFFFFF]))
             given = pool[:r - 1:-1]
         taken = pool[:r]
         if arrivals:
-            release = x[taken] - p0
-            release[taken >= used] = 0
-            if (release > steps[:r]).any():
+            # The ends p0 + j (the last `arrivals` of top) are free from step j: a step
+            # before that may not take their position.
+            rank = taken.searchsorted(qpos[-arrivals:])
+            if (rank < top[-arrivals:] - p0).any():
+                release = x[taken] - p0
+                release[taken >= used] = 0
                 taken = _pick_order(taken, np.maximum(release, 0))
         out[o:o + r] = taken
         o += r
