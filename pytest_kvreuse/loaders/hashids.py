@@ -40,10 +40,18 @@ class HashIdTrace:
     sessions: np.ndarray
     lines: np.ndarray
     native_block_size: int
+    # A shard set's files, and the file (index into them) each request's line is in.
+    files: tuple[str, ...] = ()
+    file_of: np.ndarray | None = None
 
     @property
     def num_requests(self) -> int:
         return int(self.input_lengths.shape[0])
+
+    def where(self, r: int) -> dict:
+        """``path`` and ``line`` of request ``r``, for an error about it."""
+        path = self.files[int(self.file_of[r])] if self.file_of is not None else self.path
+        return {"path": path, "line": int(self.lines[r])}
 
 
 def _field_int(record: dict, name: str, path: str, lineno: int, *, required: bool) -> int | None:
@@ -91,13 +99,17 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     lengths = array("q")
     stamps = array("d")
     lines = array("q")
+    files: list[str] = []
+    file_of = array("i")
     chat_ids: list[int] = []
     parent_ids: list[int] = []
     # Bound once: this loop runs per record, and a big trace has millions.
     add_ids, add_count, add_length = all_ids.extend, counts.append, lengths.append
-    add_line, add_stamp = lines.append, stamps.append
+    add_line, add_stamp, add_file = lines.append, stamps.append, file_of.append
     bailian = flavour == "bailian"
-    for lineno, raw, rec in iter_raw_records(spath):
+    for lineno, raw, rec in iter_raw_records(spath, on_file=files.append):
+        # Errors name the shard at fault (the trace's own path for one file).
+        spath = files[-1]
         ids = rec.get("hash_ids")
         if type(ids) is not list:
             if ids is None:
@@ -127,6 +139,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         add_count(len(ids))
         add_length(length)
         add_line(lineno)
+        add_file(len(files) - 1)
         add_stamp(stamp)
         if bailian:
             chat = rec.get("chat_id")
@@ -146,6 +159,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
             chat_ids.append(chat)
             parent_ids.append(parent)
 
+    spath = os.fspath(path)
     if not counts:
         raise EmptyTraceError("trace holds no requests", path=spath)
 
@@ -172,6 +186,8 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         sessions=sessions,
         lines=line_array,
         native_block_size=native_block_size,
+        files=tuple(files) if len(files) > 1 else (),
+        file_of=np.frombuffer(file_of, dtype=np.int32).copy() if len(files) > 1 else None,
     )
 
 
@@ -261,8 +277,7 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         r = int(short[0])
         raise TraceFormatError(
             f"input_length {int(trace.input_lengths[r])} needs {int(needed[r])} hash_ids of "
-            f"{native} tokens, the record has {int(have[r])}",
-            path=trace.path, line=int(trace.lines[r]))
+            f"{native} tokens, the record has {int(have[r])}", **trace.where(r))
 
     native_ids, n_native = dense_ids(trace.hash_ids)
     total = int(nblocks.sum())

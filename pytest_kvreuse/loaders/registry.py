@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from ..errors import EmptyTraceError, TraceFormatError
 from .aiperf import HEAD as AIPERF_HEAD
 from .jsonl import first_line, open_trace, parse_first_line, read_error
+from .shards import trace_files
 
 HASH_IDS, TEXT, TOKEN_IDS = "hash-ids", "text", "token-ids"
 
@@ -46,7 +47,9 @@ def detect_format(path: str | os.PathLike[str]) -> str:
     """Name the trace's format from its first record.
 
     The file is opened and read once (the head, then the rest of the first line only
-    if it is longer), so a pipe can be told apart too."""
+    if it is longer), so a pipe can be told apart too. A compressed file is told from its
+    decompressed head; a shard set from its first file."""
+    path = trace_files(path)[0]
     with open_trace(path) as fh:
         try:
             head = fh.read(1 << 16)
