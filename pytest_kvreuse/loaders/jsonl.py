@@ -74,7 +74,7 @@ def _file_records(path: str, on_bytes: Callable[[int], None] | None
                 try:
                     record = loads(raw)
                 except orjson.JSONDecodeError as exc:
-                    raise TraceFormatError(f"not valid JSON ({_reason(exc, raw)})",
+                    raise TraceFormatError(f"not valid JSON ({json_reason(exc, raw)})",
                                            path=path, line=lineno) from None
                 if not isinstance(record, dict):
                     raise TraceFormatError(
@@ -133,7 +133,7 @@ def parse_first_line(lineno: int, raw: bytes) -> tuple[object | None, str | None
     try:
         return orjson.loads(raw), None
     except orjson.JSONDecodeError as exc:
-        return None, _reason(exc, raw)
+        return None, json_reason(exc, raw)
 
 
 def looks_utf16(raw: bytes) -> bool:
@@ -145,7 +145,7 @@ def looks_utf16(raw: bytes) -> bool:
                                or head[0::2] == bytes(len(head[0::2])))
 
 
-def _reason(exc: orjson.JSONDecodeError, raw: bytes = b"") -> str:
+def json_reason(exc: orjson.JSONDecodeError, raw: bytes = b"") -> str:
     """orjson's message in the user's terms (only on the error path)."""
     text = str(exc)
     msg = text.split(":", 1)[0]

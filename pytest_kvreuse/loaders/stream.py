@@ -14,6 +14,7 @@ from ..text.tokenizer import DEFAULT_TOKENIZER, check_alias_for_prompt, tokenize
 from .hashids import hash_id_block_stream, read_hash_id_trace
 from .registry import FORMAT_NAMES, HASH_ID_FORMATS, TEXT_FORMATS, TOKEN_FORMATS, detect_format
 from .source import TraceSource, open_source
+from .weka import read_weka_trace
 
 _TEXT_OPTIONS = frozenset({"tokenizer", "prompt", "cache_dir", "use_cache", "progress",
                            "known_sha256"})
@@ -61,7 +62,12 @@ def _load(source: TraceSource, block_size: int, format: str, hash_block_size: in
     if fmt not in FORMAT_NAMES:
         raise KvReuseError(f"unknown format {fmt!r} (known: auto, {', '.join(FORMAT_NAMES)})",
                            path=path)
-    if fmt in HASH_ID_FORMATS:
+    if fmt == "weka":
+        trace, categories = read_weka_trace(path, native_block_size=hash_block_size)
+        stream = hash_id_block_stream(trace, block_size)
+        stream.categories.update(categories)
+        meta = {"format": fmt, "hash_block_size": trace.native_block_size}
+    elif fmt in HASH_ID_FORMATS:
         trace = read_hash_id_trace(path, flavour=fmt, native_block_size=hash_block_size)
         stream = hash_id_block_stream(trace, block_size)
         meta = {"format": fmt, "hash_block_size": trace.native_block_size}
