@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.blocks import BlockStream, SlotLayout, dense_ids, request_index, smallest_index_dtype
+from ..core.blocks import (
+    BlockStream,
+    SlotLayout,
+    dense_ids,
+    request_index,
+    segments_in_order,
+    smallest_index_dtype,
+)
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
 from .jsonl import INT64_END, bad_integer_list, field_number, iter_raw_records, not_an_integer
 
@@ -88,7 +95,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     """Read a Mooncake (``flavour="mooncake"``) or Qwen-Bailian (``"bailian"``) JSONL trace."""
     spath = os.fspath(path)
     if native_block_size is None:
-        native_block_size = MOONCAKE_HASH_BLOCK if flavour == "mooncake" else BAILIAN_HASH_BLOCK
+        native_block_size = BAILIAN_HASH_BLOCK if flavour == "bailian" else MOONCAKE_HASH_BLOCK
     if native_block_size <= 0:
         raise BlockSizeError(f"hash block size must be positive, got {native_block_size}")
 
@@ -107,10 +114,19 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     add_ids, add_count, add_length = all_ids.extend, counts.append, lengths.append
     add_line, add_stamp, add_file = lines.append, stamps.append, file_of.append
     bailian = flavour == "bailian"
+    aiperf = flavour == "mooncake-trace"
+    session_ids: list[object] = []
+    delays = array("d")
+    fresh: list[int] = [-1]  # a sentinel, then the requests that have no hash ids
     for lineno, raw, rec in iter_raw_records(spath, on_file=files.append):
         # Errors name the shard at fault (the trace's own path for one file).
         spath = files[-1]
         ids = rec.get("hash_ids")
+        if aiperf:
+            ids = _aiperf_record(rec, ids, native_block_size, spath, lineno, fresh,
+                                 len(counts))
+            session_ids.append(_aiperf_session(rec, spath, lineno))
+            delays.append(field_number(rec, "delay", spath, lineno))
         if type(ids) is not list:
             if ids is None:
                 raise TraceFormatError("record has no 'hash_ids'", path=spath, line=lineno)
@@ -170,6 +186,8 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     if bailian:
         _check_parents(chat_ids, parent_ids, line_array, spath)
         sessions = _bailian_sessions(chat_ids, parent_ids)
+    elif aiperf:
+        sessions = _aiperf_sessions(session_ids)
     else:
         sessions = np.full(num, -1, dtype=np.int64)
     timestamps = np.frombuffer(stamps, dtype=np.float64).copy()
@@ -177,9 +195,12 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         # Mooncake stamps are milliseconds; every stream carries seconds (docs/times.md),
         # so no consumer has to know the format a stream came from.
         timestamps /= 1000.0
-    return HashIdTrace(
+    hash_ids = np.frombuffer(all_ids, dtype=np.int64) if all_ids else np.zeros(0, np.int64)
+    if len(fresh) > 1:
+        hash_ids = _number_fresh(hash_ids, offsets, fresh[1:])
+    trace = HashIdTrace(
         path=spath,
-        hash_ids=np.frombuffer(all_ids, dtype=np.int64) if all_ids else np.zeros(0, np.int64),
+        hash_ids=hash_ids,
         offsets=offsets,
         input_lengths=np.frombuffer(lengths, dtype=np.int64).copy(),
         timestamps=timestamps,
@@ -189,6 +210,82 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         files=tuple(files) if len(files) > 1 else (),
         file_of=np.frombuffer(file_of, dtype=np.int32).copy() if len(files) > 1 else None,
     )
+    delay = np.frombuffer(delays, dtype=np.float64)
+    if aiperf and not np.isnan(delay).all():
+        trace = _by_delays(trace, delay / 1000.0)
+    return trace
+
+
+def _aiperf_record(rec: dict, ids: object, native: int, path: str, lineno: int,
+                   fresh: list[int], r: int) -> object:
+    """An aiperf mooncake_trace record's hash ids. A record with none (request ``r``) gets
+    blocks of its own, as aiperf sends it a prompt unrelated to any other: placeholders
+    here, numbered by :func:`_number_fresh`; ``fresh`` collects such requests."""
+    for key in ("text_input", "messages"):
+        if rec.get(key) is not None:
+            raise TraceFormatError(
+                f"a '{key}' record in a trace of input_length records: a mooncake_trace "
+                "file is read as hash ids (input_length) or as text (text_input, messages), "
+                "not both", path=path, line=lineno)
+    length = _field_int(rec, "input_length", path, lineno, required=True)
+    if ids is not None:
+        return ids
+    fresh.append(r)
+    return [0] * -(-length // native)
+
+
+
+def _number_fresh(ids: np.ndarray, offsets: np.ndarray, fresh: list[int]) -> np.ndarray:
+    """Ids above all of the trace's for the placeholder blocks of the ``fresh`` requests."""
+    ids = ids.copy()
+    base = int(ids.max()) + 1
+    for r in fresh:  # per request
+        lo, hi = int(offsets[r]), int(offsets[r + 1])
+        ids[lo:hi] = np.arange(base, base + hi - lo, dtype=np.int64)
+        base += hi - lo
+    return ids
+
+
+def _aiperf_session(rec: dict, path: str, lineno: int) -> object:
+    value = rec.get("session_id")
+    if value is not None and type(value) not in (str, int):
+        raise TraceFormatError(f"'session_id' must be a string, got {type(value).__name__}",
+                               path=path, line=lineno)
+    return value
+
+
+def _aiperf_sessions(values: list[object]) -> np.ndarray:
+    """A record with no session_id is a conversation of its own (as aiperf makes it)."""
+    numbers: dict[object, int] = {}
+    out = np.empty(len(values), dtype=np.int64)
+    for r, value in enumerate(values):  # per request
+        key = ("record", r) if value is None else (type(value).__name__, value)
+        out[r] = numbers.setdefault(key, len(numbers))
+    return out
+
+
+def _by_delays(trace: HashIdTrace, delays: np.ndarray) -> HashIdTrace:
+    """Times of an aiperf multi-turn trace: a turn with a ``timestamp`` is sent then; else
+    ``delay`` after its session's previous turn (0 when it has none), the first turn of a
+    session at 0. Requests are then merged by time (sessions run concurrently, as aiperf
+    replays them); the service time between turns, unknown offline, is not counted."""
+    stamps = trace.timestamps.copy()
+    last: dict[int, float] = {}
+    for r in range(stamps.shape[0]):  # per request
+        s = int(trace.sessions[r])
+        if math.isnan(stamps[r]):
+            prev = last.get(s)
+            step = 0.0 if math.isnan(delays[r]) else float(delays[r])
+            stamps[r] = step if prev is None else prev + step
+        last[s] = float(stamps[r])
+    order = np.argsort(stamps, kind="stable")
+    gather, offsets = segments_in_order(trace.offsets, order)
+    return HashIdTrace(
+        path=trace.path, hash_ids=trace.hash_ids[gather], offsets=offsets,
+        input_lengths=trace.input_lengths[order], timestamps=stamps[order],
+        sessions=trace.sessions[order], lines=trace.lines[order],
+        native_block_size=trace.native_block_size, files=trace.files,
+        file_of=None if trace.file_of is None else trace.file_of[order])
 
 
 def _check_chat_ids(record: dict, path: str, lineno: int) -> None:

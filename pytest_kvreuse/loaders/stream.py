@@ -6,7 +6,9 @@ import os
 import warnings
 from pathlib import Path
 
-from ..core.blocks import BlockStream
+import numpy as np
+
+from ..core.blocks import BlockStream, request_index, segments_in_order
 from ..errors import BlockSizeError, KvReuseError, TokenizerError
 from ..text import blocks as text_blocks
 from ..text.cache import cache_file, cache_key, read_cached, write_cached
@@ -109,9 +111,30 @@ def _cached_token_stream(source: TraceSource, fmt: str, block_size: int, *,
                                                progress=progress)
     else:
         stream = text_blocks.token_block_stream(path, block_size=block_size, progress=progress)
+    if fmt == "mooncake-trace-text":
+        stream = _by_time(stream)
     if entry is not None:
         try:
             write_cached(entry, stream)
         except KvReuseError as exc:  # a read-only cache must not stop the analysis
             warnings.warn(f"kvreuse: cache not written: {exc.one_line()}", stacklevel=3)
     return stream
+
+
+def _by_time(stream: BlockStream) -> BlockStream:
+    """An aiperf mooncake_trace text stream's requests merged by time (aiperf replays a
+    multi-turn trace's sessions concurrently), ties in file order. Keys name prefixes,
+    not positions: reordering requests leaves every key valid."""
+    stamps = stream.timestamps
+    if not (stamps != 0).any():
+        # No record had a timestamp or a delay: the times are unknown, not all 0.
+        stamps[:] = np.nan
+        return stream
+    if np.isnan(stamps).any() or bool((np.diff(stamps) >= 0).all()):
+        return stream
+    order = np.argsort(stamps, kind="stable")
+    gather, offsets = segments_in_order(stream.request_starts, order)
+    return BlockStream(keys=stream.keys[gather], request=request_index(np.diff(offsets)),
+                       block_size=stream.block_size,
+                       prompt_tokens=stream.prompt_tokens[order], timestamps=stamps[order],
+                       sessions=stream.sessions[order], meta=stream.meta)

@@ -3,6 +3,7 @@ JSONL, read as requests: they know nothing of tokenizers or blocks."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -116,6 +117,10 @@ def iter_text_requests(path: str | os.PathLike[str], fmt: str,
             for request in _aiperf_requests(name, on_bytes):
                 count += 1
                 yield request
+    elif fmt == "mooncake-trace-text":
+        for request in _mooncake_trace_text(spath, on_bytes):
+            count += 1
+            yield request
     else:
         current = [spath]
         for line, _, rec in iter_raw_records(spath, on_bytes, on_file=current.append):
@@ -135,6 +140,48 @@ def iter_text_requests(path: str | os.PathLike[str], fmt: str,
                               line)
     if count == 0:
         raise EmptyTraceError("trace holds no requests", path=spath)
+
+
+_TRACE_INPUTS = ("input_length", "text_input", "messages")
+
+
+def _mooncake_trace_text(spath: str, on_bytes: Callable[[int], None] | None
+                         ) -> Iterator[TextRequest]:
+    """aiperf mooncake_trace text records: ``text_input`` or ``messages``; times as the
+    hash-id flavour places them (``timestamp``, else ``delay`` after the session's previous
+    turn, a session's first turn at 0; a trace with neither anywhere has no times, see
+    ``stream._by_time``). A record with no session_id is a session of its own: its
+    session key is its place."""
+    current = [spath]
+    last: dict[object, float] = {}
+    for line, _, rec in iter_raw_records(spath, on_bytes, on_file=current.append):
+        name = current[-1]
+        given = [k for k in _TRACE_INPUTS if rec.get(k) is not None]
+        if len(given) != 1:
+            raise TraceFormatError(
+                "a record needs exactly one of 'input_length', 'text_input', 'messages', got "
+                f"{' and '.join(repr(k) for k in given) or 'none'}", path=name, line=line)
+        if given[0] == "input_length":
+            raise TraceFormatError(
+                "an 'input_length' record in a trace of text records: a mooncake_trace file "
+                "is read as text (text_input, messages) or as hash ids (input_length), not "
+                "both", path=name, line=line)
+        if given[0] == "text_input":
+            text = rec["text_input"]
+            if not isinstance(text, str):
+                raise TraceFormatError(f"'text_input' must be a string, got "
+                                       f"{type(text).__name__}", path=name, line=line)
+            msgs: tuple[tuple[str, str], ...] = (("user", text),)
+        else:
+            msgs = _messages(rec, name, line, "record")
+        session = _session(rec, name, line)
+        key = (name, line) if session is None else ("session", session)
+        stamp = _timestamp(rec, name, line, _AIPERF_UNITS_PER_SECOND)
+        if math.isnan(stamp):
+            delay = field_number(rec, "delay", name, line) / _AIPERF_UNITS_PER_SECOND
+            stamp = last.get(key, 0.0) + (0.0 if math.isnan(delay) else delay)
+        last[key] = stamp
+        yield TextRequest(msgs, key if session is None else session, stamp, line)
 
 
 def _aiperf_requests(spath: str, on_bytes: Callable[[int], None] | None
