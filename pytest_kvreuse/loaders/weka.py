@@ -189,12 +189,14 @@ def _conversation(out: _Collected, doc: dict, name: str, f: int, line: int | Non
 
 def _request(out: _Collected, entry: dict, at: str, fail, block: int) -> None:
     stamp = entry.get("t")
-    if type(stamp) not in (int, float) or not math.isfinite(stamp) or stamp < 0:
+    if type(stamp) is int and stamp < INT64_END:
+        stamp = float(stamp)
+    if type(stamp) is not float or not math.isfinite(stamp) or stamp < 0:
         raise fail(f"{at}: 't' must be a non-negative number of seconds, got {stamp!r}")
     length = entry.get("in")
     if type(length) is not int or not 0 <= length < INT64_END:
-        what = "missing" if length is None else (
-            f"{length}" if type(length) is int else not_an_integer(length))
+        what = "it is missing" if length is None else (
+            f"got {length}" if type(length) is int and length < 0 else not_an_integer(length))
         raise fail(f"{at}: 'in' (input tokens) must be a non-negative integer, {what}")
     ids = entry.get("hash_ids", [])
     if type(ids) is not list:
