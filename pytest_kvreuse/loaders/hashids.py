@@ -191,6 +191,10 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     else:
         sessions = np.full(num, -1, dtype=np.int64)
     timestamps = np.frombuffer(stamps, dtype=np.float64).copy()
+    delay = np.frombuffer(delays, dtype=np.float64)
+    timed = aiperf and not np.isnan(delay).all()
+    if timed:  # in milliseconds, as written: sums of integers stay exact
+        timestamps = _times_from_delays(timestamps, delay, sessions)
     if not bailian:
         # Mooncake stamps are milliseconds; every stream carries seconds (docs/times.md),
         # so no consumer has to know the format a stream came from.
@@ -210,10 +214,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         files=tuple(files) if len(files) > 1 else (),
         file_of=np.frombuffer(file_of, dtype=np.int32).copy() if len(files) > 1 else None,
     )
-    delay = np.frombuffer(delays, dtype=np.float64)
-    if aiperf and not np.isnan(delay).all():
-        trace = _by_delays(trace, delay / 1000.0)
-    return trace
+    return _by_time(trace) if timed else trace
 
 
 def _aiperf_record(rec: dict, ids: object, native: int, path: str, lineno: int,
@@ -238,7 +239,7 @@ def _aiperf_record(rec: dict, ids: object, native: int, path: str, lineno: int,
 def _number_fresh(ids: np.ndarray, offsets: np.ndarray, fresh: list[int]) -> np.ndarray:
     """Ids above all of the trace's for the placeholder blocks of the ``fresh`` requests."""
     ids = ids.copy()
-    base = int(ids.max()) + 1
+    base = int(ids.max()) + 1 if ids.size else 0
     for r in fresh:  # per request
         lo, hi = int(offsets[r]), int(offsets[r + 1])
         ids[lo:hi] = np.arange(base, base + hi - lo, dtype=np.int64)
@@ -264,25 +265,30 @@ def _aiperf_sessions(values: list[object]) -> np.ndarray:
     return out
 
 
-def _by_delays(trace: HashIdTrace, delays: np.ndarray) -> HashIdTrace:
+def _times_from_delays(stamps: np.ndarray, delays: np.ndarray, sessions: np.ndarray
+                       ) -> np.ndarray:
     """Times of an aiperf multi-turn trace: a turn with a ``timestamp`` is sent then; else
     ``delay`` after its session's previous turn (0 when it has none), the first turn of a
-    session at 0. Requests are then merged by time (sessions run concurrently, as aiperf
-    replays them); the service time between turns, unknown offline, is not counted."""
-    stamps = trace.timestamps.copy()
+    session at 0. The service time between turns, unknown offline, is not counted."""
+    stamps = stamps.copy()
     last: dict[int, float] = {}
     for r in range(stamps.shape[0]):  # per request
-        s = int(trace.sessions[r])
+        s = int(sessions[r])
         if math.isnan(stamps[r]):
-            prev = last.get(s)
             step = 0.0 if math.isnan(delays[r]) else float(delays[r])
-            stamps[r] = step if prev is None else prev + step
+            stamps[r] = last.get(s, 0.0) + step
         last[s] = float(stamps[r])
-    order = np.argsort(stamps, kind="stable")
+    return stamps
+
+
+def _by_time(trace: HashIdTrace) -> HashIdTrace:
+    """Requests merged by time (sessions run concurrently, as aiperf replays them), ties in
+    file order."""
+    order = np.argsort(trace.timestamps, kind="stable")
     gather, offsets = segments_in_order(trace.offsets, order)
     return HashIdTrace(
         path=trace.path, hash_ids=trace.hash_ids[gather], offsets=offsets,
-        input_lengths=trace.input_lengths[order], timestamps=stamps[order],
+        input_lengths=trace.input_lengths[order], timestamps=trace.timestamps[order],
         sessions=trace.sessions[order], lines=trace.lines[order],
         native_block_size=trace.native_block_size, files=trace.files,
         file_of=None if trace.file_of is None else trace.file_of[order])

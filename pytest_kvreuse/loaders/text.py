@@ -176,12 +176,14 @@ def _mooncake_trace_text(spath: str, on_bytes: Callable[[int], None] | None
             msgs = _messages(rec, name, line, "record")
         session = _session(rec, name, line)
         key = (name, line) if session is None else ("session", session)
-        stamp = _timestamp(rec, name, line, _AIPERF_UNITS_PER_SECOND)
+        # Milliseconds, as written, until the end: sums of integers stay exact.
+        stamp = field_number(rec, "timestamp", name, line)
         if math.isnan(stamp):
-            delay = field_number(rec, "delay", name, line) / _AIPERF_UNITS_PER_SECOND
+            delay = field_number(rec, "delay", name, line)
             stamp = last.get(key, 0.0) + (0.0 if math.isnan(delay) else delay)
         last[key] = stamp
-        yield TextRequest(msgs, key if session is None else session, stamp, line)
+        yield TextRequest(msgs, key if session is None else session,
+                          stamp / _AIPERF_UNITS_PER_SECOND, line)
 
 
 def _aiperf_requests(spath: str, on_bytes: Callable[[int], None] | None
