@@ -189,7 +189,7 @@ def test_bad_line_names_its_shard(tmp_path, plain):
 
 def test_empty_directory_and_unmatched_glob(tmp_path):
     (tmp_path / "empty").mkdir()
-    with pytest.raises(TraceReadError, match="no trace files"):
+    with pytest.raises(TraceReadError, match="holding no trace files"):
         analyze(tmp_path / "empty")
     with pytest.raises(TraceReadError, match="no file matches"):
         analyze(str(tmp_path / "nothing-*.jsonl"))

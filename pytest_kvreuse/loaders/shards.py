@@ -39,7 +39,8 @@ def trace_files(path: str | os.PathLike[str]) -> list[str]:
         files = sorted(os.path.join(name, e) for e in entries if not e.startswith("."))
         files = [f for f in files if os.path.isfile(f)]
         if not files:
-            raise TraceReadError("the directory holds no trace files", path=name)
+            raise TraceReadError("is a directory holding no trace files (a directory is read "
+                                 "as one trace, its files in name order)", path=name)
         return files
     files = sorted(f for f in glob.glob(name) if os.path.isfile(f))
     if not files:
