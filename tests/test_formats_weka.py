@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from figures import figures
-from fuzzing import JSON, mangle
+from fuzzing import JSON, mangle, result_or_one_line_error
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_kvreuse import KvReuseError, analyze, load_block_stream
+from pytest_kvreuse import analyze, load_block_stream
 from pytest_kvreuse.errors import BlockSizeError, TraceFormatError
 from pytest_kvreuse.loaders.registry import detect_format
 
@@ -214,11 +214,4 @@ def test_fuzz_weka(tmp_path_factory, docs, layout, data, block):
     else:
         path = root / "c.json"
         path.write_bytes(mangle(data.draw, json.dumps(docs[0], indent=1).encode()))
-    try:
-        a = analyze(path, block_size=block, format="weka", use_cache=False)
-    except KvReuseError as exc:
-        text = exc.one_line()
-        assert "\n" not in text and str(path) in text, text
-        return
-    assert 0 <= a.reused_fraction <= 1 or math.isnan(a.reused_fraction)
-    json.dumps(a.to_dict(), allow_nan=False)
+    result_or_one_line_error(path, block_size=block, format="weka")
