@@ -40,9 +40,11 @@ def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
     for a terminal outside CI), ``known_sha256`` (the file's content hash when the caller
     has just computed it: the cache key then costs no second read of the file).
 
-    ``path`` may be a pipe (``/dev/stdin``, ``<(zcat t.jsonl.gz)``, a FIFO): it is read
+    ``path`` may be a pipe (``/dev/stdin``, ``-`` for standard input, a FIFO): it is read
     once, into a temporary file (see :func:`~pytest_kvreuse.loaders.source.open_source`),
-    or a TraceSource that function gave.
+    or a TraceSource that function gave; a compressed file (gzip, xz, bz2, zstd), read as
+    its decompressed content; a directory or a glob, one trace of its files in name order
+    (docs/formats.md).
     """
     unknown = set(text_options) - _TEXT_OPTIONS
     if unknown:
