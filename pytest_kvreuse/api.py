@@ -52,12 +52,15 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
                                    tokenizer=params.tokenizer, prompt=params.prompt,
                                    cache_dir=cache_dir, use_cache=use_cache,
                                    progress=progress)
+        # A compressed pipe's content hash is over its decompressed bytes: taken from the
+        # spool now, while it exists.
+        sha = source.sha256() if source.spooled else source.known_sha256
     load_s = time.perf_counter() - start
     analysis = ReuseAnalysis(stream, params=resolved_params(params, stream.meta, path),
                              timings={"load_s": load_s}, warmup=params.warmup)
     # The hash of the bytes analysed when it was computed (always for a pipe, whose
     # bytes cannot be read again); None for a regular file nobody hashed.
-    analysis.content_sha256 = source.known_sha256
+    analysis.content_sha256 = sha
     return analysis
 
 

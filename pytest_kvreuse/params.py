@@ -101,7 +101,8 @@ class AnalysisParams:
                          choices=("auto", *FORMAT_NAMES))
     hash_block_size: int | None = _param(
         None, _optional_positive_int,
-        "native block of hash-id traces (default: Mooncake 512, Bailian 16)", metavar="N")
+        "native block of hash-id traces (default: Mooncake and aiperf mooncake_trace 512, "
+        "Bailian 16, Weka the file's block_size)", metavar="N")
     tokenizer: str = _param(
         DEFAULT_TOKENIZER, _name,
         "tokenizer for text traces: 'deepseek-v3' (built in, the default), a local "

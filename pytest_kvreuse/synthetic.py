@@ -111,6 +111,54 @@ def write_mooncake(requests: list[Request], path: str | os.PathLike[str],
     atomic_write_bytes(path, b"\n".join(lines) + b"\n")
 
 
+def write_mooncake_trace(requests: list[Request], path: str | os.PathLike[str],
+                         block: int = 512) -> None:
+    """aiperf's mooncake_trace form: each session's turns together, the first at its
+    timestamp, the next ones a ``delay`` (ms) after the previous turn."""
+    by_session: dict[int, list[tuple[Request, list[int]]]] = {}
+    for r, ids in zip(requests, prefix_hash_ids(requests, block), strict=True):
+        by_session.setdefault(r.session, []).append((r, ids))
+    lines = []
+    for session, turns in by_session.items():
+        for k, (r, ids) in enumerate(turns):
+            when = ({"timestamp": r.timestamp_ms} if k == 0 else
+                    {"delay": r.timestamp_ms - turns[k - 1][0].timestamp_ms})
+            lines.append(orjson.dumps({"session_id": f"session-{session}", **when,
+                                       "input_length": r.input_length,
+                                       "output_length": r.output_tokens, "hash_ids": ids}))
+    atomic_write_bytes(path, b"\n".join(lines) + b"\n")
+
+
+def weka_conversations(requests: list[Request], block: int = 64, *,
+                       subagent_every: int = 0) -> list[dict]:
+    """One Weka / kv-cache-tester conversation per session (``hash_id_scope`` global: the
+    sessions' shared system prompts keep their shared ids); ``t`` counts from the
+    session's first request. With ``subagent_every`` = k, every k-th turn is sent by a
+    subagent instead (a marker spawned at that turn's time)."""
+    by_session: dict[int, list[tuple[Request, list[int]]]] = {}
+    for r, ids in zip(requests, prefix_hash_ids(requests, block), strict=True):
+        by_session.setdefault(r.session, []).append((r, ids))
+    docs = []
+    for session, turns in by_session.items():
+        start = turns[0][0].timestamp_ms
+        entries: list[dict] = []
+        for k, (r, ids) in enumerate(turns):
+            t = (r.timestamp_ms - start) / 1000
+            call = {"t": t, "type": "s" if k % 2 else "n",
+                    "model": "model-small" if k % 3 == 2 else "model-large",
+                    "in": r.input_length, "out": r.output_tokens, "hash_ids": ids}
+            if subagent_every and k % subagent_every == subagent_every - 1:
+                entries.append({"t": t, "type": "subagent", "agent_id": f"agent_{k:03d}",
+                                "subagent_type": "Explore", "status": "completed",
+                                "requests": [call], "models": [call["model"]]})
+            else:
+                entries.append(call)
+        docs.append({"id": f"session-{session:04d}", "models": ["model-large", "model-small"],
+                     "block_size": block, "hash_id_scope": "global", "tool_tokens": 0,
+                     "system_tokens": 0, "requests": entries})
+    return docs
+
+
 def vocabulary_words(count: int = 4096) -> list[str]:
     """Lower-case words that DeepSeek-V3 encodes as one token each when preceded by a space
     (its earliest-merged, i.e. most common, ones): text of n such words is ~n tokens."""

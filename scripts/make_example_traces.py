@@ -5,7 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pytest_kvreuse.synthetic import Workload, generate, write_aiperf, write_mooncake
+import orjson
+
+from pytest_kvreuse.atomic import atomic_write_bytes
+from pytest_kvreuse.synthetic import (
+    Workload,
+    generate,
+    weka_conversations,
+    write_aiperf,
+    write_mooncake,
+    write_mooncake_trace,
+)
 
 HERE = Path(__file__).resolve().parent.parent / "example_traces"
 
@@ -24,8 +34,21 @@ def main() -> None:
                                   document_share=0.25, document_tokens=(400, 1200),
                                   documents=4, seed=3))
     write_aiperf(text_chat, args.out / "chat_sessions.aiperf.json")
+    # aiperf's mooncake_trace form of a few sessions: session_id and delay per turn.
+    small = generate(Workload(sessions=40, seed=5))
+    write_mooncake_trace(small, args.out / "chat_sessions.mooncake_trace.jsonl")
+    # Agentic conversations as Weka / kv-cache-tester files, one per conversation, some
+    # turns sent by subagents: a directory is one trace.
+    weka_dir = args.out / "agentic.weka"
+    weka_dir.mkdir(exist_ok=True)
+    for old in weka_dir.glob("*.json"):
+        old.unlink()
+    agentic = generate(Workload(sessions=6, turns=(4, 10), seed=7))
+    for doc in weka_conversations(agentic, 64, subagent_every=4):
+        atomic_write_bytes(weka_dir / f"{doc['id']}.json", orjson.dumps(doc) + b"\n")
     for p in sorted(args.out.iterdir()):
-        print(f"{p.name}: {p.stat().st_size:,} bytes")
+        size = sum(f.stat().st_size for f in p.iterdir()) if p.is_dir() else p.stat().st_size
+        print(f"{p.name}: {size:,} bytes")
 
 
 if __name__ == "__main__":

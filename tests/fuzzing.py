@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 
 from hypothesis import strategies as st
@@ -59,3 +60,19 @@ def mangle(draw, line: bytes) -> bytes:
 
 def join_lines(draw, lines: list[bytes]) -> bytes:
     return b"\n".join(lines) + draw(st.sampled_from([b"", b"\n", b"\r\n"]))
+
+
+def result_or_one_line_error(path, **options):
+    """Analyse ``path``: a sane result, or a KvReuseError of one line naming the file
+    (anything else escapes and fails the test). The analysis, or None."""
+    from pytest_kvreuse import KvReuseError, analyze
+
+    try:
+        a = analyze(path, use_cache=False, progress=False, **options)
+    except KvReuseError as exc:
+        text = exc.one_line()
+        assert "\n" not in text and str(path) in text, text
+        return None
+    assert 0 <= a.reused_fraction <= 1 or math.isnan(a.reused_fraction)
+    json.dumps(a.to_dict(), allow_nan=False)
+    return a

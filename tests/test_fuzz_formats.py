@@ -115,7 +115,8 @@ def test_aiperf_result_or_kvreuse_error(tmp_path_factory, data, fmt, block, prom
 @pytest.mark.usefixtures("deepseek")  # loaded once, shared through the tokenizer cache
 @given(data=st.one_of(jsonl_files("chat"), jsonl_files("prompt"), jsonl_files("token-ids"),
                       aiperf_files()),
-       fmt=st.sampled_from(["auto", "mooncake", "bailian", "aiperf", "chat", "token-ids"]))
+       fmt=st.sampled_from(["auto", "mooncake", "bailian", "aiperf", "chat", "token-ids",
+                            "weka", "mooncake-trace", "mooncake-trace-text"]))
 def test_any_format_on_any_file(tmp_path_factory, data, fmt):
     path = tmp_path_factory.mktemp("fuzz") / "trace.json"
     path.write_bytes(data)

@@ -97,24 +97,28 @@ def test_content_sha256_read_error_is_one_line(tmp_path, eio):
         content_sha256(path)
 
 
-# -- a directory ---------------------------------------------------------------------------
+# -- a directory: one sharded trace (tests/test_formats_compressed.py); empty, one line ------
+
+EMPTY_DIR = ("is a directory holding no trace files (a directory is read as one trace, its "
+             "files in name order)")
+
 
 @pytest.mark.parametrize("fmt", ["auto", "mooncake", "chat", "aiperf", "token-ids"])
-def test_directory_is_one_line(tmp_path, fmt):
+def test_empty_directory_is_one_line(tmp_path, fmt):
     with pytest.raises(TraceReadError) as info:
         analyze(tmp_path, format=fmt, use_cache=False)
-    assert info.value.one_line() == f"{tmp_path}: is a directory, not a trace file"
+    assert info.value.one_line() == f"{tmp_path}: {EMPTY_DIR}"
 
 
-def test_content_sha256_of_a_directory_is_one_line(tmp_path):
-    with pytest.raises(TraceReadError, match="is a directory"):
+def test_content_sha256_of_an_empty_directory_is_one_line(tmp_path):
+    with pytest.raises(TraceReadError, match="is a directory holding no trace files"):
         content_sha256(tmp_path)
 
 
-def test_cli_directory_exit_2(tmp_path, capsys):
+def test_cli_empty_directory_exit_2(tmp_path, capsys):
     assert main(["analyze", str(tmp_path), "-q", "--no-cache"]) == 2
     err = capsys.readouterr().err.strip()
-    assert err == f"kvreuse: error: {tmp_path}: is a directory, not a trace file"
+    assert err == f"kvreuse: error: {tmp_path}: {EMPTY_DIR}"
 
 
 # -- a FIFO --------------------------------------------------------------------------------

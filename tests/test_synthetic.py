@@ -47,9 +47,13 @@ def test_hash_ids_name_prefixes():
 def test_example_traces_are_regenerated_identically(tmp_path):
     subprocess.run([sys.executable, str(ROOT / "scripts" / "make_example_traces.py"),
                     "--out", str(tmp_path)], check=True, capture_output=True)
-    for made in sorted(tmp_path.iterdir()):
-        shipped = ROOT / "example_traces" / made.name
+    made_files = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert made_files
+    for made in made_files:
+        shipped = ROOT / "example_traces" / made.relative_to(tmp_path)
         assert shipped.read_bytes() == made.read_bytes(), made.name
+    shipped_weka = sorted(p.name for p in (ROOT / "example_traces" / "agentic.weka").iterdir())
+    assert shipped_weka == sorted(p.name for p in (tmp_path / "agentic.weka").iterdir())
 
 
 def test_example_trace_reuses_its_system_prompts():

@@ -26,6 +26,15 @@ class SlotLayout:
 
 
 @dataclass(frozen=True, eq=False)
+class Category:
+    """A per-request label (a Weka request's model, ...): request ``r`` has label
+    ``labels[codes[r]]``."""
+
+    codes: np.ndarray
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
 class BlockStream:
     """All full KV blocks of a trace, request after request.
 
@@ -34,7 +43,8 @@ class BlockStream:
     ``request[i]`` is the request that block belongs to (non-decreasing). Per request:
     ``prompt_tokens`` (partial tail included), ``timestamps`` (seconds for every format,
     NaN when unknown: docs/times.md) and
-    ``sessions`` (dense ids, -1 when unknown).
+    ``sessions`` (dense ids, -1 when unknown). ``categories``: optional per-request
+    labels by name (a format's request types, models, ...; empty when it has none).
     """
 
     keys: np.ndarray
@@ -45,6 +55,7 @@ class BlockStream:
     sessions: np.ndarray
     meta: dict = field(default_factory=dict)
     layout: SlotLayout | None = None
+    categories: dict[str, Category] = field(default_factory=dict)
 
     @property
     def num_requests(self) -> int:
@@ -114,3 +125,16 @@ def request_index(blocks_per_request: np.ndarray) -> np.ndarray:
     numbers = smallest_index_dtype(np.arange(counts.shape[0], dtype=np.int64),
                                    counts.shape[0])
     return np.repeat(numbers, counts)
+
+
+def segments_in_order(offsets: np.ndarray, order: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Reorder variable-length segments: segment ``r`` is ``offsets[r]:offsets[r + 1]``.
+
+    Returns the index that gathers the segments in ``order`` (one flat array, no loop per
+    segment) and the offsets of the gathered segments."""
+    counts = np.diff(offsets)[order]
+    new = np.zeros(counts.shape[0] + 1, dtype=np.int64)
+    np.cumsum(counts, out=new[1:])
+    gather = (np.repeat(offsets[:-1][order] - new[:-1], counts)
+              + np.arange(int(new[-1]), dtype=np.int64))
+    return gather, new

@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.blocks import BlockStream, SlotLayout, dense_ids, request_index, smallest_index_dtype
+from ..core.blocks import (
+    BlockStream,
+    SlotLayout,
+    dense_ids,
+    request_index,
+    segments_in_order,
+    smallest_index_dtype,
+)
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
 from .jsonl import INT64_END, bad_integer_list, field_number, iter_raw_records, not_an_integer
 
@@ -40,10 +47,18 @@ class HashIdTrace:
     sessions: np.ndarray
     lines: np.ndarray
     native_block_size: int
+    # A shard set's files, and the file (index into them) each request's line is in.
+    files: tuple[str, ...] = ()
+    file_of: np.ndarray | None = None
 
     @property
     def num_requests(self) -> int:
         return int(self.input_lengths.shape[0])
+
+    def where(self, r: int) -> dict:
+        """``path`` and ``line`` of request ``r``, for an error about it."""
+        path = self.files[int(self.file_of[r])] if self.file_of is not None else self.path
+        return {"path": path, "line": int(self.lines[r])}
 
 
 def _field_int(record: dict, name: str, path: str, lineno: int, *, required: bool) -> int | None:
@@ -80,7 +95,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     """Read a Mooncake (``flavour="mooncake"``) or Qwen-Bailian (``"bailian"``) JSONL trace."""
     spath = os.fspath(path)
     if native_block_size is None:
-        native_block_size = MOONCAKE_HASH_BLOCK if flavour == "mooncake" else BAILIAN_HASH_BLOCK
+        native_block_size = BAILIAN_HASH_BLOCK if flavour == "bailian" else MOONCAKE_HASH_BLOCK
     if native_block_size <= 0:
         raise BlockSizeError(f"hash block size must be positive, got {native_block_size}")
 
@@ -91,14 +106,27 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     lengths = array("q")
     stamps = array("d")
     lines = array("q")
+    files: list[str] = []
+    file_of = array("i")
     chat_ids: list[int] = []
     parent_ids: list[int] = []
     # Bound once: this loop runs per record, and a big trace has millions.
     add_ids, add_count, add_length = all_ids.extend, counts.append, lengths.append
-    add_line, add_stamp = lines.append, stamps.append
+    add_line, add_stamp, add_file = lines.append, stamps.append, file_of.append
     bailian = flavour == "bailian"
-    for lineno, raw, rec in iter_raw_records(spath):
+    aiperf = flavour == "mooncake-trace"
+    session_ids: list[object] = []
+    delays = array("d")
+    fresh: list[int] = [-1]  # a sentinel, then the requests that have no hash ids
+    for lineno, raw, rec in iter_raw_records(spath, on_file=files.append):
+        # Errors name the shard at fault (the trace's own path for one file).
+        spath = files[-1]
         ids = rec.get("hash_ids")
+        if aiperf:
+            ids = _aiperf_record(rec, ids, native_block_size, spath, lineno, fresh,
+                                 len(counts))
+            session_ids.append(_aiperf_session(rec, spath, lineno))
+            delays.append(field_number(rec, "delay", spath, lineno))
         if type(ids) is not list:
             if ids is None:
                 raise TraceFormatError("record has no 'hash_ids'", path=spath, line=lineno)
@@ -127,6 +155,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         add_count(len(ids))
         add_length(length)
         add_line(lineno)
+        add_file(len(files) - 1)
         add_stamp(stamp)
         if bailian:
             chat = rec.get("chat_id")
@@ -146,6 +175,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
             chat_ids.append(chat)
             parent_ids.append(parent)
 
+    spath = os.fspath(path)
     if not counts:
         raise EmptyTraceError("trace holds no requests", path=spath)
 
@@ -156,23 +186,112 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     if bailian:
         _check_parents(chat_ids, parent_ids, line_array, spath)
         sessions = _bailian_sessions(chat_ids, parent_ids)
+    elif aiperf:
+        sessions = _aiperf_sessions(session_ids)
     else:
         sessions = np.full(num, -1, dtype=np.int64)
     timestamps = np.frombuffer(stamps, dtype=np.float64).copy()
+    delay = np.frombuffer(delays, dtype=np.float64)
+    timed = aiperf and not np.isnan(delay).all()
+    if timed:  # in milliseconds, as written: sums of integers stay exact
+        timestamps = _times_from_delays(timestamps, delay, sessions)
     if not bailian:
         # Mooncake stamps are milliseconds; every stream carries seconds (docs/times.md),
         # so no consumer has to know the format a stream came from.
         timestamps /= 1000.0
-    return HashIdTrace(
+    hash_ids = np.frombuffer(all_ids, dtype=np.int64) if all_ids else np.zeros(0, np.int64)
+    if len(fresh) > 1:
+        hash_ids = _number_fresh(hash_ids, offsets, fresh[1:])
+    trace = HashIdTrace(
         path=spath,
-        hash_ids=np.frombuffer(all_ids, dtype=np.int64) if all_ids else np.zeros(0, np.int64),
+        hash_ids=hash_ids,
         offsets=offsets,
         input_lengths=np.frombuffer(lengths, dtype=np.int64).copy(),
         timestamps=timestamps,
         sessions=sessions,
         lines=line_array,
         native_block_size=native_block_size,
+        files=tuple(files) if len(files) > 1 else (),
+        file_of=np.frombuffer(file_of, dtype=np.int32).copy() if len(files) > 1 else None,
     )
+    return _by_time(trace) if timed else trace
+
+
+def _aiperf_record(rec: dict, ids: object, native: int, path: str, lineno: int,
+                   fresh: list[int], r: int) -> object:
+    """An aiperf mooncake_trace record's hash ids. A record with none (request ``r``) gets
+    blocks of its own, as aiperf sends it a prompt unrelated to any other: placeholders
+    here, numbered by :func:`_number_fresh`; ``fresh`` collects such requests."""
+    for key in ("text_input", "messages"):
+        if rec.get(key) is not None:
+            raise TraceFormatError(
+                f"a '{key}' record in a trace of input_length records: a mooncake_trace "
+                "file is read as hash ids (input_length) or as text (text_input, messages), "
+                "not both", path=path, line=lineno)
+    length = _field_int(rec, "input_length", path, lineno, required=True)
+    if ids is not None:
+        return ids
+    fresh.append(r)
+    return [0] * -(-length // native)
+
+
+
+def _number_fresh(ids: np.ndarray, offsets: np.ndarray, fresh: list[int]) -> np.ndarray:
+    """Ids above all of the trace's for the placeholder blocks of the ``fresh`` requests."""
+    ids = ids.copy()
+    base = int(ids.max()) + 1 if ids.size else 0
+    for r in fresh:  # per request
+        lo, hi = int(offsets[r]), int(offsets[r + 1])
+        ids[lo:hi] = np.arange(base, base + hi - lo, dtype=np.int64)
+        base += hi - lo
+    return ids
+
+
+def _aiperf_session(rec: dict, path: str, lineno: int) -> object:
+    value = rec.get("session_id")
+    if value is not None and type(value) not in (str, int):
+        raise TraceFormatError(f"'session_id' must be a string, got {type(value).__name__}",
+                               path=path, line=lineno)
+    return value
+
+
+def _aiperf_sessions(values: list[object]) -> np.ndarray:
+    """A record with no session_id is a conversation of its own (as aiperf makes it)."""
+    numbers: dict[object, int] = {}
+    out = np.empty(len(values), dtype=np.int64)
+    for r, value in enumerate(values):  # per request
+        key = ("record", r) if value is None else (type(value).__name__, value)
+        out[r] = numbers.setdefault(key, len(numbers))
+    return out
+
+
+def _times_from_delays(stamps: np.ndarray, delays: np.ndarray, sessions: np.ndarray
+                       ) -> np.ndarray:
+    """Times of an aiperf multi-turn trace: a turn with a ``timestamp`` is sent then; else
+    ``delay`` after its session's previous turn (0 when it has none), the first turn of a
+    session at 0. The service time between turns, unknown offline, is not counted."""
+    stamps = stamps.copy()
+    last: dict[int, float] = {}
+    for r in range(stamps.shape[0]):  # per request
+        s = int(sessions[r])
+        if math.isnan(stamps[r]):
+            step = 0.0 if math.isnan(delays[r]) else float(delays[r])
+            stamps[r] = last.get(s, 0.0) + step
+        last[s] = float(stamps[r])
+    return stamps
+
+
+def _by_time(trace: HashIdTrace) -> HashIdTrace:
+    """Requests merged by time (sessions run concurrently, as aiperf replays them), ties in
+    file order."""
+    order = np.argsort(trace.timestamps, kind="stable")
+    gather, offsets = segments_in_order(trace.offsets, order)
+    return HashIdTrace(
+        path=trace.path, hash_ids=trace.hash_ids[gather], offsets=offsets,
+        input_lengths=trace.input_lengths[order], timestamps=trace.timestamps[order],
+        sessions=trace.sessions[order], lines=trace.lines[order],
+        native_block_size=trace.native_block_size, files=trace.files,
+        file_of=None if trace.file_of is None else trace.file_of[order])
 
 
 def _check_chat_ids(record: dict, path: str, lineno: int) -> None:
@@ -261,8 +380,7 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         r = int(short[0])
         raise TraceFormatError(
             f"input_length {int(trace.input_lengths[r])} needs {int(needed[r])} hash_ids of "
-            f"{native} tokens, the record has {int(have[r])}",
-            path=trace.path, line=int(trace.lines[r]))
+            f"{native} tokens, the record has {int(have[r])}", **trace.where(r))
 
     native_ids, n_native = dense_ids(trace.hash_ids)
     total = int(nblocks.sum())

@@ -12,6 +12,8 @@ from typing import BinaryIO
 import orjson
 
 from ..errors import TraceFormatError, TraceReadError
+from .compression import decompressed
+from .shards import trace_files
 
 _BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -19,16 +21,19 @@ _NON_FINITE = re.compile(rb"-?(?:NaN|Infinity)")
 
 
 def open_trace(path: str | os.PathLike[str]) -> BinaryIO:
-    """Open a trace for binary reading, turning OS errors into one-line errors."""
+    """Open a trace file for binary reading of the bytes it holds (decompressed when it is
+    gzip, xz, bz2 or zstd: see :mod:`.compression`), turning OS errors into one-line
+    errors."""
     p = Path(path)
     if p.is_dir():
         raise TraceReadError("is a directory, not a trace file", path=p)
     try:
-        return p.open("rb")
+        fh = p.open("rb")
     except FileNotFoundError:
         raise TraceReadError("no such file", path=p) from None
     except OSError as exc:
         raise TraceReadError(f"cannot open: {exc.strerror or exc}", path=p) from None
+    return decompressed(fh, p)
 
 
 def read_error(exc: OSError, path: str | os.PathLike[str]) -> TraceReadError:
@@ -37,13 +42,25 @@ def read_error(exc: OSError, path: str | os.PathLike[str]) -> TraceReadError:
 
 
 def iter_raw_records(path: str | os.PathLike[str],
-                     on_bytes: Callable[[int], None] | None = None
+                     on_bytes: Callable[[int], None] | None = None,
+                     on_file: Callable[[str], None] | None = None
                      ) -> Iterator[tuple[int, bytes, dict]]:
     """Yield ``(line_number, line, record)`` for every non-blank line; records must be
     objects. The raw line lets a reader look for what the parsed record cannot show
     (a boolean among integers) with one C scan of the line.
 
-    ``on_bytes(n)`` is told the size of every line read (for progress bars)."""
+    A shard set (a directory or a glob: :mod:`.shards`) yields its files' records one
+    file after the other, line numbers counted per file; ``on_file(path)`` is told each
+    file as it starts. ``on_bytes(n)`` is told the size of every line read (for progress
+    bars)."""
+    for name in trace_files(path):
+        if on_file is not None:
+            on_file(name)
+        yield from _file_records(name, on_bytes)
+
+
+def _file_records(path: str, on_bytes: Callable[[int], None] | None
+                  ) -> Iterator[tuple[int, bytes, dict]]:
     loads = orjson.loads  # bound once: this loop runs per line of traces of millions
     with open_trace(path) as fh:
         try:
@@ -57,7 +74,7 @@ def iter_raw_records(path: str | os.PathLike[str],
                 try:
                     record = loads(raw)
                 except orjson.JSONDecodeError as exc:
-                    raise TraceFormatError(f"not valid JSON ({_reason(exc, raw)})",
+                    raise TraceFormatError(f"not valid JSON ({json_reason(exc, raw)})",
                                            path=path, line=lineno) from None
                 if not isinstance(record, dict):
                     raise TraceFormatError(
@@ -116,7 +133,7 @@ def parse_first_line(lineno: int, raw: bytes) -> tuple[object | None, str | None
     try:
         return orjson.loads(raw), None
     except orjson.JSONDecodeError as exc:
-        return None, _reason(exc, raw)
+        return None, json_reason(exc, raw)
 
 
 def looks_utf16(raw: bytes) -> bool:
@@ -128,7 +145,7 @@ def looks_utf16(raw: bytes) -> bool:
                                or head[0::2] == bytes(len(head[0::2])))
 
 
-def _reason(exc: orjson.JSONDecodeError, raw: bytes = b"") -> str:
+def json_reason(exc: orjson.JSONDecodeError, raw: bytes = b"") -> str:
     """orjson's message in the user's terms (only on the error path)."""
     text = str(exc)
     msg = text.split(":", 1)[0]

@@ -1,4 +1,4 @@
-"""Any trace path as a regular, seekable file and the sha256 of its bytes.
+"""Any trace path as a regular, seekable file and the sha256 of its content.
 
 Format detection, parsing and hashing each read the file; a pipe (``/dev/stdin``,
 ``<(zcat t.jsonl.gz)``, a FIFO) can be read only once, and a second open of a FIFO blocks
@@ -12,13 +12,18 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 from ..errors import KvReuseError, TraceReadError
+from .compression import MAGIC_BYTES, compression_of
 from .fingerprint import content_sha256
+from .shards import is_shard_set, trace_files
+
+STDIN = "-"
 
 _CHUNK = 1 << 22
 
@@ -74,8 +79,16 @@ def open_source(path: str | os.PathLike[str] | TraceSource, *,
         yield path
         return
     name = os.fspath(path)
-    st = _stat(name)
-    if stat.S_ISREG(st.st_mode):
+    if name != STDIN and is_shard_set(name):
+        files = trace_files(name)
+        before = [_identity(_stat(f)) for f in files]
+        yield TraceSource(name, name, spooled=False, known_sha256=known_sha256)
+        if trace_files(name) != files or [_identity(os.stat(f)) for f in files] != before:
+            raise TraceReadError("the trace changed while it was read; run again",
+                                 path=name)
+        return
+    st = None if name == STDIN else _stat(name)
+    if st is not None and stat.S_ISREG(st.st_mode):
         yield TraceSource(name, name, spooled=False, known_sha256=known_sha256)
         # Hash, detection and parse read the file one after the other: a file rewritten
         # in between would pair one content's hash with another's figures.
@@ -102,13 +115,20 @@ def open_source(path: str | os.PathLike[str] | TraceSource, *,
             pass
 
 
-def _spool(name: str) -> tuple[str, str]:
-    """Copy the stream at ``name`` into a temporary file: its path and the bytes' sha256."""
+def _spool(name: str) -> tuple[str, str | None]:
+    """Copy the stream at ``name`` (``-``: standard input) into a temporary file: its path
+    and the content's sha256, None for a compressed stream (its content hash is that of
+    the decompressed bytes, taken from the spool when needed)."""
     digest = hashlib.sha256()
     try:
-        src = open(name, "rb")  # a FIFO with no writer yet waits for one, as cat does
-    except OSError as exc:
-        raise TraceReadError(f"cannot open: {exc.strerror or exc}", path=name) from None
+        # A FIFO with no writer yet waits for one, as cat does. Standard input is
+        # duplicated so that closing the copy leaves sys.stdin usable.
+        src = (os.fdopen(os.dup(sys.stdin.fileno()), "rb") if name == STDIN
+               else open(name, "rb"))
+    except (OSError, ValueError) as exc:
+        raise TraceReadError(f"cannot open: {getattr(exc, 'strerror', None) or exc}",
+                             path=name) from None
+    head = b""
     with src:
         fd, spool = tempfile.mkstemp(prefix="kvreuse-", suffix=".trace")
         try:
@@ -121,6 +141,8 @@ def _spool(name: str) -> tuple[str, str]:
                                              path=name) from None
                     if not chunk:
                         break
+                    if len(head) < MAGIC_BYTES:
+                        head += chunk[:MAGIC_BYTES]
                     digest.update(chunk)
                     try:
                         out.write(chunk)
@@ -135,4 +157,4 @@ def _spool(name: str) -> tuple[str, str]:
             except OSError:
                 pass
             raise
-    return spool, digest.hexdigest()
+    return spool, None if compression_of(head) else digest.hexdigest()

@@ -6,7 +6,9 @@ import os
 import warnings
 from pathlib import Path
 
-from ..core.blocks import BlockStream
+import numpy as np
+
+from ..core.blocks import BlockStream, request_index, segments_in_order
 from ..errors import BlockSizeError, KvReuseError, TokenizerError
 from ..text import blocks as text_blocks
 from ..text.cache import cache_file, cache_key, read_cached, write_cached
@@ -14,6 +16,7 @@ from ..text.tokenizer import DEFAULT_TOKENIZER, check_alias_for_prompt, tokenize
 from .hashids import hash_id_block_stream, read_hash_id_trace
 from .registry import FORMAT_NAMES, HASH_ID_FORMATS, TEXT_FORMATS, TOKEN_FORMATS, detect_format
 from .source import TraceSource, open_source
+from .weka import read_weka_trace
 
 _TEXT_OPTIONS = frozenset({"tokenizer", "prompt", "cache_dir", "use_cache", "progress",
                            "known_sha256"})
@@ -37,9 +40,11 @@ def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
     for a terminal outside CI), ``known_sha256`` (the file's content hash when the caller
     has just computed it: the cache key then costs no second read of the file).
 
-    ``path`` may be a pipe (``/dev/stdin``, ``<(zcat t.jsonl.gz)``, a FIFO): it is read
+    ``path`` may be a pipe (``/dev/stdin``, ``-`` for standard input, a FIFO): it is read
     once, into a temporary file (see :func:`~pytest_kvreuse.loaders.source.open_source`),
-    or a TraceSource that function gave.
+    or a TraceSource that function gave; a compressed file (gzip, xz, bz2, zstd), read as
+    its decompressed content; a directory or a glob, one trace of its files in name order
+    (docs/formats.md).
     """
     unknown = set(text_options) - _TEXT_OPTIONS
     if unknown:
@@ -61,7 +66,12 @@ def _load(source: TraceSource, block_size: int, format: str, hash_block_size: in
     if fmt not in FORMAT_NAMES:
         raise KvReuseError(f"unknown format {fmt!r} (known: auto, {', '.join(FORMAT_NAMES)})",
                            path=path)
-    if fmt in HASH_ID_FORMATS:
+    if fmt == "weka":
+        trace, categories = read_weka_trace(path, native_block_size=hash_block_size)
+        stream = hash_id_block_stream(trace, block_size)
+        stream.categories.update(categories)
+        meta = {"format": fmt, "hash_block_size": trace.native_block_size}
+    elif fmt in HASH_ID_FORMATS:
         trace = read_hash_id_trace(path, flavour=fmt, native_block_size=hash_block_size)
         stream = hash_id_block_stream(trace, block_size)
         meta = {"format": fmt, "hash_block_size": trace.native_block_size}
@@ -103,9 +113,30 @@ def _cached_token_stream(source: TraceSource, fmt: str, block_size: int, *,
                                                progress=progress)
     else:
         stream = text_blocks.token_block_stream(path, block_size=block_size, progress=progress)
+    if fmt == "mooncake-trace-text":
+        stream = _by_time(stream)
     if entry is not None:
         try:
             write_cached(entry, stream)
         except KvReuseError as exc:  # a read-only cache must not stop the analysis
             warnings.warn(f"kvreuse: cache not written: {exc.one_line()}", stacklevel=3)
     return stream
+
+
+def _by_time(stream: BlockStream) -> BlockStream:
+    """An aiperf mooncake_trace text stream's requests merged by time (aiperf replays a
+    multi-turn trace's sessions concurrently), ties in file order. Keys name prefixes,
+    not positions: reordering requests leaves every key valid."""
+    stamps = stream.timestamps
+    if not (stamps != 0).any():
+        # No record had a timestamp or a delay: the times are unknown, not all 0.
+        stamps[:] = np.nan
+        return stream
+    if np.isnan(stamps).any() or bool((np.diff(stamps) >= 0).all()):
+        return stream
+    order = np.argsort(stamps, kind="stable")
+    gather, offsets = segments_in_order(stream.request_starts, order)
+    return BlockStream(keys=stream.keys[gather], request=request_index(np.diff(offsets)),
+                       block_size=stream.block_size,
+                       prompt_tokens=stream.prompt_tokens[order], timestamps=stamps[order],
+                       sessions=stream.sessions[order], meta=stream.meta)

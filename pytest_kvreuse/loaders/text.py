@@ -3,6 +3,7 @@ JSONL, read as requests: they know nothing of tokenizers or blocks."""
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,9 +17,9 @@ from .jsonl import (
     bad_integer_list,
     field_number,
     iter_raw_records,
-    iter_records,
     may_hold_boolean,
 )
+from .shards import trace_files
 
 
 @dataclass(frozen=True)
@@ -107,44 +108,102 @@ def _session(record: dict, path: str, line: int) -> object:
 def iter_text_requests(path: str | os.PathLike[str], fmt: str,
                        on_bytes: Callable[[int], None] | None = None
                        ) -> Iterator[TextRequest]:
-    """Every request of a text trace in file order (file order is arrival order)."""
+    """Every request of a text trace in file order (file order is arrival order); a
+    shard set's files one after the other, errors naming the file at fault."""
     spath = os.fspath(path)
     count = 0
     if fmt == "aiperf":
-        for i, line, entry in iter_aiperf_entries(spath, on_bytes):
-            if not isinstance(entry, dict):
-                raise TraceFormatError(f"data[{i}] must be an object, got "
-                                       f"{type(entry).__name__}", path=spath, line=line)
-            session = _session(entry, spath, line)
-            payloads = entry.get("payloads")
-            if not isinstance(payloads, list):
-                raise TraceFormatError(f"data[{i}] has no 'payloads' list", path=spath,
-                                       line=line)
-            for j, payload in enumerate(payloads):
-                where = f"data[{i}].payloads[{j}]"
-                if not isinstance(payload, dict):
-                    raise TraceFormatError(f"{where} must be an object", path=spath, line=line)
+        for name in trace_files(spath):
+            for request in _aiperf_requests(name, on_bytes):
                 count += 1
-                yield TextRequest(_messages(payload, spath, line, where), session,
-                                  _timestamp(payload, spath, line,
-                                             _AIPERF_UNITS_PER_SECOND), line)
+                yield request
+    elif fmt == "mooncake-trace-text":
+        for request in _mooncake_trace_text(spath, on_bytes):
+            count += 1
+            yield request
     else:
-        for line, rec in iter_records(spath, on_bytes):
+        current = [spath]
+        for line, _, rec in iter_raw_records(spath, on_bytes, on_file=current.append):
+            name = current[-1]
             if fmt == "chat":
-                msgs = _messages(rec, spath, line, "record")
+                msgs = _messages(rec, name, line, "record")
             else:
                 text = rec.get("prompt", rec.get("text"))
                 if not isinstance(text, str):
                     raise TraceFormatError(
                         "record needs a string 'prompt' or 'text', got "
                         f"{type(text).__name__ if text is not None else 'neither'}",
-                        path=spath, line=line)
+                        path=name, line=line)
                 msgs = (("user", text),)
             count += 1
-            yield TextRequest(msgs, _session(rec, spath, line), _timestamp(rec, spath, line),
+            yield TextRequest(msgs, _session(rec, name, line), _timestamp(rec, name, line),
                               line)
     if count == 0:
         raise EmptyTraceError("trace holds no requests", path=spath)
+
+
+_TRACE_INPUTS = ("input_length", "text_input", "messages")
+
+
+def _mooncake_trace_text(spath: str, on_bytes: Callable[[int], None] | None
+                         ) -> Iterator[TextRequest]:
+    """aiperf mooncake_trace text records: ``text_input`` or ``messages``; times as the
+    hash-id flavour places them (``timestamp``, else ``delay`` after the session's previous
+    turn, a session's first turn at 0; a trace with neither anywhere has no times, see
+    ``stream._by_time``). A record with no session_id is a session of its own: its
+    session key is its place."""
+    current = [spath]
+    last: dict[object, float] = {}
+    for line, _, rec in iter_raw_records(spath, on_bytes, on_file=current.append):
+        name = current[-1]
+        given = [k for k in _TRACE_INPUTS if rec.get(k) is not None]
+        if len(given) != 1:
+            raise TraceFormatError(
+                "a record needs exactly one of 'input_length', 'text_input', 'messages', got "
+                f"{' and '.join(repr(k) for k in given) or 'none'}", path=name, line=line)
+        if given[0] == "input_length":
+            raise TraceFormatError(
+                "an 'input_length' record in a trace of text records: a mooncake_trace file "
+                "is read as text (text_input, messages) or as hash ids (input_length), not "
+                "both", path=name, line=line)
+        if given[0] == "text_input":
+            text = rec["text_input"]
+            if not isinstance(text, str):
+                raise TraceFormatError(f"'text_input' must be a string, got "
+                                       f"{type(text).__name__}", path=name, line=line)
+            msgs: tuple[tuple[str, str], ...] = (("user", text),)
+        else:
+            msgs = _messages(rec, name, line, "record")
+        session = _session(rec, name, line)
+        key = (name, line) if session is None else ("session", session)
+        # Milliseconds, as written, until the end: sums of integers stay exact.
+        stamp = field_number(rec, "timestamp", name, line)
+        if math.isnan(stamp):
+            delay = field_number(rec, "delay", name, line)
+            stamp = last.get(key, 0.0) + (0.0 if math.isnan(delay) else delay)
+        last[key] = stamp
+        yield TextRequest(msgs, key if session is None else session,
+                          stamp / _AIPERF_UNITS_PER_SECOND, line)
+
+
+def _aiperf_requests(spath: str, on_bytes: Callable[[int], None] | None
+                     ) -> Iterator[TextRequest]:
+    for i, line, entry in iter_aiperf_entries(spath, on_bytes):
+        if not isinstance(entry, dict):
+            raise TraceFormatError(f"data[{i}] must be an object, got "
+                                   f"{type(entry).__name__}", path=spath, line=line)
+        session = _session(entry, spath, line)
+        payloads = entry.get("payloads")
+        if not isinstance(payloads, list):
+            raise TraceFormatError(f"data[{i}] has no 'payloads' list", path=spath,
+                                   line=line)
+        for j, payload in enumerate(payloads):
+            where = f"data[{i}].payloads[{j}]"
+            if not isinstance(payload, dict):
+                raise TraceFormatError(f"{where} must be an object", path=spath, line=line)
+            yield TextRequest(_messages(payload, spath, line, where), session,
+                              _timestamp(payload, spath, line,
+                                         _AIPERF_UNITS_PER_SECOND), line)
 
 
 def iter_token_requests(path: str | os.PathLike[str],
@@ -153,11 +212,13 @@ def iter_token_requests(path: str | os.PathLike[str],
     """``(token ids, session, timestamp)`` of every record of a token-id JSONL trace."""
     spath = os.fspath(path)
     count = 0
-    for line, raw, rec in iter_raw_records(spath, on_bytes):
+    current = [spath]
+    for line, raw, rec in iter_raw_records(spath, on_bytes, on_file=current.append):
+        name = current[-1]
         ids = rec.get("token_ids", rec.get("input_ids"))
         if not isinstance(ids, list):
             raise TraceFormatError("record needs a 'token_ids' (or 'input_ids') list",
-                                   path=spath, line=line)
+                                   path=name, line=line)
         try:
             arr = np.asarray(ids) if ids else np.zeros(0, np.int64)
         except (TypeError, ValueError, OverflowError):
@@ -167,9 +228,9 @@ def iter_token_requests(path: str | os.PathLike[str],
         if arr is None or arr.ndim != 1 or arr.dtype.kind not in "iu" or (
                 arr.dtype.kind == "u" and int(arr.max()) >= INT64_END) or (
                 may_hold_boolean(raw) and bool in set(map(type, ids))):
-            raise bad_integer_list(ids, "token_ids", "token id", spath, line)
+            raise bad_integer_list(ids, "token_ids", "token id", name, line)
         arr = arr.astype(np.int64, copy=False)
         count += 1
-        yield arr, _session(rec, spath, line), _timestamp(rec, spath, line)
+        yield arr, _session(rec, name, line), _timestamp(rec, name, line)
     if count == 0:
         raise EmptyTraceError("trace holds no requests", path=spath)

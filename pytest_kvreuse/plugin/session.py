@@ -158,7 +158,10 @@ class KvReuseSession:
         try:
             st = path.stat()
         except OSError:
-            return content_hash(path)  # raises the one-line read error
+            return content_hash(path)  # a glob's hash, or the one-line read error
+        if not path.is_file():
+            # A directory's stamp misses a shard rewritten in place: hashed every time.
+            return content_hash(path)
         stamp = (str(path), st.st_mtime_ns, st.st_size)
         if stamp not in self._digests:
             self._digests[stamp] = content_hash(path)

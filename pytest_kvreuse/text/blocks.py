@@ -13,6 +13,8 @@ import numpy as np
 
 from ..core.blocks import BlockStream, request_index, smallest_index_dtype
 from ..errors import KvReuseError, TraceFormatError
+from ..loaders.compression import MAGIC_BYTES, compression_of
+from ..loaders.shards import trace_files
 from ..loaders.text import TextRequest, iter_text_requests, iter_token_requests
 from ..params import PROMPT_MODES
 from .sharedtext import ChunkedEncoder
@@ -165,12 +167,21 @@ def progress_enabled(progress: bool | None) -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
+def _compressed(path: str) -> bool:
+    with open(path, "rb") as fh:
+        return compression_of(fh.read(MAGIC_BYTES)) is not None
+
+
 def _progress_bar(path: str, enabled: bool, desc: str):
     from tqdm import tqdm
 
+    # Bytes read are the decompressed ones: a compressed file's size is no total.
     try:
-        total = os.path.getsize(path)
-    except OSError:
+        files = trace_files(path)
+        total = sum(os.path.getsize(f) for f in files)
+        if any(_compressed(f) for f in files):
+            total = None
+    except (OSError, KvReuseError):
         total = None
     return tqdm(total=total, unit="B", unit_scale=True, desc=desc, file=sys.stderr,
                 disable=not enabled, leave=False, dynamic_ncols=True)
