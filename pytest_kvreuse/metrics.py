@@ -307,6 +307,10 @@ _METRICS: tuple[Metric, ...] = (
            "tokens an LRU cache of `at` tokens serves (hit blocks x block size; with "
            "engine vllm, vLLM's hit tokens)",
            lambda a, at: a.lru_hit_tokens(at), args=(AT,)),
+    Metric("lru_hit_prompt_fraction", "LRU hit / prompt tokens", FRACTION,
+           "LRU hit tokens at `at` tokens over all prompt tokens, partial tails included "
+           "(with engine vllm: the prefix cache hit rate vLLM reports)",
+           lambda a, at: a.lru_hit_prompt_fraction(at), args=(AT,)),
     Metric("lru_offloadable_fraction", "LRU offloadable", FRACTION,
            "share of tokens seen before that an LRU cache of `at` tokens no longer holds",
            lambda a, at: a.lru_offloadable_fraction(at), args=(AT,),

@@ -4,6 +4,7 @@ literal simulator of its free-block queue and section 5's reference figures."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,13 +12,19 @@ from hypothesis import given
 from hypothesis import strategies as st
 from oracle_vllm import vllm_replay
 
-from pytest_kvreuse import analyze
+from pytest_kvreuse import AnalysisParams, analyze
+from pytest_kvreuse.baselines.drift import pair_traces
+from pytest_kvreuse.cli import main
 from pytest_kvreuse.core.analysis import ReuseAnalysis
 from pytest_kvreuse.core.blocks import BlockStream
 from pytest_kvreuse.core.lru import COLD, lru_profile, stack_distances, vllm_distances
 from pytest_kvreuse.errors import KvReuseError
+from pytest_kvreuse.metrics import METRICS
+from pytest_kvreuse.params import ParamError
+from pytest_kvreuse.result import TraceResult
 
 B = 4
+EXAMPLE = Path(__file__).resolve().parents[1] / "example_traces"
 
 
 def chained_stream(prompts: list[list[int]], tails: list[int],
@@ -181,3 +188,79 @@ def test_reference_vllm_own_ratio(synthetic):
     assert a.prompt_tokens == 61_194_628
     assert a.lru_hit_fraction(345_792) == 4_002_944 / 61_194_628
     assert f"{a.lru_hit_fraction(345_792):.4%}" == "6.5413%"
+
+
+# -- one parameter, every surface ---------------------------------------------------------
+
+def test_engine_and_denominator_are_parameters_with_their_defaults():
+    assert AnalysisParams().engine == "ideal" and AnalysisParams().denominator == "blocks"
+    assert AnalysisParams(engine="vllm").key() != AnalysisParams().key()
+    assert "engine vllm" in AnalysisParams(engine="vllm").describe("mooncake")
+    with pytest.raises(ParamError, match="unknown engine 'sglang' \\(known: ideal, vllm\\)"):
+        AnalysisParams.from_mapping({"engine": "sglang"})
+    with pytest.raises(ParamError, match="unknown denominator 'tokens'"):
+        AnalysisParams.from_mapping({"denominator": "tokens"})
+
+
+def test_the_cli_prints_vllms_hit_rate_with_its_own_denominator(capsys):
+    trace = EXAMPLE / "chat_sessions.mooncake.jsonl"
+    assert main(["analyze", str(trace), "--gpu-kv-cache-size", "345,792",
+                 "--engine", "vllm"]) == 0
+    out = capsys.readouterr().out
+    a = analyze(trace, engine="vllm")
+    rate = a.lru_hit_tokens(345_792) / a.prompt_tokens
+    assert (f"vLLM would report a prefix cache hit rate of {rate * 100:.4f} % "
+            f"({a.lru_hit_tokens(345_792):,} hit tokens / {a.prompt_tokens:,} prompt "
+            f"tokens") in out
+    with pytest.raises(SystemExit) as info:
+        main(["analyze", str(trace), "--gpu-kv-cache-size", "345792", "--engine", "turbo"])
+    assert info.value.code == 2
+    assert "invalid choice: 'turbo'" in capsys.readouterr().err
+
+
+def test_a_manifest_and_a_marker_take_engine_and_denominator(pytester: pytest.Pytester):
+    trace = EXAMPLE / "chat_sessions.mooncake.jsonl"
+    a = analyze(trace, engine="vllm", denominator="prompt")
+    hit = a.lru_hit_fraction(345_792)
+    pytester.makefile(".toml", kvreuse=f'''
+[[trace]]
+name = "vllm"
+path = "{trace}"
+engine = "vllm"
+denominator = "prompt"
+check = [{{ metric = "lru_hit_fraction", at = 345792, min = {hit - 1e-9}, max = {hit + 1e-9} }}]
+''')
+    pytester.makepyfile(f"""
+        import pytest
+
+        @pytest.mark.kvreuse({str(trace)!r}, engine="vllm", denominator="prompt")
+        def test_marked(kvreuse):
+            assert kvreuse.engine == "vllm"
+            assert kvreuse.lru_hit_fraction(345792) == {hit!r}
+    """)
+    pytester.runpytest_inprocess().assert_outcomes(passed=2)
+
+
+def test_results_saved_before_the_engine_existed_pair_as_ideal():
+    saved = TraceResult(name="old", path="t.jsonl", params={"block_size": 64})
+    ideal = TraceResult(name="new", path="t.jsonl", params=AnalysisParams().to_dict())
+    vllm = TraceResult(name="new", path="t.jsonl",
+                       params=AnalysisParams(engine="vllm").to_dict())
+    assert pair_traces([saved], [ideal])[0] == [(ideal, saved)]
+    assert pair_traces([saved], [vllm])[0] == [(vllm, None)]
+
+
+def test_the_report_says_what_vllm_would_report(tmp_path: Path, monkeypatch):
+    from pytest_kvreuse.output import report
+
+    # This tree's templates, whichever tree the package was installed from.
+    monkeypatch.setattr(report, "builtin_templates", lambda: EXAMPLE.parent / "templates")
+    trace = EXAMPLE / "chat_sessions.mooncake.jsonl"
+    out = tmp_path / "r.html"
+    assert main(["analyze", str(trace), "-q", "--gpu-kv-cache-size", "345792",
+                 "--engine", "vllm", "--html", str(out)]) == 0
+    a = analyze(trace, engine="vllm")
+    rate = a.lru_hit_prompt_fraction(345_792)
+    html = out.read_text()
+    assert "At 345,792 tokens vLLM would report a prefix cache hit rate of" in html
+    assert METRICS["lru_hit_prompt_fraction"].text(rate) in html

@@ -194,6 +194,12 @@ class ReuseAnalysis:
         the numerator of every hit fraction (vLLM's hit tokens with ``engine="vllm"``)."""
         return self.lru.hit_blocks(cache_tokens) * self.block_size
 
+    def lru_hit_prompt_fraction(self, cache_tokens: float) -> float:
+        """:meth:`lru_hit_tokens` over all prompt tokens of the counted requests, partial
+        tails included: with ``engine="vllm"``, the prefix cache hit rate vLLM reports."""
+        prompts = self.counted_prompt_tokens
+        return self.lru_hit_tokens(cache_tokens) / prompts if prompts else math.nan
+
     def lru_offloadable_fraction(self, gpu_cache_tokens: float,
                                  lower_tier_tokens: float | None = None) -> float:
         """Share of tokens seen before that an LRU GPU cache of ``gpu_cache_tokens`` no
