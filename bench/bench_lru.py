@@ -60,6 +60,19 @@ def timed(fn, repeat: int):
     return out, best_wall, best_cpu
 
 
+def bench_stream(trace: Path | None, sessions: int, block_size: int):
+    """The benchmark's stream: ``trace``, or the synthetic chat trace of ``sessions``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = trace
+        if path is None:
+            path = Path(tmp) / "chat.mooncake.jsonl"
+            start = time.perf_counter()
+            write_mooncake(generate(Workload(sessions=sessions, seed=4)), path)
+            print(f"synthetic trace: {sessions:,} sessions, "
+                  f"{time.perf_counter() - start:.1f} s to write")
+        return load_block_stream(path, block_size=block_size)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,15 +88,7 @@ def main() -> int:
                              "re-touched prefix runs to merge")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = args.trace
-        if path is None:
-            path = Path(tmp) / "chat.mooncake.jsonl"
-            start = time.perf_counter()
-            write_mooncake(generate(Workload(sessions=args.sessions, seed=4)), path)
-            print(f"synthetic trace: {args.sessions:,} sessions, "
-                  f"{time.perf_counter() - start:.1f} s to write")
-        stream = load_block_stream(path, block_size=args.block_size)
+    stream = bench_stream(args.trace, args.sessions, args.block_size)
     n = stream.num_blocks
     print(f"blocks: {n:,} in {stream.num_requests:,} requests (block size {stream.block_size})")
 

@@ -418,28 +418,23 @@ def lru_profile(stream: BlockStream, *, warmup_requests: int = 0, engine: str = 
     ``warmup_requests`` on: earlier requests fill the cache but are not counted.
     ``engine="vllm"``: as vLLM's prefix cache serves them (:func:`vllm_distances`)."""
     _choose("denominator", denominator, DENOMINATORS)
-    if _choose("engine", engine, ENGINES) == "vllm":
-        dist, prev_block = vllm_distances(stream)
-        start = counted_from_block(stream, warmup_requests)
-        request = stream.request[start:]
-        prev = prev_block[start:]
-        return _profile(stream, warmup_requests, dist[start:], prev >= 0, request,
-                        stream.request[np.maximum(prev, 0)], denominator)
     start = counted_from_block(stream, warmup_requests)
+    if _choose("engine", engine, ENGINES) == "vllm":
+        dist, prev = vllm_distances(stream)
+    else:
+        dist, prev = sequence_stack_distances(stream.keys[touch_order(stream)])
     # The touch order only permutes blocks inside a request: touch time t belongs to request
     # stream.request[t], and the counted touches are the same suffix as the counted blocks.
-    dist, prev = sequence_stack_distances(stream.keys[touch_order(stream)])
     dist, prev = dist[start:], prev[start:]
-    request = stream.request[start:]
-    return _profile(stream, warmup_requests, dist, prev >= 0, request,
+    return _profile(stream, warmup_requests, dist, prev >= 0, stream.request[start:],
                     stream.request[np.maximum(prev, 0)], denominator)
 
 
 def vllm_distances(stream: BlockStream) -> tuple[np.ndarray, np.ndarray]:
-    """Per block (stream order): the distance that vLLM v1's prefix cache serves it under,
-    and the block of its key's previous touch (-1: first touch). A cache of ``M = C // B``
-    blocks serves a block iff its distance is ``< M``, as in the ideal model;
-    :data:`COLD` marks the blocks no size serves.
+    """Per touch (the ideal model's tail-first touch order, :func:`touch_order`): the
+    distance under which vLLM v1's prefix cache serves it, and its previous touch of the
+    same key (-1: first touch). A cache of ``M = C // B`` blocks serves a touch iff its
+    distance is ``< M``, as in the ideal model; :data:`COLD` marks those no size serves.
 
     A sequential replay, one request at a time (docs/vllm.md): the free-block queue is an
     LRU list of slots, each request appending its blocks tail first, so these are the ideal
@@ -464,35 +459,32 @@ def vllm_distances(stream: BlockStream) -> tuple[np.ndarray, np.ndarray]:
     prompt = np.maximum(np.asarray(stream.prompt_tokens, dtype=np.int64), full * b)
     tail = prompt > full * b
     recomputed = (prompt == full * b) & (full > 0)
-    order = touch_order(stream)
-    keys = stream.keys[order]
+    keys = stream.keys[touch_order(stream)]
     prev = previous_touch(keys)
-    # The block of the previous touch (order is its own inverse: times <-> blocks).
-    seen = prev >= 0
-    prev_block = np.full(n, -1, dtype=np.intp)
-    prev_block[order[seen]] = order[prev[seen]]
     unlinked = prev.copy()
     unlinked[starts[:-1][recomputed]] = -1  # the last block is its request's first touch
-    dist = sequence_stack_distances(keys, unlinked)[0][order]
+    dist = sequence_stack_distances(keys, unlinked)[0]
+    del unlinked
     # The partial tail left by the last earlier request that allocated anything (every
     # non-empty prompt allocates at least one block: its tail or its recomputed block).
     number = np.arange(prompt.size, dtype=np.intp)
     last = np.maximum.accumulate(np.where(prompt > 0, number, -1))
     before = np.concatenate([[-1], last[:-1]]) if prompt.size else last
-    tail_before = np.where(before >= 0, tail[np.maximum(before, 0)], False)
+    shift = 1 + np.where(before >= 0, tail[np.maximum(before, 0)], False) + starts[:-1]
     request = stream.request
-    # Touches of the request before a block's: the deeper blocks, touched first.
-    own = starts[1:][request] - 1 - np.arange(n, dtype=np.intp)
     finite = dist != COLD
-    shift = 1 + tail_before[request].astype(np.int64) - own
-    # Clipped at 1 for a key that repeats inside one request (no prefix-named stream has
-    # one).
-    dist[finite] = np.maximum(dist[finite] + shift[finite], 1)
+    # Less the request's own touches before this one (t - start); clipped at 1 for a key
+    # that repeats inside one request (no prefix-named stream has one).
+    t = np.flatnonzero(finite)
+    dist[t] = np.maximum(dist[t] + shift[request[t]] - t, 1)
     # vLLM stops at the first miss: a block serves only where its whole prefix does (a
-    # no-op on prefix-named keys, where a prefix is never deeper than its extension).
+    # no-op on prefix-named keys, where a prefix is never deeper than its extension). In
+    # block order -- the touch order reversed -- a running maximum inside each request.
     never = n + 3  # above every finite distance
-    capped = np.where(finite, dist, never)
-    offset = np.repeat(np.arange(full.size, dtype=np.int64) * (never + 1), full)
-    capped = np.maximum.accumulate(capped + offset) - offset
-    dist[capped == never] = COLD
-    return dist, prev_block
+    flipped = np.minimum(dist[::-1], never)
+    offset = (full.size - 1 - request[::-1]).astype(np.int64) * (never + 1)
+    flipped += offset
+    np.maximum.accumulate(flipped, out=flipped)
+    flipped -= offset
+    dist[(flipped == never)[::-1]] = COLD
+    return dist, prev
