@@ -73,16 +73,22 @@ def bench_stream(trace: Path | None, sessions: int, block_size: int):
         return load_block_stream(path, block_size=block_size)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+def trace_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags that choose the benchmark's stream (:func:`bench_stream`), and --repeat."""
+    parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trace", type=Path, help="trace to measure (default: synthetic)")
     parser.add_argument("--sessions", type=int, default=5000,
                         help="sessions of the synthetic trace (5000: ~2.2 million blocks)")
     parser.add_argument("--block-size", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
+    return parser
+
+
+def main() -> int:
+    parser = trace_parser(__doc__)
     parser.add_argument("--capacities", type=int, default=10,
                         help="cache sizes the OrderedDict replay runs (default: 10)")
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--worst-case", action="store_true",
                         help="also time the pass on random keys of the same length: no "
                              "re-touched prefix runs to merge")

@@ -10,10 +10,7 @@ pass within 2x the ideal pass's time.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from bench_lru import bench_stream, timed
+from bench_lru import bench_stream, timed, trace_parser
 
 from pytest_kvreuse.core.lru import lru_profile
 
@@ -21,13 +18,7 @@ TARGET_RATIO = 2.0
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trace", type=Path, help="trace to measure (default: synthetic)")
-    parser.add_argument("--sessions", type=int, default=5000,
-                        help="sessions of the synthetic trace (5000: ~2.2 million blocks)")
-    parser.add_argument("--block-size", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser = trace_parser(__doc__)
     args = parser.parse_args()
 
     stream = bench_stream(args.trace, args.sessions, args.block_size)

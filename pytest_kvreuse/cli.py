@@ -303,7 +303,7 @@ def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,
     fig = ccdf_figure(
         [Series("reuse interval > x (proxy)", x, y, start=a.reused_fraction),
          Series("LRU: seen before, evicted from an x-token cache (exact)", lx, ly,
-                style={"color": "darkorange"}, start=reusable),
+                style={"color": "darkorange"}, start=a.lru.reusable_fraction),
          *([Series("OPT (Belady): not held by an optimal x-token cache",
                    *a.opt_offloadable_curve(), style={"color": "seagreen"},
                    start=reusable)] if opt else [])],
