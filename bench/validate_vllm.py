@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="cache sizes in tokens, comma-separated")
     args = parser.parse_args(argv)
     import vllm
+    import vllm.v1.core.kv_cache_manager  # noqa: F401  (its import is not the replay's time)
 
     a = analyze(args.trace, block_size=args.block_size, engine="vllm")
     sizes = [int(s) for s in args.sizes.split(",")]

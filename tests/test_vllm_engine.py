@@ -70,7 +70,7 @@ requests_st = st.integers(1, 12).flatmap(lambda n: st.tuples(
 
 
 @given(requests_st, st.integers(0, 12), st.booleans())
-def test_the_one_pass_equals_vllms_free_block_queue(trace, extra, newest):
+def test_the_one_pass_equals_vllms_free_block_queue(trace, extra, also_first_copy):
     prompts, tails = trace
     stream, requests = chained_stream(prompts, tails)
     # vLLM refuses a cache that cannot hold the longest request: from there on up.
@@ -78,7 +78,7 @@ def test_the_one_pass_equals_vllms_free_block_queue(trace, extra, newest):
     num_blocks = need + extra
     expected = vllm_replay(requests, B, num_blocks, newest_duplicate=True)
     assert model_hits(stream, num_blocks) == expected
-    if newest:
+    if also_first_copy:
         # vLLM looks a key cached in two blocks (a recomputed last block) up in the one
         # cached first; the model moves the newer. Only such a hit tells them apart.
         twice: list[int] = []
