@@ -88,7 +88,12 @@ def main(argv: list[str] | None = None) -> int:
           f"{'kvreuse':>9} | {'ideal LRU':>9} | same | vLLM s")
     ideal = analyze(args.trace, block_size=args.block_size)
     ok = True
+    longest = int(a.stream.prompt_tokens.max()) if a.num_requests else 0
     for size in sizes:
+        if size // a.block_size < -(-longest // a.block_size) + 1:
+            print(f"{size:>12,} | vLLM does not start: its {longest:,}-token request needs "
+                  f"more blocks (and the null block)")
+            continue
         start = time.perf_counter()
         hits, queries, _ = vllm_counts(a.stream, size)
         took = time.perf_counter() - start
