@@ -60,30 +60,41 @@ def timed(fn, repeat: int):
     return out, best_wall, best_cpu
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
+def bench_stream(trace: Path | None, sessions: int, block_size: int):
+    """The benchmark's stream: ``trace``, or the synthetic chat trace of ``sessions``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = trace
+        if path is None:
+            path = Path(tmp) / "chat.mooncake.jsonl"
+            start = time.perf_counter()
+            write_mooncake(generate(Workload(sessions=sessions, seed=4)), path)
+            print(f"synthetic trace: {sessions:,} sessions, "
+                  f"{time.perf_counter() - start:.1f} s to write")
+        return load_block_stream(path, block_size=block_size)
+
+
+def trace_parser(doc: str) -> argparse.ArgumentParser:
+    """The flags that choose the benchmark's stream (:func:`bench_stream`), and --repeat."""
+    parser = argparse.ArgumentParser(description=doc,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trace", type=Path, help="trace to measure (default: synthetic)")
     parser.add_argument("--sessions", type=int, default=5000,
                         help="sessions of the synthetic trace (5000: ~2.2 million blocks)")
     parser.add_argument("--block-size", type=int, default=64)
+    parser.add_argument("--repeat", type=int, default=3)
+    return parser
+
+
+def main() -> int:
+    parser = trace_parser(__doc__)
     parser.add_argument("--capacities", type=int, default=10,
                         help="cache sizes the OrderedDict replay runs (default: 10)")
-    parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--worst-case", action="store_true",
                         help="also time the pass on random keys of the same length: no "
                              "re-touched prefix runs to merge")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = args.trace
-        if path is None:
-            path = Path(tmp) / "chat.mooncake.jsonl"
-            start = time.perf_counter()
-            write_mooncake(generate(Workload(sessions=args.sessions, seed=4)), path)
-            print(f"synthetic trace: {args.sessions:,} sessions, "
-                  f"{time.perf_counter() - start:.1f} s to write")
-        stream = load_block_stream(path, block_size=args.block_size)
+    stream = bench_stream(args.trace, args.sessions, args.block_size)
     n = stream.num_blocks
     print(f"blocks: {n:,} in {stream.num_requests:,} requests (block size {stream.block_size})")
 

@@ -33,6 +33,10 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
     ``warmup``: fraction of the requests (the first ``floor(warmup * n)``) that fill the
     cache but are not counted; fractions are then shares of the counted requests' tokens
     (see :class:`ReuseAnalysis`). Default 0: the whole trace.
+
+    ``engine``: ``"ideal"`` (default) or ``"vllm"``, the LRU figures as vLLM v1's prefix
+    cache produces them (docs/vllm.md). ``denominator``: what the LRU fractions divide,
+    ``"blocks"`` (default), ``"prompt"`` or ``"per-request"`` (docs/definitions.md).
     """
     # Every parameter is checked before a pipe is drained into a spool.
     try:
@@ -57,7 +61,8 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
         sha = source.sha256() if source.spooled else source.known_sha256
     load_s = time.perf_counter() - start
     analysis = ReuseAnalysis(stream, params=resolved_params(params, stream.meta, path),
-                             timings={"load_s": load_s}, warmup=params.warmup)
+                             timings={"load_s": load_s}, warmup=params.warmup,
+                             engine=params.engine, denominator=params.denominator)
     # The hash of the bytes analysed when it was computed (always for a pipe, whose
     # bytes cannot be read again); None for a regular file nobody hashed.
     analysis.content_sha256 = sha

@@ -200,8 +200,21 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
     if gpu is not None:
         lines.append(f"offloadable at {gpu:,} tokens: {_percent(a.offloadable_fraction(gpu))} "
                      "(reuse interval > cache size)")
-        lines.append(f"LRU cache of {gpu:,} tokens: hit {_percent(a.lru_hit_fraction(gpu))}"
-                     f"{_split(a.lru_hit_split(gpu))}")
+        engine = "vLLM's prefix cache" if a.engine == "vllm" else "LRU cache"
+        over = {"blocks": "", "prompt": " of prompt tokens",
+                "per-request": " (mean per request)"}[a.denominator]
+        lines.append(f"{engine} of {gpu:,} tokens: hit {_percent(a.lru_hit_fraction(gpu))}"
+                     f"{over}{_split(a.lru_hit_split(gpu))}")
+        hit_tokens = a.lru_hit_tokens(gpu)
+        if a.engine == "vllm":
+            lines.append(f"vLLM would report a prefix cache hit rate of "
+                         f"{_percent(a.lru_hit_prompt_fraction(gpu))} ({hit_tokens:,} hit "
+                         f"tokens / {a.counted_prompt_tokens:,} prompt tokens, partial tails "
+                         f"included)")
+        else:
+            lines.append(f"hit tokens:       {hit_tokens:,} "
+                         f"({_percent(a.lru_hit_prompt_fraction(gpu))} of "
+                         f"{a.counted_prompt_tokens:,} prompt tokens, partial tails included)")
         lines.append(f"LRU offloadable:  {_percent(a.lru_offloadable_fraction(gpu))}"
                      f"{_split(a.lru_offloadable_split(gpu))}")
         if lower is not None:
@@ -290,7 +303,7 @@ def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,
     fig = ccdf_figure(
         [Series("reuse interval > x (proxy)", x, y, start=a.reused_fraction),
          Series("LRU: seen before, evicted from an x-token cache (exact)", lx, ly,
-                style={"color": "darkorange"}, start=reusable),
+                style={"color": "darkorange"}, start=a.lru.reusable_fraction),
          *([Series("OPT (Belady): not held by an optimal x-token cache",
                    *a.opt_offloadable_curve(), style={"color": "seagreen"},
                    start=reusable)] if opt else [])],

@@ -269,6 +269,10 @@ _METRICS: tuple[Metric, ...] = (
     Metric("total_tokens", "total tokens", TOKENS,
            "full-block tokens of all requests (blocks x block size)",
            lambda a: a.total_tokens, short="tokens"),
+    Metric("prompt_tokens", "prompt tokens", TOKENS,
+           "all prompt tokens of all requests, partial tails included: the denominator of "
+           "vLLM's own prefix cache hit rate",
+           lambda a: a.prompt_tokens),
     Metric("warmup_requests", "warm-up requests", COUNT,
            "requests that fill the cache but are not counted",
            lambda a: a.warmup_requests),
@@ -299,6 +303,14 @@ _METRICS: tuple[Metric, ...] = (
            "share of tokens an LRU cache of `at` tokens serves",
            lambda a, at: a.lru_hit_fraction(at), args=(AT,), short="LRU hit %",
            headline=True),
+    Metric("lru_hit_tokens", "LRU hit tokens", TOKENS,
+           "tokens an LRU cache of `at` tokens serves (hit blocks x block size; with "
+           "engine vllm, vLLM's hit tokens)",
+           lambda a, at: a.lru_hit_tokens(at), args=(AT,)),
+    Metric("lru_hit_prompt_fraction", "LRU hit / prompt tokens", FRACTION,
+           "LRU hit tokens at `at` tokens over all prompt tokens, partial tails included "
+           "(with engine vllm: the prefix cache hit rate vLLM reports)",
+           lambda a, at: a.lru_hit_prompt_fraction(at), args=(AT,)),
     Metric("lru_offloadable_fraction", "LRU offloadable", FRACTION,
            "share of tokens seen before that an LRU cache of `at` tokens no longer holds",
            lambda a, at: a.lru_offloadable_fraction(at), args=(AT,),

@@ -19,6 +19,11 @@ from .loaders.registry import FORMAT_NAMES, HASH_ID_FORMATS
 
 DEFAULT_TOKENIZER = "deepseek-v3"
 PROMPT_MODES = ("raw", "chat", "per-message")
+#: Whose LRU figures: the clean model (docs/definitions.md) or vLLM v1's prefix cache.
+ENGINES = ("ideal", "vllm")
+#: What the LRU fractions divide: full-block tokens, all prompt tokens (partial tails
+#: included, as vLLM counts), or each request's own prompt (the mean of per-request ratios).
+DENOMINATORS = ("blocks", "prompt", "per-request")
 
 
 class ParamError(KvReuseError):
@@ -117,6 +122,17 @@ class AnalysisParams:
         0.0, _fraction,
         "steady state: the first F of the requests (a fraction in [0, 1)) fill the cache "
         "but are not counted (default: 0)", metavar="F")
+    engine: str = _param(
+        "ideal", _choice(ENGINES),
+        "whose LRU figures (hit, offloadable, tiers, curve): 'ideal', the clean prefix-aware "
+        "LRU (default), or 'vllm', vLLM v1's prefix cache block for block (docs/vllm.md)",
+        choices=ENGINES)
+    denominator: str = _param(
+        "blocks", _choice(DENOMINATORS),
+        "what the LRU fractions (and the checks on them) divide: 'blocks', the full-block "
+        "tokens (default); 'prompt', all prompt tokens, partial tails included (as vLLM "
+        "counts); 'per-request', the mean of per-request ratios (as aiperf)",
+        choices=DENOMINATORS)
 
     def __post_init__(self) -> None:
         for p in PARAMS:
@@ -160,6 +176,9 @@ class AnalysisParams:
         parts = [f"block size {self.block_size}", f"tokenizer {tok}"]
         if self.warmup:
             parts.append(f"warm-up {self.warmup:g}")
+        for p in PARAMS:
+            if p.name in ("engine", "denominator") and getattr(self, p.name) != p.default:
+                parts.append(f"{p.name} {getattr(self, p.name)}")
         return ", ".join(parts)
 
 
@@ -169,3 +188,9 @@ PARAMS: tuple[Param, ...] = tuple(
     for f in fields(AnalysisParams))
 PARAM_BY_NAME: dict[str, Param] = {p.name: p for p in PARAMS}
 PARAM_NAMES: tuple[str, ...] = tuple(PARAM_BY_NAME)
+
+
+def with_defaults(saved: Mapping[str, object]) -> dict[str, object]:
+    """Parameters as a saved result recorded them, with the defaults of those it predates:
+    a result written before a parameter existed ran with its default (``engine`` ideal)."""
+    return {**{p.name: p.default for p in PARAMS}, **saved}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from ..errors import KvReuseError
 from ..formatting import FRACTION
 from ..metrics import HEADLINE_METRICS, METRICS
+from ..params import with_defaults
 from ..result import TraceLike, TraceResult, as_result
 
 _EXPR = re.compile(
@@ -290,7 +291,8 @@ def _identity(trace: TraceResult) -> str | None:
     """The trace file and analysis parameters, content aside: one trace under two names."""
     if not trace.path:
         return None
-    return repr((trace.path, sorted(trace.params.items(), key=lambda kv: kv[0])))
+    return repr((trace.path, sorted(with_defaults(trace.params).items(),
+                                    key=lambda kv: kv[0])))
 
 
 def _results(traces: Sequence[TraceLike], what: str) -> list[TraceResult]:

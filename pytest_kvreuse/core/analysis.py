@@ -46,6 +46,12 @@ class ReuseAnalysis:
     touch, computed once, on first use: the interval-only path never pays for them. The
     **OPT figures** (docs/opt.md) likewise, from the OPT distances (:attr:`opt`).
 
+    **Engine and denominator.** ``engine="vllm"`` gives the LRU figures as vLLM v1's prefix
+    cache produces them (docs/vllm.md); ``denominator`` says what the LRU fractions divide:
+    ``"blocks"`` (``counted_tokens``), ``"prompt"`` (``counted_prompt_tokens``, as vLLM's
+    own hit rate) or ``"per-request"`` (the mean over the counted requests of each one's
+    share of its own prompt). The other figures always divide ``counted_tokens``.
+
     **Reuse times** (docs/times.md) use the pairs that the interval sort finds
     anyway (:attr:`pairs`): no second pass over the blocks. Without timestamps they are
     undefined (None, NaN for fractions), never an error; :attr:`times_reason` says why.
@@ -58,8 +64,11 @@ class ReuseAnalysis:
     """
 
     def __init__(self, stream: BlockStream, *, params: dict | None = None,
-                 timings: dict | None = None, warmup: float = 0.0) -> None:
+                 timings: dict | None = None, warmup: float = 0.0, engine: str = "ideal",
+                 denominator: str = "blocks") -> None:
         self.stream = stream
+        self.engine = engine
+        self.denominator = denominator
         self.params = dict(params or {})
         # The sha256 of the bytes analysed, when the loader took it (a pipe's always).
         self.content_sha256: str | None = None
@@ -100,6 +109,17 @@ class ReuseAnalysis:
     def counted_tokens(self) -> int:
         """Full-block tokens of the counted requests: the denominator of every fraction."""
         return (self.num_blocks - self._counted_from) * self.block_size
+
+    @property
+    def prompt_tokens(self) -> int:
+        """All prompt tokens of all requests, partial tails included (vLLM's denominator)."""
+        return int(np.asarray(self.stream.prompt_tokens, dtype=np.int64).sum())
+
+    @property
+    def counted_prompt_tokens(self) -> int:
+        """Prompt tokens of the counted requests, partial tails included."""
+        prompts = np.asarray(self.stream.prompt_tokens, dtype=np.int64)
+        return int(prompts[self.warmup_requests:].sum())
 
     @property
     def reuse_count(self) -> int:
@@ -159,7 +179,8 @@ class ReuseAnalysis:
     def lru(self) -> LruProfile:
         """Sorted stack distances of the counted touches (computed on first use)."""
         start = time.perf_counter()
-        profile = lru_profile(self.stream, warmup_requests=self.warmup_requests)
+        profile = lru_profile(self.stream, warmup_requests=self.warmup_requests,
+                              engine=self.engine, denominator=self.denominator)
         self.timings["lru_s"] = time.perf_counter() - start
         return profile
 
@@ -167,6 +188,17 @@ class ReuseAnalysis:
         """Share of tokens an LRU cache of ``cache_tokens`` tokens serves: touches whose
         stack distance is below ``M = floor(cache_tokens / block_size)``."""
         return self.lru.hit_fraction(cache_tokens)
+
+    def lru_hit_tokens(self, cache_tokens: float) -> int:
+        """Tokens an LRU cache of ``cache_tokens`` tokens serves: hit blocks * block size,
+        the numerator of every hit fraction (vLLM's hit tokens with ``engine="vllm"``)."""
+        return self.lru.hit_blocks(cache_tokens) * self.block_size
+
+    def lru_hit_prompt_fraction(self, cache_tokens: float) -> float:
+        """:meth:`lru_hit_tokens` over all prompt tokens of the counted requests, partial
+        tails included: with ``engine="vllm"``, the prefix cache hit rate vLLM reports."""
+        prompts = self.counted_prompt_tokens
+        return self.lru_hit_tokens(cache_tokens) / prompts if prompts else math.nan
 
     def lru_offloadable_fraction(self, gpu_cache_tokens: float,
                                  lower_tier_tokens: float | None = None) -> float:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import KvReuseError
+from ..params import DENOMINATORS, ENGINES
 from .blocks import BlockStream
 
 #: Stack distance of a first touch (the key was never seen: no cache can hold it).
@@ -164,9 +165,14 @@ def earlier_greater(values: np.ndarray, weights: np.ndarray | None = None) -> np
     return out[values]
 
 
-def sequence_stack_distances(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def sequence_stack_distances(keys: np.ndarray, prev: np.ndarray | None = None,
+                             ) -> tuple[np.ndarray, np.ndarray]:
     """Stack distance of every element of the touch sequence ``keys``, and its previous
     touch (-1 for first touches, whose distance is :data:`COLD`).
+
+    ``prev`` (default: :func:`previous_touch` of ``keys``) may unlink touches from their
+    previous one (-1): such a touch starts a new item, and the one it would have re-touched
+    keeps its slot until it falls out (vLLM's recomputed last block, docs/vllm.md).
 
     Reuse pairs ``(p, t)`` come in runs: ``(p + i, t + i)`` for ``i < L``, a prefix re-touched
     in the order it was last touched. A run has one distance, and for a run starting at
@@ -177,7 +183,8 @@ def sequence_stack_distances(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     keys = np.asarray(keys)
     n = keys.size
-    prev = previous_touch(keys)
+    if prev is None:
+        prev = previous_touch(keys)
     dist = np.full(n, COLD, dtype=np.int64)
     t = np.flatnonzero(prev >= 0)
     if t.size == 0:
@@ -220,10 +227,17 @@ class LruProfile:
     """Sorted stack distances of the counted touches: every LRU figure at any capacity.
 
     ``distances`` holds the finite distances of the counted reuse touches, sorted;
-    ``compulsory_blocks`` counts the counted first touches; fractions are shares of
-    ``counted_tokens`` (full-block tokens of the counted requests). ``same_session`` and
-    ``cross_session`` split ``distances`` by whether the previous touch came from a request
-    of the same session (``None`` when the stream carries no sessions).
+    ``compulsory_blocks`` counts the counted first touches and ``unserved_blocks`` the
+    counted touches of keys seen before that no cache size serves (vLLM's recomputed last
+    block; 0 for the ideal model). ``same_session`` and ``cross_session`` split
+    ``distances`` by whether the previous touch came from a request of the same session
+    (``None`` when the stream carries no sessions).
+
+    Fractions divide by ``denominator_tokens`` (default ``counted_tokens``, the full-block
+    tokens of the counted requests; or all their prompt tokens). With ``cumulative`` (the
+    mean of per-request ratios) every touch weighs its own share instead:
+    ``cumulative[i][k]`` is the weight of the first ``k`` elements of the i-th sorted array
+    (distances, same, cross) and ``rest_shares`` that of the compulsory and unserved touches.
     """
 
     block_size: int
@@ -232,76 +246,105 @@ class LruProfile:
     distances: np.ndarray
     same_session: np.ndarray | None = None
     cross_session: np.ndarray | None = None
+    unserved_blocks: int = 0
+    denominator_tokens: int | None = None
+    cumulative: tuple[np.ndarray | None, ...] | None = None
+    rest_shares: tuple[float, float] | None = None
 
-    def _share(self, blocks: int) -> float:
-        if not self.counted_tokens:
+    def _mass(self, which: int, blocks: int) -> float:
+        """Share of the first ``blocks`` elements of sorted array ``which``."""
+        if self.cumulative is not None:
+            cum = self.cumulative[which]
+            return math.nan if cum is None else float(cum[blocks])
+        denominator = self.counted_tokens if self.denominator_tokens is None \
+            else self.denominator_tokens
+        if not denominator:
             return math.nan
-        return blocks * self.block_size / self.counted_tokens
+        return blocks * self.block_size / denominator
+
+    def _sorted(self, which: int) -> np.ndarray | None:
+        return (self.distances, self.same_session, self.cross_session)[which]
 
     @staticmethod
     def _below(sorted_distances: np.ndarray, blocks: int) -> int:
         return int(np.searchsorted(sorted_distances, blocks, side="left"))
 
-    def _hits(self, sorted_distances: np.ndarray, cache_tokens: float) -> int:
-        return self._below(sorted_distances,
-                           capacity_blocks(cache_tokens, self.block_size, "cache size"))
+    def _hits(self, which: int, cache_tokens: float) -> float:
+        m = capacity_blocks(cache_tokens, self.block_size, "cache size")
+        return self._mass(which, self._below(self._sorted(which), m))
 
-    def _offloaded(self, sorted_distances: np.ndarray, gpu_cache_tokens: float,
-                   lower_tier_tokens: float | None) -> int:
+    def _offloaded(self, which: int, gpu_cache_tokens: float,
+                   lower_tier_tokens: float | None) -> float:
+        d = self._sorted(which)
         m = capacity_blocks(gpu_cache_tokens, self.block_size, "GPU cache size")
         if lower_tier_tokens is None:
-            top = sorted_distances.size
+            top = d.size
         else:
             m2 = capacity_blocks(lower_tier_tokens, self.block_size, "lower tier size")
-            top = self._below(sorted_distances, min(m + m2, np.iinfo(np.int64).max))
-        return top - self._below(sorted_distances, m)
+            top = self._below(d, min(m + m2, np.iinfo(np.int64).max))
+        return self._mass(which, top) - self._mass(which, self._below(d, m))
+
+    def hit_blocks(self, cache_tokens: float) -> int:
+        """Counted touches an LRU cache of ``cache_tokens`` hits (distance < C // B)."""
+        m = capacity_blocks(cache_tokens, self.block_size, "cache size")
+        return self._below(self.distances, m)
 
     def hit_fraction(self, cache_tokens: float) -> float:
         """Share of tokens an LRU cache of ``cache_tokens`` serves (distance < C // B)."""
-        return self._share(self._hits(self.distances, cache_tokens))
+        return self._hits(0, cache_tokens)
 
     def offloadable_fraction(self, gpu_cache_tokens: float,
                              lower_tier_tokens: float | None = None) -> float:
         """Share of tokens seen before that the GPU LRU cache no longer holds; with a lower
         tier, only those the lower tier still holds (``M <= distance < M + C2 // B``)."""
-        return self._share(self._offloaded(self.distances, gpu_cache_tokens,
-                                           lower_tier_tokens))
+        return self._offloaded(0, gpu_cache_tokens, lower_tier_tokens)
+
+    def _rest(self, which: int, blocks: int) -> float:
+        if self.rest_shares is not None:
+            return self.rest_shares[which]
+        return self._mass(0, blocks)
 
     @property
     def compulsory_fraction(self) -> float:
         """Share of tokens touched for the first time: no cache of any size serves them."""
-        return self._share(self.compulsory_blocks)
+        return self._rest(0, self.compulsory_blocks)
+
+    @property
+    def unserved_fraction(self) -> float:
+        """Share of tokens seen before that no cache size serves (vLLM: the last block
+        computed again)."""
+        return self._rest(1, self.unserved_blocks)
 
     @property
     def reusable_fraction(self) -> float:
-        """Share of tokens seen before (``1 - compulsory``): hits at an unbounded cache."""
-        return self._share(int(self.distances.size))
+        """Share of tokens a cache of unbounded size serves."""
+        return self._mass(0, int(self.distances.size))
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
         """``(x, hit)``: at every capacity ``x`` (tokens) where the hit fraction rises, its
         value, which holds up to the next ``x`` (below ``x[0]`` nothing hits)."""
-        if self.distances.size == 0 or not self.counted_tokens:
+        if self.distances.size == 0 or math.isnan(self._mass(0, 0)):
             return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
         d, first = np.unique(self.distances, return_index=True)
         below = np.append(first[1:], self.distances.size)
-        return (d + 1) * self.block_size, below * self.block_size / self.counted_tokens
+        if self.cumulative is not None:
+            return (d + 1) * self.block_size, np.asarray(self.cumulative[0])[below]
+        return (d + 1) * self.block_size, below * (self._mass(0, 1) if below.size else 0.0)
 
     def hit_split(self, cache_tokens: float) -> dict[str, float] | None:
         """Hit fraction split by who supplied the hit: the same session or another."""
         if self.same_session is None or self.cross_session is None:
             return None
-        return {"same_session": self._share(self._hits(self.same_session, cache_tokens)),
-                "cross_session": self._share(self._hits(self.cross_session, cache_tokens))}
+        return {"same_session": self._hits(1, cache_tokens),
+                "cross_session": self._hits(2, cache_tokens)}
 
     def offloadable_split(self, gpu_cache_tokens: float,
                           lower_tier_tokens: float | None = None) -> dict[str, float] | None:
         """Offloadable fraction split by the session of the previous touch."""
         if self.same_session is None or self.cross_session is None:
             return None
-        return {"same_session": self._share(self._offloaded(
-                    self.same_session, gpu_cache_tokens, lower_tier_tokens)),
-                "cross_session": self._share(self._offloaded(
-                    self.cross_session, gpu_cache_tokens, lower_tier_tokens))}
+        return {"same_session": self._offloaded(1, gpu_cache_tokens, lower_tier_tokens),
+                "cross_session": self._offloaded(2, gpu_cache_tokens, lower_tier_tokens)}
 
 
 def counted_from_block(stream: BlockStream, warmup_requests: int) -> int:
@@ -309,29 +352,139 @@ def counted_from_block(stream: BlockStream, warmup_requests: int) -> int:
     return int(np.searchsorted(stream.request, warmup_requests, side="left"))
 
 
-def lru_profile(stream: BlockStream, *, warmup_requests: int = 0) -> LruProfile:
+def _choose(name: str, value: str, known: tuple[str, ...]) -> str:
+    if value not in known:
+        raise KvReuseError(f"unknown {name} {value!r} (known: {', '.join(known)})")
+    return value
+
+
+def _profile(stream: BlockStream, first_request: int, dist: np.ndarray, reuse: np.ndarray,
+             request: np.ndarray, prev_request: np.ndarray, denominator: str) -> LruProfile:
+    """The profile of the counted touches, whatever their order: ``dist`` their distances
+    (:data:`COLD`: never served), ``reuse`` whether their key was seen before, ``request``
+    their request and ``prev_request`` that of their previous touch."""
+    served = reuse & (dist != COLD)
+    finite = dist[served]
+    parts = [finite]
+    if stream.has_sessions:
+        session_now = stream.sessions[request[served]]
+        is_same = (session_now == stream.sessions[prev_request[served]]) & (session_now >= 0)
+        parts += [finite[is_same], finite[~is_same]]
+    compulsory = int(np.count_nonzero(~reuse))
+    unserved = int(np.count_nonzero(reuse & (dist == COLD)))
+    counted_tokens = int(dist.size) * stream.block_size
+    prompt = np.maximum(np.asarray(stream.prompt_tokens, dtype=np.int64),
+                        np.diff(stream.request_starts) * stream.block_size)
+    cumulative = rest = None
+    denominator_tokens = None
+    if denominator == "prompt":
+        denominator_tokens = int(prompt[first_request:].sum())
+    elif denominator == "per-request":
+        # A block weighs its share of its request's prompt, over the counted requests.
+        counted = prompt[first_request:]
+        n = int(np.count_nonzero(counted))
+        share = np.zeros(prompt.size, dtype=np.float64)
+        if n:
+            share[first_request:] = np.divide(stream.block_size, counted * n,
+                                              where=counted > 0, out=share[first_request:])
+        weight = share[request]
+        w_served = weight[served]
+        masks = [None]
+        if stream.has_sessions:
+            masks += [is_same, ~is_same]
+        cums = []
+        for mask in masks:
+            d = finite if mask is None else finite[mask]
+            w = w_served if mask is None else w_served[mask]
+            order = np.argsort(d, kind="stable")
+            cums.append(np.concatenate([[0.0], np.cumsum(w[order])]) if n else None)
+        cumulative = tuple(cums)
+        rest = (float(weight[~reuse].sum()) if n else math.nan,
+                float(weight[reuse & (dist == COLD)].sum()) if n else math.nan)
+    for part in parts:
+        part.sort()
+    return LruProfile(
+        block_size=stream.block_size, counted_tokens=counted_tokens,
+        compulsory_blocks=compulsory, distances=parts[0],
+        same_session=parts[1] if len(parts) > 1 else None,
+        cross_session=parts[2] if len(parts) > 1 else None,
+        unserved_blocks=unserved, denominator_tokens=denominator_tokens,
+        cumulative=cumulative, rest_shares=rest)
+
+
+def lru_profile(stream: BlockStream, *, warmup_requests: int = 0, engine: str = "ideal",
+                denominator: str = "blocks") -> LruProfile:
     """Stack distances of ``stream``, keeping the touches of requests from
-    ``warmup_requests`` on: earlier requests fill the cache but are not counted."""
+    ``warmup_requests`` on: earlier requests fill the cache but are not counted.
+    ``engine="vllm"``: as vLLM's prefix cache serves them (:func:`vllm_distances`)."""
+    _choose("denominator", denominator, DENOMINATORS)
     start = counted_from_block(stream, warmup_requests)
+    if _choose("engine", engine, ENGINES) == "vllm":
+        dist, prev = vllm_distances(stream)
+    else:
+        dist, prev = sequence_stack_distances(stream.keys[touch_order(stream)])
     # The touch order only permutes blocks inside a request: touch time t belongs to request
     # stream.request[t], and the counted touches are the same suffix as the counted blocks.
-    dist, prev = sequence_stack_distances(stream.keys[touch_order(stream)])
-    dist = dist[start:]
-    reuse = dist != COLD
-    finite = dist[reuse]
-    same = cross = None
-    if stream.has_sessions:
-        session_now = stream.sessions[stream.request[start:][reuse]]
-        session_before = stream.sessions[stream.request[prev[start:][reuse]]]
-        is_same = (session_now == session_before) & (session_now >= 0)
-        same = np.sort(finite[is_same])
-        cross = np.sort(finite[~is_same])
-    finite.sort()
-    return LruProfile(
-        block_size=stream.block_size,
-        counted_tokens=int(dist.size) * stream.block_size,
-        compulsory_blocks=int(dist.size - finite.size),
-        distances=finite,
-        same_session=same,
-        cross_session=cross,
-    )
+    dist, prev = dist[start:], prev[start:]
+    return _profile(stream, warmup_requests, dist, prev >= 0, stream.request[start:],
+                    stream.request[np.maximum(prev, 0)], denominator)
+
+
+def vllm_distances(stream: BlockStream) -> tuple[np.ndarray, np.ndarray]:
+    """Per touch (the ideal model's tail-first touch order, :func:`touch_order`): the
+    distance under which vLLM v1's prefix cache serves it, and its previous touch of the
+    same key (-1: first touch). A cache of ``M = C // B`` blocks serves a touch iff its
+    distance is ``< M``, as in the ideal model; :data:`COLD` marks those no size serves.
+
+    A sequential replay, one request at a time (docs/vllm.md): the free-block queue is an
+    LRU list of slots, each request appending its blocks tail first, so these are the ideal
+    model's distances (same keys, same touch order) with four corrections:
+
+    - the prefix is looked up and pinned on arrival, so a request's own touches do not push
+      its blocks down: distances count up to the end of the previous request. Every touch
+      before ``t`` in its request is of a block deeper in the prompt, whose previous touch
+      (in a prefix-named stream) is older than ``t``'s: that is the distance in the
+      sequence less the request's touches before ``t``;
+    - the null block: ``num_blocks - 1`` slots hold KV, one more than the distance;
+    - the partial tail, a slot without a key, goes back to the front of the queue: the next
+      request's first allocation takes it, so it holds one slot of the cache at that
+      request's arrival, one more than the distance there;
+    - vLLM hits at most ``L - 1`` tokens: a prompt of whole blocks allocates its last block
+      anew (never served), and the slot that block would have hit stays where it was, a slot
+      without a key: that touch is unlinked from its previous one.
+    """
+    n, b = stream.num_blocks, stream.block_size
+    starts = stream.request_starts.astype(np.intp)
+    full = np.diff(starts)
+    prompt = np.maximum(np.asarray(stream.prompt_tokens, dtype=np.int64), full * b)
+    tail = prompt > full * b
+    recomputed = (prompt == full * b) & (full > 0)
+    keys = stream.keys[touch_order(stream)]
+    prev = previous_touch(keys)
+    unlinked = prev.copy()
+    unlinked[starts[:-1][recomputed]] = -1  # the last block is its request's first touch
+    dist = sequence_stack_distances(keys, unlinked)[0]
+    del unlinked
+    # The partial tail left by the last earlier request that allocated anything (every
+    # non-empty prompt allocates at least one block: its tail or its recomputed block).
+    number = np.arange(prompt.size, dtype=np.intp)
+    last = np.maximum.accumulate(np.where(prompt > 0, number, -1))
+    before = np.concatenate([[-1], last[:-1]]) if prompt.size else last
+    shift = 1 + np.where(before >= 0, tail[np.maximum(before, 0)], False) + starts[:-1]
+    request = stream.request
+    finite = dist != COLD
+    # Less the request's own touches before this one (t - start); clipped at 1 for a key
+    # that repeats inside one request (no prefix-named stream has one).
+    t = np.flatnonzero(finite)
+    dist[t] = np.maximum(dist[t] + shift[request[t]] - t, 1)
+    # vLLM stops at the first miss: a block serves only where its whole prefix does (a
+    # no-op on prefix-named keys, where a prefix is never deeper than its extension). In
+    # block order -- the touch order reversed -- a running maximum inside each request.
+    never = n + 3  # above every finite distance
+    flipped = np.minimum(dist[::-1], never)
+    offset = (full.size - 1 - request[::-1]).astype(np.int64) * (never + 1)
+    flipped += offset
+    np.maximum.accumulate(flipped, out=flipped)
+    flipped -= offset
+    dist[(flipped == never)[::-1]] = COLD
+    return dist, prev

@@ -291,7 +291,7 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
         "params": _param_rows(result.params), "figures": [], "sizes": [],
         "size_columns": [], "plot": None, "plot_alt": "", "time_plot": None,
         "time_plot_alt": "", "timings": "", "headline": None,
-        "baseline": baseline_view(result),
+        "baseline": baseline_view(result), "engine_notes": [],
     }
     if result.error is not None:
         return view
@@ -303,7 +303,20 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
     timings = (run_timings or {}).get(name) or {}
     view["timings"] = _timings_text(timings if isinstance(timings, dict) else {})
     view["headline"] = _headline(result)
+    view["engine_notes"] = _engine_notes(result)
     return view
+
+
+def _engine_notes(result: TraceResult) -> list[str]:
+    """With engine vllm: the hit rate vLLM itself would print, at every size."""
+    if result.params.get("engine") != "vllm":
+        return []
+    per = result.figures.get("lru_hit_prompt_fraction") or {}
+    metric = METRICS["lru_hit_prompt_fraction"]
+    return [f"At {int(k):,} tokens vLLM would report a prefix cache hit rate of "
+            f"{metric.text(v)} (its hit tokens over all prompt tokens)."
+            for k, v in sorted(per.items(), key=lambda kv: int(kv[0]))
+            if str(k).isdigit()]
 
 
 def _param_rows(params: dict) -> list[dict]:
