@@ -109,6 +109,9 @@ def why_undefined(analysis: object, m: Metric) -> str:
         if getattr(analysis, "reuse_count", 1) == 0:
             return "no block is reused"
     block = getattr(analysis, "block_size", "?")
+    if m.needs is not None and getattr(analysis, "num_blocks", 1) \
+            and getattr(analysis, "counted_tokens", 1):
+        return m.needs
     if getattr(analysis, "num_blocks", 1) == 0:
         return f"no request holds a full block of {block} tokens"
     if getattr(analysis, "counted_tokens", 1) == 0:
