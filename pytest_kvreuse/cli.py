@@ -16,7 +16,15 @@ from .core.analysis import ReuseAnalysis
 from .errors import KvReuseError
 from .formatting import UNDEFINED_TEXT, defined, percent, seconds, size, tokens
 from .loaders.fingerprint import content_sha256
-from .metrics import METRICS, OPT_METRICS, parse_fraction, parse_name, parse_seconds
+from .metrics import (
+    LOWER_TIER_SHARE,
+    METRICS,
+    OPT_METRICS,
+    REACHABLE_SHARE,
+    parse_fraction,
+    parse_name,
+    parse_seconds,
+)
 from .params import PARAMS, AnalysisParams, Param
 from .result import TraceResult, trace_timings
 from .sizes import ByteSize, parse_size
@@ -43,8 +51,8 @@ def _size(text: str) -> int | ByteSize:
 
 def _hit(text: str) -> float:
     try:
-        return parse_fraction("hit", float(text))
-    except (KvReuseError, ValueError):
+        return parse_fraction("hit", text)
+    except KvReuseError:
         raise argparse.ArgumentTypeError(f"expected a hit fraction between 0 and 1 (0.3 for "
                                          f"30 %), got {text!r}") from None
 
@@ -248,12 +256,6 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
     return "\n".join(lines)
 
 
-# The share of the reachable hit rate the capacity lines size for, and the share of an
-# unbounded lower tier's hits a bounded one must serve.
-REACHABLE_SHARE = 0.9
-LOWER_TIER_SHARE = 0.99
-
-
 def capacity_lines(a: ReuseAnalysis, gpu: int | None,
                    target_hit: float | None = None) -> list[str]:
     """The sizes that answer "how big a cache?": for ``target_hit``; for 90 % of the hit
@@ -271,10 +273,10 @@ def capacity_lines(a: ReuseAnalysis, gpu: int | None,
                         f"{_percent(1 - a.compulsory_fraction)})"))
     reachable = 1.0 - a.compulsory_fraction
     if reachable > 0:
-        goal = REACHABLE_SHARE * reachable
         lines.append(f"{REACHABLE_SHARE * 100:.0f} % of the reachable hit rate "
-                     f"({_percent(goal)} of {_percent(reachable)}) needs a GPU cache of "
-                     f"{size(a.lru_capacity_for(goal), bpt)}")
+                     f"({_percent(REACHABLE_SHARE * reachable)} of {_percent(reachable)}) "
+                     f"needs a GPU cache of "
+                     f"{size(a.lru_capacity_reachable(REACHABLE_SHARE), bpt)}")
     if gpu is not None:
         tier = a.lru_lower_tier_for(gpu, LOWER_TIER_SHARE)
         if tier is not None:

@@ -47,7 +47,12 @@ def parse_cache_size(name: str, value: object) -> int | ByteSize:
 
 
 def parse_fraction(name: str, value: object) -> float:
-    """A fraction in [0, 1] (``0.3``, not ``30``)."""
+    """A fraction in [0, 1] (``0.3``, not ``30``); text as a result's key holds it."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not 0.0 <= float(value) <= 1.0:
         raise MetricError(f"{name!r} must be a fraction between 0 and 1 (0.3 for 30 %), got "
@@ -120,6 +125,10 @@ TTL = Arg("at", "a time-to-live in seconds (600s, 10min, 1h)", parse_seconds, SE
 POLICY = Arg("policy", "a libCacheSim eviction policy (arc, s3fifo, ...)", parse_name, "")
 
 NO_TIMESTAMPS = "the trace carries no timestamps"
+# Capacity planning: the share of the reachable LRU hit rate a GPU cache is sized for, and the
+# share of an unbounded lower tier's hits a bounded tier must serve.
+REACHABLE_SHARE = 0.9
+LOWER_TIER_SHARE = 0.99
 NO_SESSIONS = "the trace carries no session ids"
 
 
@@ -374,6 +383,16 @@ _METRICS: tuple[Metric, ...] = (
     Metric("beyond_tiers_fraction", "held by neither tier", FRACTION,
            "share of tokens seen before that neither the GPU cache nor the lower tier holds",
            lambda a, at, lower_tier: _tiers(a, at, lower_tier)[1], args=(AT, LOWER_TIER)),
+    Metric("lru_capacity_reachable_90", "LRU cache for 90 % of the reachable hit", TOKENS,
+           "the smallest LRU cache, in tokens, whose hit fraction reaches 90 % of what an "
+           "unbounded one hits (1 - compulsory)",
+           lambda a: a.lru_capacity_reachable(REACHABLE_SHARE),
+           short="LRU 90 % cache"),
+    Metric("lower_tier_capacity", "lower tier for 99 %", TOKENS,
+           "the smallest lower tier, in tokens, below a GPU cache of `at` tokens that serves "
+           "99 % of what an unbounded lower tier would: beyond it more tier buys under 1 %",
+           lambda a, at: a.lru_lower_tier_for(at, LOWER_TIER_SHARE), args=(AT,),
+           short="tier 99 %"),
     Metric("lru_capacity_for", "LRU cache for a hit", TOKENS,
            "the smallest LRU cache, in tokens, whose hit fraction reaches `hit` (undefined "
            "when none does: first touches never hit)",
@@ -381,6 +400,9 @@ _METRICS: tuple[Metric, ...] = (
            needs="no cache size reaches that hit fraction (first touches never hit)"),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
+# Figures that are cache sizes in tokens: results show them in bytes too, with a model.
+SIZE_FIGURES = ("lru_capacity_reachable_90", "lower_tier_capacity", "lru_capacity_for",
+                "ttl_peak_tokens")
 HEADLINE_METRICS: tuple[str, ...] = tuple(m.name for m in _METRICS if m.headline)
 
 

@@ -214,6 +214,14 @@ class ReuseAnalysis:
         for the served model: :meth:`size_bytes`."""
         return self.lru.capacity_for(hit)
 
+    def lru_capacity_reachable(self, share: float) -> int | None:
+        """The smallest LRU cache (tokens) reaching ``share`` of the reachable hit rate,
+        the hit of an unbounded cache (``1 - compulsory_fraction``); None when nothing is
+        counted."""
+        if not self.counted_tokens:
+            return None
+        return self.lru_capacity_for(share * (1.0 - self.compulsory_fraction))
+
     def lru_lower_tier_for(self, gpu_cache_tokens: object, share: float = 0.99) -> int | None:
         """The smallest lower tier, in tokens, below an LRU GPU cache of
         ``gpu_cache_tokens`` that serves ``share`` of what an unbounded lower tier would
