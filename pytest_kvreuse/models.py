@@ -144,16 +144,30 @@ def config_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def _hub_cache() -> Path:
+    """The Hugging Face hub cache, read from the environment at each call (as the hub's own
+    variables say: ``HF_HUB_CACHE``, ``HUGGINGFACE_HUB_CACHE``, ``HF_HOME``/hub)."""
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(var):
+            return Path(os.environ[var]).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
 def _cached_config(name: str) -> Path | None:
-    """The ``config.json`` of Hugging Face model ``name`` in the local cache, or None."""
+    """The ``config.json`` of Hugging Face model ``name`` in the local cache (the snapshot
+    ``refs/main`` names, else any), or None; never the network."""
     if name.count("/") != 1 or name.startswith((".", "/", "~")):
         return None
+    repo = _hub_cache() / ("models--" + name.replace("/", "--"))
     try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:  # pragma: no cover - transformers brings it
-        return None
-    found = try_to_load_from_cache(name, "config.json")
-    return Path(found) if isinstance(found, str) else None
+        main = (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+    except OSError:
+        main = ""
+    candidates = [repo / "snapshots" / main / "config.json"] if main else []
+    candidates += sorted((repo / "snapshots").glob("*/config.json"))
+    return next((c for c in candidates if c.is_file()), None)
 
 
 def find_model(name: str | None, config_path: str | os.PathLike[str] | None = None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, fields, replace
 
 from .errors import KvReuseError
 from .loaders.registry import FORMAT_NAMES, HASH_ID_FORMATS
-from .models import KV_DTYPES, KvGeometry, model_tokenizer, resolve_geometry
+from .models import KV_DTYPES, KvGeometry, catalog_id, model_tokenizer, resolve_geometry
 from .sizes import SizeError, needs_model, parse_size, resolve_size
 
 DEFAULT_TOKENIZER = "deepseek-v3"
@@ -169,9 +169,12 @@ class AnalysisParams:
         trace is never tokenized, so its tokenizer and prompt are the defaults whatever
         was written (one analysis, not two identical ones)."""
         fmt = self.format if self.format != "auto" else detected_format
+        # One model under two names (its catalog id, its Hugging Face id) is one analysis.
+        model = catalog_id(self.model) or self.model if self.model is not None else None
         if fmt in HASH_ID_FORMATS:
-            return replace(self, **{p.name: p.default for p in PARAMS if p.text_only})
-        return replace(self, tokenizer=self.tokenizer_name)
+            return replace(self, model=model,
+                           **{p.name: p.default for p in PARAMS if p.text_only})
+        return replace(self, tokenizer=self.tokenizer_name, model=model)
 
     @property
     def tokenizer_name(self) -> str:
