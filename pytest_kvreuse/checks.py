@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from . import __version__
 from .errors import KvReuseError
+from .formatting import TOKENS, size
 from .loaders.registry import HASH_ID_FORMATS
 from .metrics import NO_SESSIONS, NO_TIMESTAMPS, Metric, metric
 
@@ -130,10 +131,16 @@ def evaluate(analysis: object, check: Check) -> tuple[float, str | None]:
         f"{check.metric} {text}" if text.startswith("at ") else f"{check.metric}, {text}")
     if math.isnan(value):
         return value, f"{where} is undefined: {why_undefined(analysis, m)}"
+    if m.unit == TOKENS:
+        # A size: in tokens, and in bytes too when the model is known.
+        bpt = getattr(analysis, "bytes_per_token", None)
+        shown, bound = (lambda v: size(v, bpt)), (lambda v: size(v, bpt))
+    else:
+        shown, bound = m.exact, (lambda v: f"{v:g}")
     if check.min is not None and value < check.min:
-        return value, f"{where} is {m.exact(value)}, below the minimum {check.min:g}"
+        return value, f"{where} is {shown(value)}, below the minimum {bound(check.min)}"
     if check.max is not None and value > check.max:
-        return value, f"{where} is {m.exact(value)}, above the maximum {check.max:g}"
+        return value, f"{where} is {shown(value)}, above the maximum {bound(check.max)}"
     return value, None
 
 

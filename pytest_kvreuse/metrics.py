@@ -396,7 +396,7 @@ _METRICS: tuple[Metric, ...] = (
     Metric("lru_capacity_for", "LRU cache for a hit", TOKENS,
            "the smallest LRU cache, in tokens, whose hit fraction reaches `hit` (undefined "
            "when none does: first touches never hit)",
-           lambda a, hit: a.lru_capacity_for(hit), args=(HIT,),
+           lambda a, hit: a.lru_capacity_for(hit), args=(HIT,), short="LRU cache for",
            needs="no cache size reaches that hit fraction (first touches never hit)"),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}

@@ -46,7 +46,7 @@ def _columns(results: list[TraceResult]) -> list[tuple[str, str, dict]]:
         if key is not None:
             args = wanted[(name, key)]
             if "at" not in args:
-                head += f" @{key}"
+                pass  # its arguments follow, by name (hit=0.3)
             elif m.at_tokens:
                 head += f" @{int(args['at']):,}"
             else:
