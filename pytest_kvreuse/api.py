@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 
@@ -66,6 +67,19 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
     # bytes cannot be read again); None for a regular file nobody hashed.
     analysis.content_sha256 = source.known_sha256
     return analysis
+
+
+def for_model(analysis: ReuseAnalysis, params: AnalysisParams) -> ReuseAnalysis:
+    """``analysis`` for another served model (``params``' model, kv_dtype, tp,
+    model_config; the rest as ``analysis`` was made): the stream and every figure computed
+    so far are shared, only the bytes per token and the parameters shown change."""
+    geometry = params.kv_geometry()
+    out = copy.copy(analysis)
+    out.timings = dict(analysis.timings)
+    out.kv = geometry
+    out.params = resolved_params(params, analysis.stream.meta, analysis.params["path"],
+                                 geometry)
+    return out
 
 
 def resolved_params(params: AnalysisParams, meta: dict, path: str | os.PathLike[str],

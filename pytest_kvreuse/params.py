@@ -212,6 +212,13 @@ class AnalysisParams:
         """Canonical memo key: equal for parameter sets that give the same analysis."""
         return json.dumps(self.effective(detected_format).to_dict(), sort_keys=True)
 
+    def stream_key(self, detected_format: str | None = None) -> str:
+        """What decides the block stream and its figures: :meth:`key` less the served
+        model's parameters, which change only what a size is in bytes."""
+        values = self.effective(detected_format).to_dict()
+        return json.dumps({k: v for k, v in values.items() if k not in MODEL_PARAMS},
+                          sort_keys=True)
+
     def describe(self, detected_format: str | None = None) -> str:
         """``block size 64, tokenizer deepseek-v3`` for messages (hash ids: no tokenizer)."""
         fmt = self.format if self.format != "auto" else detected_format

@@ -233,3 +233,45 @@ def test_an_unknown_model_names_only_a_tokenizer():
     # The original script's --model-name took any tokenizer name: no geometry, no error.
     a = analyze(EXAMPLE, model="x")
     assert a.kv is None and a.bytes_per_token is None
+
+
+def test_two_models_of_one_trace_share_one_analysis(pytester: pytest.Pytester,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import pytest_kvreuse.api
+
+    calls = []
+    real = pytest_kvreuse.api.analyze
+    monkeypatch.setattr(pytest_kvreuse.api, "analyze",
+                        lambda path, params=None, **kw: calls.append(path) or real(
+                            path, params, **kw))
+    pytester.makefile(".jsonl", t=EXAMPLE.read_text())
+    pytester.makefile(".toml", kvreuse="""\
+[[trace]]
+name = "bf16"
+path = "t.jsonl"
+model = "deepseek-v3"
+gpu_cache_tokens = "64GiB"
+
+[[trace]]
+name = "fp8"
+path = "t.jsonl"
+model = "deepseek-v3"
+kv_dtype = "fp8"
+gpu_cache_tokens = "64GiB"
+
+[[trace]]
+name = "plain"
+path = "t.jsonl"
+gpu_cache_tokens = 977856
+""")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--kvreuse-json", "o.json")
+    result.assert_outcomes(passed=3)
+    assert len(calls) == 1  # the model changes what a size is in bytes, not the stream
+    traces = {t["name"]: t for t in json.loads((pytester.path / "o.json").read_text())["traces"]}
+    assert traces["bf16"]["sizes"] == traces["plain"]["sizes"] == [977856]
+    assert traces["fp8"]["sizes"] == [(64 * 2**30 // (35136 * 64)) * 64]
+    assert traces["bf16"]["params"]["kv_bytes_per_token"] == 70272
+    assert traces["fp8"]["params"]["kv_bytes_per_token"] == 35136
+    assert "kv_bytes_per_token" not in traces["plain"]["params"]
+    assert traces["bf16"]["figures"]["lru_hit_fraction"] == \
+        traces["plain"]["figures"]["lru_hit_fraction"]
