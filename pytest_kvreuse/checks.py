@@ -151,7 +151,11 @@ def describe_parameters(analysis: object) -> str:
     if tokenizer is None:
         tokenizer = ("none (hash ids)" if params.get("format") in HASH_ID_FORMATS
                      else "default")
-    return (f"block size {analysis.block_size}, tokenizer {tokenizer}, "
+    model = ""
+    if params.get("model") is not None:
+        model = (f"model {params['model']} ({params.get('kv_dtype')}, tp "
+                 f"{params.get('tp')}), ")
+    return (f"block size {analysis.block_size}, tokenizer {tokenizer}, {model}"
             f"{analysis.num_requests:,} requests, {analysis.total_tokens:,} tokens")
 
 
