@@ -323,7 +323,8 @@ def trace_result(a: ReuseAnalysis, trace: str, gpu: int | None,
         figures = [(name, {"at": gpu, "lower_tier": lower})
                    for name in ("lower_tier_hit_fraction", "beyond_tiers_fraction")]
     if target_hit is not None:
-        figures.append(("lru_capacity_for", {"hit": target_hit}))
+        figures += [("lru_capacity_for", {"hit": target_hit}),
+                    ("lru_capacity_reachable", {"share": REACHABLE_SHARE})]
     # Lets `kvreuse compare` tell a new export of a trace from the same bytes.
     # A pipe cannot be read again: its hash is the one analyze() took of the bytes read.
     sha = getattr(a, "content_sha256", None) or content_sha256(a.params["path"])

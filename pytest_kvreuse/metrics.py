@@ -119,6 +119,8 @@ AT = Arg("at", "a GPU KV cache size in tokens, or in bytes (64GiB) with the mode
 LOWER_TIER = Arg("lower_tier", "the size of a lower (CPU/SSD) tier below the GPU cache, "
                                "in tokens, or in bytes (1TiB) with the model")
 HIT = Arg("hit", "an LRU hit fraction to reach (0.3 for 30 %)", parse_fraction, FRACTION)
+SHARE = Arg("share", "a share of the reachable LRU hit rate (0.9 for 90 %)", parse_fraction,
+            FRACTION)
 # Sizes a check or a figure reads the cache at (resolved to tokens once the model is known).
 SIZE_ARGS = ("at", "lower_tier")
 TTL = Arg("at", "a time-to-live in seconds (600s, 10min, 1h)", parse_seconds, SECONDS)
@@ -383,11 +385,11 @@ _METRICS: tuple[Metric, ...] = (
     Metric("beyond_tiers_fraction", "held by neither tier", FRACTION,
            "share of tokens seen before that neither the GPU cache nor the lower tier holds",
            lambda a, at, lower_tier: _tiers(a, at, lower_tier)[1], args=(AT, LOWER_TIER)),
-    Metric("lru_capacity_reachable_90", "LRU cache for 90 % of the reachable hit", TOKENS,
-           "the smallest LRU cache, in tokens, whose hit fraction reaches 90 % of what an "
+    Metric("lru_capacity_reachable", "LRU cache for a share of the reachable hit", TOKENS,
+           "the smallest LRU cache, in tokens, whose hit fraction reaches `share` of what an "
            "unbounded one hits (1 - compulsory)",
-           lambda a: a.lru_capacity_reachable(REACHABLE_SHARE),
-           short="LRU 90 % cache"),
+           lambda a, share: a.lru_capacity_reachable(share), args=(SHARE,),
+           short="LRU cache for"),
     Metric("lower_tier_capacity", "lower tier for 99 %", TOKENS,
            "the smallest lower tier, in tokens, below a GPU cache of `at` tokens that serves "
            "99 % of what an unbounded lower tier would: beyond it more tier buys under 1 %",
@@ -401,7 +403,7 @@ _METRICS: tuple[Metric, ...] = (
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
 # Figures that are cache sizes in tokens: results show them in bytes too, with a model.
-SIZE_FIGURES = ("lru_capacity_reachable_90", "lower_tier_capacity", "lru_capacity_for",
+SIZE_FIGURES = ("lru_capacity_reachable", "lower_tier_capacity", "lru_capacity_for",
                 "ttl_peak_tokens")
 HEADLINE_METRICS: tuple[str, ...] = tuple(m.name for m in _METRICS if m.headline)
 

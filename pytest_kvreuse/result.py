@@ -22,6 +22,7 @@ from .formatting import TOKENS, defined
 from .metrics import (
     METRICS,
     OPT_METRICS,
+    REACHABLE_SHARE,
     SIZE_ARGS,
     SIZE_FIGURES,
     Metric,
@@ -111,6 +112,9 @@ class TraceResult:
         for policy in policies:
             p = parse_name("policy", policy)
             explicit += [("policy_hit_fraction", {"at": s, "policy": p}) for s in sizes]
+        if sizes:
+            # Where a cache is sized, how big one reaches most of what caching can reach.
+            explicit.append(("lru_capacity_reachable", {"share": REACHABLE_SHARE}))
         out: dict = {}
         wanted: dict[str, list[dict]] = {}
         for m in METRICS.values():

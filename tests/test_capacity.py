@@ -113,7 +113,7 @@ def test_cli_target_hit(tmp_path, capsys):
     assert f"a lower tier of {tier:,} tokens (" in out and "serves 99 % of what" in out
     doc = json.loads(js.read_text())["traces"][0]
     assert doc["figures"]["lru_capacity_for"] == {"hit=0.3": c}
-    assert doc["figures"]["lru_capacity_reachable_90"] == reach
+    assert doc["figures"]["lru_capacity_reachable"] == {"share=0.9": reach}
     assert doc["figures"]["lower_tier_capacity"] == {"16384": tier}
     assert doc["size_bytes"][str(c)] == c * 70272
 

@@ -223,7 +223,7 @@ def test_lru_blocks_render_when_present(tmp_path: Path, example_result: dict) ->
 
     plain = copy.deepcopy(example_result)
     plain.update(checks=[], error=None)
-    for name in ("lru_hit_fraction", "lru_offloadable_fraction"):
+    for name in [n for n in plain["figures"] if n.startswith("lru_")] + ["lower_tier_capacity"]:
         plain["figures"].pop(name, None)
     plain["curves"].pop("lru", None)
     html = report.render_report([plain], RUN)
@@ -362,7 +362,8 @@ def test_numpy_scalars_read_like_plain_numbers(example_result: dict) -> None:
     numpyish = copy.deepcopy(plain)
     numpyish["figures"] = {k: (np.int64(v) if isinstance(v, int) else
                                np.float64(v) if isinstance(v, float) else
-                               {s: np.float64(x) for s, x in v.items()}
+                               {s: np.int64(x) if isinstance(x, int) else np.float64(x)
+                                for s, x in v.items()}
                                if isinstance(v, dict) else v)
                            for k, v in plain["figures"].items()}
     assert report.results_json([numpyish], RUN) == report.results_json([plain], RUN)

@@ -31,7 +31,7 @@ from pathlib import Path
 from ..checks import Check
 from ..errors import KvReuseError
 from ..formatting import TOKENS
-from ..metrics import METRICS, SIZE_ARGS, metric
+from ..metrics import METRICS, metric
 from ..params import PARAM_BY_NAME, PARAM_NAMES, AnalysisParams
 
 if sys.version_info >= (3, 11):
@@ -195,11 +195,13 @@ class _Reader:
         if m.at_tokens and "at" not in args and default_at is not None:
             args["at"] = default_at
         for key in args:
-            if key in SIZE_ARGS and key in m.arg_names:
+            arg = next((a for a in m.args if a.name == key), None)
+            if arg is not None and arg.unit == TOKENS:
+                # A cache size: bytes become tokens through the trace's model, here.
                 args[key] = self.tokens(params, key, args[key], at_line(key))
-            elif key in m.arg_names:
+            elif arg is not None:
                 try:
-                    args[key] = next(a for a in m.args if a.name == key).parse(key, args[key])
+                    args[key] = arg.parse(key, args[key])
                 except KvReuseError as exc:
                     raise self.error(exc.message, at_line(key)) from None
         try:
