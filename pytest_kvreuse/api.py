@@ -47,10 +47,7 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
         raise ParamError(exc.message, path=path) from None
     # The model's geometry before a pipe is drained too: a config lacking a field is said
     # before the trace is read.
-    try:
-        geometry = params.kv_geometry()
-    except ParamError as exc:
-        raise ParamError(exc.message, path=exc.path) from None
+    geometry = params.kv_geometry()
     start = time.perf_counter()
     # One source for detection, parse and hash: a pipe is read once, into a temporary file.
     with open_source(path, known_sha256=known_sha256) as source:

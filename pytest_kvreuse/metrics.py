@@ -121,8 +121,6 @@ LOWER_TIER = Arg("lower_tier", "the size of a lower (CPU/SSD) tier below the GPU
 HIT = Arg("hit", "an LRU hit fraction to reach (0.3 for 30 %)", parse_fraction, FRACTION)
 SHARE = Arg("share", "a share of the reachable LRU hit rate (0.9 for 90 %)", parse_fraction,
             FRACTION)
-# Sizes a check or a figure reads the cache at (resolved to tokens once the model is known).
-SIZE_ARGS = ("at", "lower_tier")
 TTL = Arg("at", "a time-to-live in seconds (600s, 10min, 1h)", parse_seconds, SECONDS)
 POLICY = Arg("policy", "a libCacheSim eviction policy (arc, s3fifo, ...)", parse_name, "")
 

@@ -23,7 +23,6 @@ from .metrics import (
     METRICS,
     OPT_METRICS,
     REACHABLE_SHARE,
-    SIZE_ARGS,
     SIZE_FIGURES,
     Metric,
     MetricError,
@@ -202,13 +201,13 @@ class TraceResult:
                 continue
             per = v if isinstance(v, dict) else {None: v}
             for key, value in per.items():
-                if key is not None and any(a.name in SIZE_ARGS for a in m.args):
+                sized = [a.name for a in m.args if a.unit == TOKENS]  # not a TTL's seconds
+                if key is not None and sized:
                     try:
                         args = parse_arg_key(m, key)
                     except MetricError:
                         args = {}
-                    found.update(int(args[a]) for a in SIZE_ARGS
-                                 if isinstance(args.get(a), int))
+                    found.update(int(args[a]) for a in sized if isinstance(args.get(a), int))
                 if m.unit == TOKENS and m.name in SIZE_FIGURES and isinstance(value, int):
                     found.add(value)
         return {str(t): t * bpt for t in sorted(found)}

@@ -223,3 +223,14 @@ def test_without_model():
         assert trace["sizes"] == [977856]
         assert trace["size_bytes"]["977856"] == 977856 * 70272
         assert "977856" in trace["figures"]["lru_hit_fraction"]
+
+
+def test_a_ttl_is_no_size_in_bytes():
+    from pytest_kvreuse.result import TraceResult
+
+    a = analyze(EXAMPLE, model="deepseek-v3")
+    r = TraceResult.from_analysis(a, name="t", sizes=[16384], ttls=[600])
+    in_bytes = r.size_bytes()
+    assert "16384" in in_bytes and "600" not in in_bytes
+    peak = r.value("ttl_peak_tokens", at=600)
+    assert in_bytes[str(peak)] == peak * 70272  # the TTL cache's peak is a size

@@ -48,6 +48,7 @@ from ..errors import KvReuseError
 from ..formatting import (
     COUNT,
     FRACTION,
+    TOKENS,
     UNDEFINED,
     byte_size,
     count,
@@ -56,7 +57,7 @@ from ..formatting import (
     seconds,
     value_text,
 )
-from ..metrics import METRICS, SIZE_ARGS, SIZE_FIGURES, Metric, figure_title, parse_arg_key
+from ..metrics import METRICS, SIZE_FIGURES, Metric, figure_title, parse_arg_key
 from ..result import (
     Results,
     TraceLike,
@@ -374,8 +375,8 @@ def _title(m: Metric, key: str, bytes_per_token: int | None) -> str:
     args = parse_arg_key(m, key)
     title = figure_title(m.name, args)
     if bytes_per_token is not None:
-        sizes = [f"{args[a]:,} tokens = {byte_size(args[a] * bytes_per_token)}"
-                 for a in SIZE_ARGS if isinstance(args.get(a), int)]
+        sizes = [f"{args[a.name]:,} tokens = {byte_size(args[a.name] * bytes_per_token)}"
+                 for a in m.args if a.unit == TOKENS and isinstance(args.get(a.name), int)]
         if sizes:
             title += f" ({'; '.join(sizes)})"
     return title
