@@ -275,3 +275,23 @@ gpu_cache_tokens = 977856
     assert "kv_bytes_per_token" not in traces["plain"]["params"]
     assert traces["bf16"]["figures"]["lru_hit_fraction"] == \
         traces["plain"]["figures"]["lru_hit_fraction"]
+
+
+def test_the_model_tokenizes_text_traces(tmp_path, monkeypatch):
+    for var in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        monkeypatch.setenv(var, str(tmp_path / "hf"))  # nothing cached
+    trace = tmp_path / "chat.jsonl"
+    text = "the same long system prompt, again and again " * 40
+    trace.write_text("".join(json.dumps({"messages": [{"role": "user", "content": text}]})
+                             + "\n" for _ in range(3)))
+    kw = {"use_cache": False, "progress": False}
+    builtin = analyze(trace, **kw)
+    by_model = analyze(trace, model="deepseek-v3", **kw)
+    assert by_model.num_blocks == builtin.num_blocks and by_model.params["tokenizer"] == \
+        "deepseek-v3"
+    # Qwen3's own tokenizer is not cached here: the one-line offline error names it...
+    with pytest.raises(pytest_kvreuse.KvReuseError, match="'Qwen/Qwen3-32B' is not a local"):
+        analyze(trace, model="qwen3-32b", **kw)
+    # ... unless --tokenizer names another.
+    other = analyze(trace, model="qwen3-32b", tokenizer="deepseek-v3", **kw)
+    assert other.num_blocks == builtin.num_blocks and other.bytes_per_token == 262144
