@@ -20,11 +20,12 @@ _EXPORTS = {
     "ReuseAnalysis": "pytest_kvreuse.core.analysis",
     "TraceResult": "pytest_kvreuse.result",
     "analyze": "pytest_kvreuse.api",
+    "kv_bytes_per_token": "pytest_kvreuse.models",
     "load_block_stream": "pytest_kvreuse.loaders.stream",
 }
 
 __all__ = ["AnalysisParams", "BlockStream", "KvReuseError", "METRICS", "ReuseAnalysis",
-           "TraceResult", "__version__", "analyze", "load_block_stream"]
+           "TraceResult", "__version__", "analyze", "kv_bytes_per_token", "load_block_stream"]
 
 if TYPE_CHECKING:
     from .api import analyze
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
     from .errors import KvReuseError
     from .loaders.stream import load_block_stream
     from .metrics import METRICS
+    from .models import kv_bytes_per_token
     from .params import AnalysisParams
     from .result import TraceResult
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 
@@ -9,7 +10,8 @@ from .core.analysis import ReuseAnalysis
 from .loaders.registry import HASH_ID_FORMATS
 from .loaders.source import open_source
 from .loaders.stream import load_block_stream
-from .params import PARAMS, AnalysisParams, ParamError
+from .models import KvGeometry
+from .params import MODEL_PARAMS, PARAMS, AnalysisParams, ParamError
 
 
 def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, *,
@@ -47,32 +49,62 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
                                                  where="analyze()")
     except ParamError as exc:
         raise ParamError(exc.message, path=path) from None
+    # The model's geometry before a pipe is drained too: a config lacking a field is said
+    # before the trace is read.
+    geometry = params.kv_geometry()
     start = time.perf_counter()
     # One source for detection, parse and hash: a pipe is read once, into a temporary file.
     with open_source(path, known_sha256=known_sha256) as source:
         stream = load_block_stream(source, block_size=params.block_size,
                                    format=params.format,
                                    hash_block_size=params.hash_block_size,
-                                   tokenizer=params.tokenizer, prompt=params.prompt,
+                                   tokenizer=params.tokenizer_name, prompt=params.prompt,
                                    cache_dir=cache_dir, use_cache=use_cache,
                                    progress=progress)
         # A compressed pipe's content hash is over its decompressed bytes: taken from the
         # spool now, while it exists.
         sha = source.sha256() if source.spooled else source.known_sha256
     load_s = time.perf_counter() - start
-    analysis = ReuseAnalysis(stream, params=resolved_params(params, stream.meta, path),
+    analysis = ReuseAnalysis(stream, params=resolved_params(params, stream.meta, path, geometry),
                              timings={"load_s": load_s}, warmup=params.warmup,
-                             engine=params.engine, denominator=params.denominator)
+                             engine=params.engine, denominator=params.denominator,
+                             kv=geometry)
     # The hash of the bytes analysed when it was computed (always for a pipe, whose
     # bytes cannot be read again); None for a regular file nobody hashed.
     analysis.content_sha256 = sha
     return analysis
 
 
-def resolved_params(params: AnalysisParams, meta: dict, path: str | os.PathLike[str]) -> dict:
+def for_model(analysis: ReuseAnalysis, params: AnalysisParams) -> ReuseAnalysis:
+    """``analysis`` for another served model (``params``' model, kv_dtype, tp,
+    model_config; the rest as ``analysis`` was made): the stream and every figure computed
+    so far are shared, only the bytes per token and the parameters shown change."""
+    geometry = params.kv_geometry()
+    out = copy.copy(analysis)
+    out.timings = dict(analysis.timings)
+    out.kv = geometry
+    out.params = resolved_params(params, analysis.stream.meta, analysis.params["path"],
+                                 geometry)
+    return out
+
+
+def resolved_params(params: AnalysisParams, meta: dict, path: str | os.PathLike[str],
+                    geometry: KvGeometry | None = None) -> dict:
     """What an analysis ran with, as results show it: the detected format and native hash
-    block in place of 'auto' and None; no tokenizer or prompt for hash-id traces."""
+    block in place of 'auto' and None; no tokenizer or prompt for hash-id traces. The model
+    parameters only when a model is named (results of runs without one read as before),
+    with its KV bytes per token (and per request) when its geometry is known."""
     out = {"path": os.fspath(path), **params.effective(meta.get("format")).to_dict(), **meta}
     if out.get("format") in HASH_ID_FORMATS:
         out.update({p.name: None for p in PARAMS if p.text_only})
+    if not params.has_model:
+        for name in MODEL_PARAMS:
+            out.pop(name, None)
+    else:
+        if params.model_config is None:
+            out.pop("model_config", None)
+        if geometry is not None:
+            out["kv_bytes_per_token"] = geometry.bytes_per_token
+            if geometry.bytes_per_request:
+                out["kv_bytes_per_request"] = geometry.bytes_per_request
     return out

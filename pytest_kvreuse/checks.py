@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from . import __version__
 from .errors import KvReuseError
+from .formatting import TOKENS, size
 from .loaders.registry import HASH_ID_FORMATS
 from .metrics import NO_SESSIONS, NO_TIMESTAMPS, Metric, metric
 
@@ -109,6 +110,9 @@ def why_undefined(analysis: object, m: Metric) -> str:
         if getattr(analysis, "reuse_count", 1) == 0:
             return "no block is reused"
     block = getattr(analysis, "block_size", "?")
+    if m.needs is not None and getattr(analysis, "num_blocks", 1) \
+            and getattr(analysis, "counted_tokens", 1):
+        return m.needs
     if getattr(analysis, "num_blocks", 1) == 0:
         return f"no request holds a full block of {block} tokens"
     if getattr(analysis, "counted_tokens", 1) == 0:
@@ -127,10 +131,16 @@ def evaluate(analysis: object, check: Check) -> tuple[float, str | None]:
         f"{check.metric} {text}" if text.startswith("at ") else f"{check.metric}, {text}")
     if math.isnan(value):
         return value, f"{where} is undefined: {why_undefined(analysis, m)}"
+    if m.unit == TOKENS:
+        # A size: in tokens, and in bytes too when the model is known.
+        bpt = getattr(analysis, "bytes_per_token", None)
+        shown, bound = (lambda v: size(v, bpt)), (lambda v: size(v, bpt))
+    else:
+        shown, bound = m.exact, (lambda v: f"{v:g}")
     if check.min is not None and value < check.min:
-        return value, f"{where} is {m.exact(value)}, below the minimum {check.min:g}"
+        return value, f"{where} is {shown(value)}, below the minimum {bound(check.min)}"
     if check.max is not None and value > check.max:
-        return value, f"{where} is {m.exact(value)}, above the maximum {check.max:g}"
+        return value, f"{where} is {shown(value)}, above the maximum {bound(check.max)}"
     return value, None
 
 
@@ -141,7 +151,11 @@ def describe_parameters(analysis: object) -> str:
     if tokenizer is None:
         tokenizer = ("none (hash ids)" if params.get("format") in HASH_ID_FORMATS
                      else "default")
-    return (f"block size {analysis.block_size}, tokenizer {tokenizer}, "
+    model = ""
+    if params.get("model") is not None:
+        model = (f"model {params['model']} ({params.get('kv_dtype')}, tp "
+                 f"{params.get('tp')}), ")
+    return (f"block size {analysis.block_size}, tokenizer {tokenizer}, {model}"
             f"{analysis.num_requests:,} requests, {analysis.total_tokens:,} tokens")
 
 

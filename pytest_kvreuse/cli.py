@@ -14,11 +14,20 @@ from .baselines.drift import Tolerance, compare_runs, format_comparison, parse_t
 from .baselines.storage import describe_run, load_results
 from .core.analysis import ReuseAnalysis
 from .errors import KvReuseError
-from .formatting import UNDEFINED_TEXT, defined, percent, seconds, tokens
+from .formatting import UNDEFINED_TEXT, defined, percent, seconds, size, tokens
 from .loaders.fingerprint import content_sha256
-from .metrics import METRICS, OPT_METRICS, parse_name, parse_seconds, parse_tokens
+from .metrics import (
+    LOWER_TIER_SHARE,
+    METRICS,
+    OPT_METRICS,
+    REACHABLE_SHARE,
+    parse_fraction,
+    parse_name,
+    parse_seconds,
+)
 from .params import PARAMS, AnalysisParams, Param
 from .result import TraceResult, trace_timings
+from .sizes import ByteSize, parse_size
 
 EXIT_USAGE = 2
 
@@ -30,12 +39,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def _tokens(text: str) -> int:
+def _size(text: str) -> int | ByteSize:
+    """Tokens or bytes with a unit; bytes become tokens once the model is known."""
     try:
-        return parse_tokens("size", text)
+        return parse_size("size", text)
     except KvReuseError:
-        raise argparse.ArgumentTypeError(f"expected a positive number of tokens, got "
-                                         f"{text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected a positive number of tokens (345792, "
+                                         f"345,792) or a size in bytes with a unit (64GiB, "
+                                         f"1.5TB), got {text!r}") from None
+
+
+def _hit(text: str) -> float:
+    try:
+        return parse_fraction("hit", text)
+    except KvReuseError:
+        raise argparse.ArgumentTypeError(f"expected a hit fraction between 0 and 1 (0.3 for "
+                                         f"30 %), got {text!r}") from None
 
 
 def _ttls(text: str) -> tuple[int | float, ...]:
@@ -58,7 +77,7 @@ def _param_type(param: Param) -> Callable[[str], object] | None:
     """Reads a flag's text as the parameter's type and checks it where it is written."""
     if param.choices is not None:
         return None
-    kind = type(param.default) if param.default is not None else int
+    kind = param.kind or (type(param.default) if param.default is not None else int)
 
     def read(text: str) -> object:
         try:
@@ -89,12 +108,16 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
         p.add_argument(param.flag, *param.aliases, dest=param.name, default=None,
                        type=_param_type(param), choices=param.choices, metavar=param.metavar,
                        help=param.help)
-    p.add_argument("--gpu-kv-cache-size", type=_tokens, default=None, metavar="TOKENS",
-                   help="GPU KV cache size in tokens, as vLLM prints at start-up")
-    p.add_argument("--lower-tier-size", type=_tokens, default=None, metavar="TOKENS",
-                   help="a CPU/SSD tier of this many tokens below the GPU cache (exclusive, "
-                        "LRU): splits the LRU offloadable share into what it serves and "
-                        "what neither tier holds")
+    p.add_argument("--gpu-kv-cache-size", type=_size, default=None, metavar="SIZE",
+                   help="GPU KV cache size in tokens, as vLLM prints at start-up (345,792), "
+                        "or in bytes per GPU with --model (64GiB)")
+    p.add_argument("--lower-tier-size", type=_size, default=None, metavar="SIZE",
+                   help="a CPU/SSD tier of this size below the GPU cache (exclusive, LRU), "
+                        "in tokens or in bytes with --model (1TiB): splits the LRU "
+                        "offloadable share into what it serves and what neither tier holds")
+    p.add_argument("--target-hit", type=_hit, default=None, metavar="F",
+                   help="the smallest LRU GPU cache whose hit fraction reaches F (0.3), in "
+                        "tokens and, with --model, bytes")
     p.add_argument("--opt", action="store_true",
                    help="also the Belady-optimal (OPT) hit fraction at --gpu-kv-cache-size: "
                         "no eviction policy does better; the gap to LRU is what a smarter "
@@ -180,8 +203,11 @@ def _split(d: dict[str, float] | None) -> str:
 
 def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
              opt: bool = False, ttls: Sequence[int | float] = (),
-             policies: dict[str, float] | None = None) -> str:
+             policies: dict[str, float] | None = None,
+             target_hit: float | None = None) -> str:
     fmt = a.params.get("format", "?")
+    bpt = a.bytes_per_token
+
     lines = [
         f"trace:            {a.params.get('path')} ({fmt}, block size {a.block_size})",
         f"requests:         {a.num_requests:,}",
@@ -189,6 +215,8 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
         f"total tokens:     {a.total_tokens:,}",
         f"reuses:           {a.reuse_count:,} ({_percent(a.reused_fraction)} of tokens)",
     ]
+    if a.kv is not None:
+        lines.insert(1, f"model:            {a.kv.describe()}")
     if a.warmup_requests:
         lines.append(f"warm-up:          first {a.warmup_requests:,} requests not counted; "
                      f"figures over {a.counted_requests:,} requests, "
@@ -197,6 +225,11 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
         lines.append(f"interval, tokens: min {a.interval_min:,}, median {a.interval_median:,}, "
                      f"max {a.interval_max:,}")
     lines.append(f"first touches:    {_percent(a.compulsory_fraction)} of tokens (compulsory)")
+    if gpu is not None and bpt is not None:
+        # The sizes in both units once; the figure lines keep reading in tokens.
+        lines.append(f"GPU cache:        {size(gpu, bpt)}")
+        if lower is not None:
+            lines.append(f"lower tier:       {size(lower, bpt)}")
     if gpu is not None:
         lines.append(f"offloadable at {gpu:,} tokens: {_percent(a.offloadable_fraction(gpu))} "
                      "(reuse interval > cache size)")
@@ -228,9 +261,42 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
                          f"{_points(gap)} (no eviction policy does better)")
         for name, hit in (policies or {}).items():
             lines.append(f"{name} (block-level): hit {_percent(hit)}")
+        lines.extend(capacity_lines(a, gpu, target_hit))
+    elif target_hit is not None:
+        lines.extend(capacity_lines(a, None, target_hit))
     if ttls:
         lines.extend(_time_lines(a, ttls))
     return "\n".join(lines)
+
+
+def capacity_lines(a: ReuseAnalysis, gpu: int | None,
+                   target_hit: float | None = None) -> list[str]:
+    """The sizes that answer "how big a cache?": for ``target_hit``; for 90 % of the hit
+    rate an unbounded cache reaches; and the lower tier below ``gpu`` beyond which more of
+    it serves under 1 % of what an unbounded one would."""
+    if not a.counted_tokens:
+        return []
+    bpt = a.bytes_per_token
+    lines = []
+    if target_hit is not None:
+        c = a.lru_capacity_for(target_hit)
+        lines.append(f"LRU hit {_percent(target_hit)} needs: "
+                     + (size(c, bpt) if c is not None else
+                        f"no cache reaches it (an unbounded one hits "
+                        f"{_percent(1 - a.compulsory_fraction)})"))
+    reachable = 1.0 - a.compulsory_fraction
+    if reachable > 0:
+        lines.append(f"{REACHABLE_SHARE * 100:.0f} % of the reachable hit rate "
+                     f"({_percent(REACHABLE_SHARE * reachable)} of {_percent(reachable)}) "
+                     f"needs a GPU cache of "
+                     f"{size(a.lru_capacity_reachable(REACHABLE_SHARE), bpt)}")
+    if gpu is not None:
+        tier = a.lru_lower_tier_for(gpu, LOWER_TIER_SHARE)
+        if tier is not None:
+            lines.append(f"below {size(gpu, bpt)} of GPU cache, a lower tier of "
+                         f"{size(tier, bpt)} serves {LOWER_TIER_SHARE * 100:.0f} % of what an "
+                         "unbounded one would")
+    return lines
 
 
 def _points(x: float | None) -> str:
@@ -261,12 +327,17 @@ def lru_tiers(a: ReuseAnalysis, gpu: int, lower: int) -> dict[str, float | None]
 def trace_result(a: ReuseAnalysis, trace: str, gpu: int | None,
                  lower: int | None = None, *, opt: bool = False,
                  ttls: Sequence[int | float] = (),
-                 policies: Sequence[str] = ()) -> TraceResult:
-    """The result document's trace: every figure, at the GPU size, with the lower tier."""
-    figures = []
+                 policies: Sequence[str] = (), target_hit: float | None = None
+                 ) -> TraceResult:
+    """The result document's trace: every figure, at the GPU size, with the lower tier,
+    and the cache size for the target hit."""
+    figures: list[tuple[str, dict]] = []
     if gpu is not None and lower is not None:
         figures = [(name, {"at": gpu, "lower_tier": lower})
                    for name in ("lower_tier_hit_fraction", "beyond_tiers_fraction")]
+    if target_hit is not None:
+        figures += [("lru_capacity_for", {"hit": target_hit}),
+                    ("lru_capacity_reachable", {"share": REACHABLE_SHARE})]
     # Lets `kvreuse compare` tell a new export of a trace from the same bytes.
     # A pipe cannot be read again: its hash is the one analyze() took of the bytes read.
     sha = getattr(a, "content_sha256", None) or content_sha256(a.params["path"])
@@ -337,10 +408,15 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
             parser.error(f"{flag} needs --gpu-kv-cache-size")
     policies = _policies_available(args.policies)
     params = AnalysisParams.from_mapping({p.name: getattr(args, p.name) for p in PARAMS})
+    # Sizes in bytes become tokens before the trace is read: a byte size without a model is
+    # one line, not a wasted analysis.
+    gpu = lower = None
+    if args.gpu_kv_cache_size is not None:
+        gpu = params.size_tokens("--gpu-kv-cache-size", args.gpu_kv_cache_size)
+    if args.lower_tier_size is not None:
+        lower = params.size_tokens("--lower-tier-size", args.lower_tier_size)
     a = analyze(trace, params, cache_dir=args.cache_dir, use_cache=args.use_cache,
                 progress=False if args.quiet else None)
-    gpu = args.gpu_kv_cache_size
-    lower = args.lower_tier_size
     # No full block to count: the fractions are undefined (null in JSON, "undefined" in
     # the summary), which is a result, not an input error; say why on stderr.
     if a.num_blocks == 0:
@@ -355,7 +431,7 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         from .output import report
 
         result = trace_result(a, trace, gpu, lower, opt=args.opt, ttls=args.ttl,
-                              policies=policies)
+                              policies=policies, target_hit=args.target_hit)
         run = _run(a, result, getattr(args, "argv", []))
         if args.json:
             report.write_json(args.json, [result], run)
@@ -365,7 +441,8 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         plot_analysis(a, gpu, args.output, lower, opt=args.opt)
     if not args.quiet:
         hits = {p: a.policy_hit_fraction(p, gpu) for p in policies} if gpu else {}
-        print(_summary(a, gpu, lower, opt=args.opt, ttls=args.ttl, policies=hits))
+        print(_summary(a, gpu, lower, opt=args.opt, ttls=args.ttl, policies=hits,
+                       target_hit=args.target_hit))
     return 0
 
 

@@ -60,6 +60,34 @@ def tokens(x: object, undefined: str = UNDEFINED) -> str:
     return text if text == undefined else f"{text} tokens"
 
 
+_BINARY = (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
+
+
+def byte_size(x: object, undefined: str = UNDEFINED) -> str:
+    """Bytes in binary units, as users provision memory: ``64 GiB``, ``1.5 TiB``,
+    ``41.79 GiB`` (three significant digits at least, trailing zeros dropped)."""
+    if x is None or isinstance(x, bool) or not _real(x) or math.isnan(x):
+        return undefined if x is None or not _real(x) or math.isnan(x) else str(x)
+    v = float(x)
+    for unit, scale in _BINARY:
+        # 1,099,508,... bytes read as 1 TiB, not 1,024 GiB.
+        if abs(v) >= scale * 0.9995:
+            q = v / scale
+            digits = 2 if q < 100 else (1 if q < 1000 else 0)
+            text = f"{q:,.{digits}f}".rstrip("0").rstrip(".")
+            return f"{text} {unit}"
+    return f"{v:,.0f} B"
+
+
+def size(x: object, bytes_per_token: int | None = None, undefined: str = UNDEFINED) -> str:
+    """A cache size in tokens, and in bytes when the model is known:
+    ``345,792 tokens (22.63 GiB)``."""
+    text = tokens(x, undefined)
+    if text == undefined or bytes_per_token is None or not _real(x):
+        return text
+    return f"{text} ({byte_size(int(x) * bytes_per_token)})"
+
+
 def seconds(x: object, undefined: str = UNDEFINED) -> str:
     """A duration: ``59.355 s``, ``3,600 s``; to the millisecond, trailing zeros dropped
     (reuse times sit on a microsecond grid, but a reader compares milliseconds)."""

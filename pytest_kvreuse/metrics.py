@@ -19,23 +19,45 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import KvReuseError
-from .formatting import COUNT, FRACTION, SECONDS, TOKENS, exact_text, seconds, value_text
+from .formatting import (
+    COUNT,
+    FRACTION,
+    SECONDS,
+    TOKENS,
+    exact_text,
+    percent,
+    seconds,
+    value_text,
+)
+from .sizes import ByteSize, parse_size
 
 
 class MetricError(KvReuseError):
     """A metric name, or its arguments, that no figure has."""
 
 
-def parse_tokens(name: str, value: object) -> int:
-    """A cache size in tokens: a positive integer, or digits with ``_`` / ``,`` as vLLM
-    prints them (``345,792``)."""
+def parse_cache_size(name: str, value: object) -> int | ByteSize:
+    """A cache size: tokens (``345792``, ``"345,792"``), or bytes with a unit (``64GiB``),
+    kept as a :class:`~pytest_kvreuse.sizes.ByteSize` until the model's bytes per token
+    turn it into tokens."""
+    try:
+        return parse_size(name, value)
+    except KvReuseError as exc:
+        raise MetricError(exc.message) from None
+
+
+def parse_fraction(name: str, value: object) -> float:
+    """A fraction in [0, 1] (``0.3``, not ``30``); text as a result's key holds it."""
     if isinstance(value, str):
-        text = value.strip().replace("_", "").replace(",", "")
-        if text.isdigit():
-            value = int(text)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
-        raise MetricError(f"{name!r} must be a positive integer, got {value!r} (tokens)")
-    return int(value)
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or not 0.0 <= float(value) <= 1.0:
+        raise MetricError(f"{name!r} must be a fraction between 0 and 1 (0.3 for 30 %), got "
+                          f"{value!r}")
+    return float(value)
 
 
 _DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(s|sec|min|h)?\s*$")
@@ -78,24 +100,35 @@ class Arg:
 
     name: str
     help: str
-    parse: Callable[[str, object], object] = parse_tokens
+    parse: Callable[[str, object], object] = parse_cache_size
     unit: str = TOKENS
 
     def text(self, value: object) -> str:
+        if isinstance(value, ByteSize):
+            return value.text
         if self.unit == TOKENS:
             return f"{_int_text(value)} tokens"
+        if self.unit == FRACTION:
+            return percent(value)
         if self.unit == SECONDS:
             return seconds(value)
         return str(value)
 
 
-AT = Arg("at", "a GPU KV cache size in tokens")
+AT = Arg("at", "a GPU KV cache size in tokens, or in bytes (64GiB) with the model")
 LOWER_TIER = Arg("lower_tier", "the size of a lower (CPU/SSD) tier below the GPU cache, "
-                               "in tokens")
+                               "in tokens, or in bytes (1TiB) with the model")
+HIT = Arg("hit", "an LRU hit fraction to reach (0.3 for 30 %)", parse_fraction, FRACTION)
+SHARE = Arg("share", "a share of the reachable LRU hit rate (0.9 for 90 %)", parse_fraction,
+            FRACTION)
 TTL = Arg("at", "a time-to-live in seconds (600s, 10min, 1h)", parse_seconds, SECONDS)
 POLICY = Arg("policy", "a libCacheSim eviction policy (arc, s3fifo, ...)", parse_name, "")
 
 NO_TIMESTAMPS = "the trace carries no timestamps"
+# Capacity planning: the share of the reachable LRU hit rate a GPU cache is sized for, and the
+# share of an unbounded lower tier's hits a bounded tier must serve.
+REACHABLE_SHARE = 0.9
+LOWER_TIER_SHARE = 0.99
 NO_SESSIONS = "the trace carries no session ids"
 
 
@@ -362,8 +395,26 @@ _METRICS: tuple[Metric, ...] = (
     Metric("beyond_tiers_fraction", "held by neither tier", FRACTION,
            "share of tokens seen before that neither the GPU cache nor the lower tier holds",
            lambda a, at, lower_tier: _tiers(a, at, lower_tier)[1], args=(AT, LOWER_TIER)),
+    Metric("lru_capacity_reachable", "LRU cache for a share of the reachable hit", TOKENS,
+           "the smallest LRU cache, in tokens, whose hit fraction reaches `share` of what an "
+           "unbounded one hits (1 - compulsory)",
+           lambda a, share: a.lru_capacity_reachable(share), args=(SHARE,),
+           short="LRU cache for"),
+    Metric("lower_tier_capacity", "lower tier for 99 %", TOKENS,
+           "the smallest lower tier, in tokens, below a GPU cache of `at` tokens that serves "
+           "99 % of what an unbounded lower tier would: beyond it more tier buys under 1 %",
+           lambda a, at: a.lru_lower_tier_for(at, LOWER_TIER_SHARE), args=(AT,),
+           short="tier 99 %"),
+    Metric("lru_capacity_for", "LRU cache for a hit", TOKENS,
+           "the smallest LRU cache, in tokens, whose hit fraction reaches `hit` (undefined "
+           "when none does: first touches never hit)",
+           lambda a, hit: a.lru_capacity_for(hit), args=(HIT,), short="LRU cache for",
+           needs="no cache size reaches that hit fraction (first touches never hit)"),
 )
 METRICS: dict[str, Metric] = {m.name: m for m in _METRICS}
+# Figures that are cache sizes in tokens: results show them in bytes too, with a model.
+SIZE_FIGURES = ("lru_capacity_reachable", "lower_tier_capacity", "lru_capacity_for",
+                "ttl_peak_tokens")
 HEADLINE_METRICS: tuple[str, ...] = tuple(m.name for m in _METRICS if m.headline)
 
 

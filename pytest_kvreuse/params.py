@@ -8,6 +8,7 @@ No numpy here: manifests are validated at collection, in every pytest run.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import numbers
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field, fields, replace
 
 from .errors import KvReuseError
 from .loaders.registry import FORMAT_NAMES, HASH_ID_FORMATS
+from .models import KV_DTYPES, KvGeometry, catalog_id, model_tokenizer, resolve_geometry
+from .sizes import SizeError, needs_model, parse_size, resolve_size
 
 DEFAULT_TOKENIZER = "deepseek-v3"
 PROMPT_MODES = ("raw", "chat", "per-message")
@@ -54,6 +57,10 @@ def _name(name: str, value: object) -> str:
     return value
 
 
+def _optional_name(name: str, value: object) -> str | None:
+    return None if value is None else _name(name, value)
+
+
 def _fraction(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not 0.0 <= float(value) < 1.0 or math.isnan(value):
@@ -76,6 +83,8 @@ class Param:
     aliases: tuple[str, ...] = ()
     # Only text traces are tokenized: for hash-id traces the parameter changes nothing.
     text_only: bool = False
+    # The type a flag's text is read as, where the default (None) does not tell.
+    kind: type | None = None
 
     @property
     def flag(self) -> str:
@@ -108,11 +117,27 @@ class AnalysisParams:
         None, _optional_positive_int,
         "native block of hash-id traces (default: Mooncake and aiperf mooncake_trace 512, "
         "Bailian 16, Weka the file's block_size)", metavar="N")
-    tokenizer: str = _param(
-        DEFAULT_TOKENIZER, _name,
-        "tokenizer for text traces: 'deepseek-v3' (built in, the default), a local "
-        "directory, or a Hugging Face name already in the local cache", metavar="NAME",
-        aliases=("--model-name",), text_only=True)
+    model: str | None = _param(
+        None, _optional_name,
+        "the served model: a catalog id (deepseek-v3, llama-3.1-70b, qwen3-32b, ...; "
+        "docs/models.md), a Hugging Face id, or a model directory; gives the tokenizer of "
+        "text traces and the KV bytes per token that sizes in bytes (64GiB) need",
+        metavar="NAME", aliases=("--model-name",), kind=str)
+    kv_dtype: str = _param("bf16", _choice(KV_DTYPES),
+                           "KV cache dtype for sizes in bytes (default: bf16)",
+                           choices=KV_DTYPES)
+    tp: int = _param(1, _positive_int,
+                     "tensor-parallel degree: sizes in bytes are per GPU (default: 1)",
+                     metavar="N")
+    model_config: str | None = _param(
+        None, _optional_name,
+        "the model's config.json (or its directory) for a model the catalog does not hold",
+        metavar="PATH", kind=str)
+    tokenizer: str | None = _param(
+        None, _optional_name,
+        "tokenizer for text traces (default: the --model's, else 'deepseek-v3', built in): "
+        "'deepseek-v3', a local directory, or a Hugging Face name already in the local "
+        "cache", metavar="NAME", text_only=True, kind=str)
     prompt: str = _param(
         "raw", _choice(PROMPT_MODES),
         "how a text request becomes a prompt: 'raw' message contents (default), 'chat' (the "
@@ -161,19 +186,63 @@ class AnalysisParams:
         trace is never tokenized, so its tokenizer and prompt are the defaults whatever
         was written (one analysis, not two identical ones)."""
         fmt = self.format if self.format != "auto" else detected_format
+        # One model under two names (its catalog id, its Hugging Face id) is one analysis.
+        model = catalog_id(self.model) or self.model if self.model is not None else None
         if fmt in HASH_ID_FORMATS:
-            return replace(self, **{p.name: p.default for p in PARAMS if p.text_only})
-        return self
+            return replace(self, model=model,
+                           **{p.name: p.default for p in PARAMS if p.text_only})
+        return replace(self, tokenizer=self.tokenizer_name, model=model)
+
+    @property
+    def tokenizer_name(self) -> str:
+        """The tokenizer text traces are read with: ``tokenizer``, else the model's."""
+        return self.tokenizer or model_tokenizer(self.model) or DEFAULT_TOKENIZER
+
+    @property
+    def has_model(self) -> bool:
+        return self.model is not None or self.model_config is not None
+
+    def kv_geometry(self) -> KvGeometry | None:
+        """The model's KV bytes at ``kv_dtype`` and ``tp``; None when no model is named, or
+        the name is not one whose config is known (it may name a tokenizer only)."""
+        if not self.has_model:
+            return None
+        return _geometry(self.model, self.kv_dtype, self.tp, self.model_config)
+
+    def size_tokens(self, name: str, value: object) -> int:
+        """A cache size as the user wrote it (``345,792``, ``64GiB``) in tokens: bytes hold
+        ``floor(bytes / (bytes_per_token * block_size))`` blocks of this model."""
+        size = parse_size(name, value)
+        if isinstance(size, int):
+            return size
+        if not self.has_model:
+            raise needs_model(name, size)
+        geometry = self.kv_geometry()
+        if geometry is None:
+            raise SizeError(f"{name!r} = {size.text!r} is a size in bytes, but the KV geometry "
+                            f"of model {self.model!r} is unknown (not in the catalog, no "
+                            "config.json in the Hugging Face cache): give model_config "
+                            "(--model-config PATH) or the size in tokens")
+        return resolve_size(name, size, geometry.bytes_per_token, self.block_size)
 
     def key(self, detected_format: str | None = None) -> str:
         """Canonical memo key: equal for parameter sets that give the same analysis."""
         return json.dumps(self.effective(detected_format).to_dict(), sort_keys=True)
 
+    def stream_key(self, detected_format: str | None = None) -> str:
+        """What decides the block stream and its figures: :meth:`key` less the served
+        model's parameters, which change only what a size is in bytes."""
+        values = self.effective(detected_format).to_dict()
+        return json.dumps({k: v for k, v in values.items() if k not in MODEL_PARAMS},
+                          sort_keys=True)
+
     def describe(self, detected_format: str | None = None) -> str:
         """``block size 64, tokenizer deepseek-v3`` for messages (hash ids: no tokenizer)."""
         fmt = self.format if self.format != "auto" else detected_format
-        tok = "none (hash ids)" if fmt in HASH_ID_FORMATS else self.tokenizer
+        tok = "none (hash ids)" if fmt in HASH_ID_FORMATS else self.tokenizer_name
         parts = [f"block size {self.block_size}", f"tokenizer {tok}"]
+        if self.has_model:
+            parts.append(f"model {self.model or self.model_config}")
         if self.warmup:
             parts.append(f"warm-up {self.warmup:g}")
         for p in PARAMS:
@@ -181,6 +250,20 @@ class AnalysisParams:
                 parts.append(f"{p.name} {getattr(self, p.name)}")
         return ", ".join(parts)
 
+
+@functools.lru_cache(maxsize=64)
+def _geometry(model: str | None, dtype: str, tp: int,
+              config: str | None) -> KvGeometry | None:
+    # Memoized: every byte size of a manifest asks again, and a config may be a file read.
+    try:
+        return resolve_geometry(model, dtype, tp, config)
+    except KvReuseError as exc:
+        raise ParamError(exc.one_line()) from None
+
+
+# The served model's parameters: they change the bytes a size in tokens is, never the
+# figures themselves.
+MODEL_PARAMS = ("model", "kv_dtype", "tp", "model_config")
 
 PARAMS: tuple[Param, ...] = tuple(
     Param(f.name, f.default, f.metadata["param"][0], f.metadata["param"][1],

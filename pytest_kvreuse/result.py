@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import KvReuseError
-from .formatting import defined
+from .formatting import TOKENS, defined
 from .metrics import (
     METRICS,
     OPT_METRICS,
+    REACHABLE_SHARE,
+    SIZE_FIGURES,
     Metric,
     MetricError,
     arg_key,
@@ -109,6 +111,9 @@ class TraceResult:
         for policy in policies:
             p = parse_name("policy", policy)
             explicit += [("policy_hit_fraction", {"at": s, "policy": p}) for s in sizes]
+        if sizes:
+            # Where a cache is sized, how big one reaches most of what caching can reach.
+            explicit.append(("lru_capacity_reachable", {"share": REACHABLE_SHARE}))
         out: dict = {}
         wanted: dict[str, list[dict]] = {}
         for m in METRICS.values():
@@ -174,14 +179,52 @@ class TraceResult:
         if self.error is None:
             self.error = other.error
 
+    # -- sizes in bytes ------------------------------------------------------------------
+
+    @property
+    def bytes_per_token(self) -> int | None:
+        """The served model's KV bytes per token (None: no model named, or unknown)."""
+        v = self.params.get("kv_bytes_per_token")
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    def size_bytes(self) -> dict[str, int]:
+        """``{tokens: bytes}`` of every cache size in the result: the sizes of interest,
+        the sizes figures are read at, and figures that are sizes (a cache for a hit, a
+        lower tier, a TTL cache's peak); empty without the model's bytes per token."""
+        bpt = self.bytes_per_token
+        if bpt is None:
+            return {}
+        found = set(self.sizes)
+        for name, v in self.figures.items():
+            m = METRICS.get(name)
+            if m is None:
+                continue
+            per = v if isinstance(v, dict) else {None: v}
+            for key, value in per.items():
+                sized = [a.name for a in m.args if a.unit == TOKENS]  # not a TTL's seconds
+                if key is not None and sized:
+                    try:
+                        args = parse_arg_key(m, key)
+                    except MetricError:
+                        args = {}
+                    found.update(int(args[a]) for a in sized if isinstance(args.get(a), int))
+                if m.unit == TOKENS and m.name in SIZE_FIGURES and isinstance(value, int):
+                    found.add(value)
+        return {str(t): t * bpt for t in sorted(found)}
+
     # -- JSON ---------------------------------------------------------------------------
 
     def to_json(self, *, extras: bool = True) -> dict:
-        """Plain JSON types only (they cross xdist workers and go to files)."""
+        """Plain JSON types only (they cross xdist workers and go to files). With the
+        model's bytes per token, ``size_bytes`` gives every size in bytes too (derived:
+        not read back)."""
         doc = {"name": self.name, "path": self.path, "params": dict(self.params),
                "content_sha256": self.content_sha256, "sizes": list(self.sizes),
                "figures": self.figures, "curves": self.curves, "checks": self.checks,
                "error": self.error}
+        in_bytes = self.size_bytes()
+        if in_bytes:
+            doc["size_bytes"] = in_bytes
         if extras and self.extras:
             doc["extras"] = self.extras
         return doc

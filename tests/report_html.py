@@ -117,10 +117,16 @@ def decode_image(src: str) -> bytes:
 def lookup(trace: dict, key: str) -> object:
     """``figures.num_requests`` or ``offloadable_fraction.345792`` inside a trace's JSON."""
     node: object = trace
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
+    parts = key.split(".")
+    while parts:
+        # An argument key may hold a dot itself (hit=0.3): the longest part that exists.
+        for n in range(len(parts), 0, -1):
+            part = ".".join(parts[:n])
+            if isinstance(node, dict) and part in node:
+                node, parts = node[part], parts[n:]
+                break
+        else:
             raise KeyError(key)
-        node = node[part]
     return node
 
 

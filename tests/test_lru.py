@@ -222,7 +222,8 @@ def test_bad_warmup_is_a_clear_error(bad, tmp_path):
         analyze(tmp_path / "missing.jsonl", warmup=bad)
 
 
-@pytest.mark.parametrize("bad", [-1, float("nan"), "100", None])
+# "100" reads as 100 tokens (sizes as users write them); bytes need a model, none is named.
+@pytest.mark.parametrize("bad", [-1, float("nan"), "100 apples", "1GiB", None])
 def test_bad_capacity_is_a_clear_error(bad):
     a = ReuseAnalysis(make_stream([[1, 2], [1]]))
     with pytest.raises(KvReuseError):

@@ -223,7 +223,7 @@ def test_lru_blocks_render_when_present(tmp_path: Path, example_result: dict) ->
 
     plain = copy.deepcopy(example_result)
     plain.update(checks=[], error=None)
-    for name in [n for n in plain["figures"] if n.startswith("lru_")]:
+    for name in [n for n in plain["figures"] if n.startswith("lru_")] + ["lower_tier_capacity"]:
         plain["figures"].pop(name, None)
     plain["curves"].pop("lru", None)
     html = report.render_report([plain], RUN)

@@ -61,6 +61,7 @@ def test_wheel_installs_and_renders_from_package_data(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in TEMPLATES:
         assert f"pytest_kvreuse/templates/{name}" in names, name
+    assert "pytest_kvreuse/models.json" in names
 
     venv = tmp_path / "venv"
     _run([sys.executable, "-m", "venv", "--without-pip", str(venv)])
@@ -93,13 +94,15 @@ def test_wheel_installs_and_renders_from_package_data(tmp_path: Path) -> None:
                   "timings": {"load_s": 0.01}, "checks": [], "error": None}
         report.write_report(sys.argv[1], [result], {"plugin_version": "x"})
         print(json.dumps({"package": pytest_kvreuse.__file__,
-                          "templates": str(report.builtin_templates())}))
+                          "templates": str(report.builtin_templates()),
+                          "deepseek": pytest_kvreuse.kv_bytes_per_token("deepseek-v3")}))
     """)
     out = json.loads(_run([str(python), "-c", script, "plain.html"], cwd=work,
                           env=env).stdout)
     assert Path(out["package"]).resolve().is_relative_to(venv.resolve())
     assert Path(out["templates"]).resolve().is_relative_to(venv.resolve())
     assert not Path(out["templates"]).resolve().is_relative_to(ROOT)
+    assert out["deepseek"] == 70272  # the catalog ships in the wheel
 
     # The installed console script renders the bundled example too.
     _run([str(bindir / "kvreuse"), "analyze", str(EXAMPLE), "--gpu-kv-cache-size", "345792",

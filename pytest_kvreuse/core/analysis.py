@@ -11,6 +11,8 @@ import numpy as np
 
 from ..errors import KvReuseError
 from ..metrics import METRICS, NO_TIMESTAMPS
+from ..models import KvGeometry
+from ..sizes import ByteSize, resolve_size
 from .blocks import BlockStream
 from .intervals import ReusePairs, interval_ccdf, reuse_intervals_and_pairs, tokens_beyond
 from .lru import LruProfile, capacity_blocks, counted_from_block, lru_profile
@@ -65,10 +67,12 @@ class ReuseAnalysis:
 
     def __init__(self, stream: BlockStream, *, params: dict | None = None,
                  timings: dict | None = None, warmup: float = 0.0, engine: str = "ideal",
-                 denominator: str = "blocks") -> None:
+                 denominator: str = "blocks", kv: KvGeometry | None = None) -> None:
         self.stream = stream
         self.engine = engine
         self.denominator = denominator
+        # The served model's KV bytes: what a size in bytes is in tokens (None: no model).
+        self.kv = kv
         self.params = dict(params or {})
         # The sha256 of the bytes analysed, when the loader took it (a pipe's always).
         self.content_sha256: str | None = None
@@ -88,6 +92,24 @@ class ReuseAnalysis:
     @property
     def block_size(self) -> int:
         return self.stream.block_size
+
+    @property
+    def bytes_per_token(self) -> int | None:
+        """KV bytes per token of the served model (None when no model is known)."""
+        return None if self.kv is None else self.kv.bytes_per_token
+
+    def tokens(self, size: object, what: str = "cache size") -> float:
+        """A cache size in tokens: numbers as they are, text as the user writes it
+        (``"345,792"``, ``"64GiB"``: bytes need the model, :attr:`kv`)."""
+        if isinstance(size, (str, ByteSize)):
+            return resolve_size(what, size, self.bytes_per_token, self.block_size)
+        return size  # type: ignore[return-value]
+
+    def size_bytes(self, tokens: float | None) -> int | None:
+        """What ``tokens`` of cache hold in bytes for the served model (None: no model)."""
+        if tokens is None or self.kv is None or not math.isfinite(tokens):
+            return None
+        return int(tokens) * self.kv.bytes_per_token
 
     @property
     def num_requests(self) -> int:
@@ -155,6 +177,7 @@ class ReuseAnalysis:
 
     def offloadable_fraction(self, gpu_cache_tokens: float) -> float:
         """Share of all tokens seen before but not within the last ``gpu_cache_tokens``."""
+        gpu_cache_tokens = self.tokens(gpu_cache_tokens)
         capacity_blocks(gpu_cache_tokens, self.block_size)  # refuse a negative or NaN size
         return self._share(tokens_beyond(self.intervals, gpu_cache_tokens, self.block_size))
 
@@ -187,12 +210,12 @@ class ReuseAnalysis:
     def lru_hit_fraction(self, cache_tokens: float) -> float:
         """Share of tokens an LRU cache of ``cache_tokens`` tokens serves: touches whose
         stack distance is below ``M = floor(cache_tokens / block_size)``."""
-        return self.lru.hit_fraction(cache_tokens)
+        return self.lru.hit_fraction(self.tokens(cache_tokens))
 
     def lru_hit_tokens(self, cache_tokens: float) -> int:
         """Tokens an LRU cache of ``cache_tokens`` tokens serves: hit blocks * block size,
         the numerator of every hit fraction (vLLM's hit tokens with ``engine="vllm"``)."""
-        return self.lru.hit_blocks(cache_tokens) * self.block_size
+        return self.lru.hit_blocks(self.tokens(cache_tokens)) * self.block_size
 
     def lru_hit_prompt_fraction(self, cache_tokens: float) -> float:
         """:meth:`lru_hit_tokens` over all prompt tokens of the counted requests, partial
@@ -209,7 +232,33 @@ class ReuseAnalysis:
 
         ``lru_hit_fraction(C) + lru_offloadable_fraction(C) + compulsory_fraction == 1``.
         """
-        return self.lru.offloadable_fraction(gpu_cache_tokens, lower_tier_tokens)
+        return self.lru.offloadable_fraction(self.tokens(gpu_cache_tokens),
+                                             self._lower(lower_tier_tokens))
+
+    def _lower(self, lower_tier_tokens: object) -> float | None:
+        return None if lower_tier_tokens is None else self.tokens(lower_tier_tokens,
+                                                                   "lower tier size")
+
+    def lru_capacity_for(self, hit: float) -> int | None:
+        """The smallest LRU cache, in tokens (whole blocks), whose hit fraction reaches
+        ``hit``; None when no cache does (``hit`` above ``1 - compulsory_fraction``). Bytes
+        for the served model: :meth:`size_bytes`."""
+        return self.lru.capacity_for(hit)
+
+    def lru_capacity_reachable(self, share: float) -> int | None:
+        """The smallest LRU cache (tokens) reaching ``share`` of the reachable hit rate,
+        the hit of an unbounded cache (``1 - compulsory_fraction``); None when nothing is
+        counted."""
+        if not self.counted_tokens:
+            return None
+        return self.lru_capacity_for(share * (1.0 - self.compulsory_fraction))
+
+    def lru_lower_tier_for(self, gpu_cache_tokens: object, share: float = 0.99) -> int | None:
+        """The smallest lower tier, in tokens, below an LRU GPU cache of
+        ``gpu_cache_tokens`` that serves ``share`` of what an unbounded lower tier would
+        (beyond it, more tier buys at most ``1 - share`` of that); None when nothing is
+        left to serve."""
+        return self.lru.lower_tier_for(self.tokens(gpu_cache_tokens), share)
 
     def lru_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """``(x, hit)``: the LRU hit fraction at every capacity, from one pass. ``hit[i]``
@@ -227,13 +276,14 @@ class ReuseAnalysis:
         """``{"same_session": f, "cross_session": f}``: LRU hits whose previous touch came
         from a request of the same session, or of another (or unknown) one; ``None`` when the
         trace carries no sessions. The two add up to :meth:`lru_hit_fraction`."""
-        return self.lru.hit_split(cache_tokens)
+        return self.lru.hit_split(self.tokens(cache_tokens))
 
     def lru_offloadable_split(self, gpu_cache_tokens: float,
                               lower_tier_tokens: float | None = None,
                               ) -> dict[str, float] | None:
         """:meth:`lru_offloadable_fraction` split like :meth:`lru_hit_split`."""
-        return self.lru.offloadable_split(gpu_cache_tokens, lower_tier_tokens)
+        return self.lru.offloadable_split(self.tokens(gpu_cache_tokens),
+                                          self._lower(lower_tier_tokens))
 
     # -- Belady-optimal (docs/opt.md) -------------------------------------------------
 
@@ -253,7 +303,7 @@ class ReuseAnalysis:
     def opt_hit_fraction(self, cache_tokens: float) -> float:
         """Share of tokens a Belady-optimal cache of ``cache_tokens`` tokens serves (demand
         OPT on the tail-first touch stream): no eviction policy hits more."""
-        return self.opt.hit_fraction(cache_tokens)
+        return self.opt.hit_fraction(self.tokens(cache_tokens))
 
     def opt_curve(self) -> tuple[np.ndarray, np.ndarray]:
         """``(x, hit)``: the OPT hit fraction at every capacity, as :meth:`lru_curve`."""
@@ -323,6 +373,7 @@ class ReuseAnalysis:
         ``cache_tokens`` tokens serves on the tail-first touch stream. Block-level: it may
         keep a block whose prefix it evicted, which a prefix cache cannot use. Needs
         ``pip install "pytest-kvreuse[policies]"``."""
+        cache_tokens = self.tokens(cache_tokens)
         m = capacity_blocks(cache_tokens, self.block_size, "cache size")
         key = (str(policy).lower(), m)
         if key not in self._policy_hits:

@@ -320,6 +320,47 @@ class LruProfile:
         """Share of tokens a cache of unbounded size serves."""
         return self._mass(0, int(self.distances.size))
 
+    def _needed(self, share: float, of: int) -> int:
+        """Fewest of ``of`` touches whose tokens are at least ``share`` of the counted
+        tokens, as :meth:`_share` computes it (floats: checked, not just divided)."""
+        k = max(0, math.ceil(share * self.counted_tokens / self.block_size))
+        while k > 0 and self._share(k - 1) >= share:
+            k -= 1
+        while k <= of and self._share(k) < share:
+            k += 1
+        return k
+
+    def capacity_for(self, hit: float) -> int | None:
+        """Smallest capacity (tokens, whole blocks) whose hit fraction reaches ``hit``:
+        ``M = d[k-1] + 1`` blocks for the ``k`` hits needed (``d`` sorted), since a cache of
+        ``M`` blocks hits exactly the touches with distance ``< M``. None: unreachable."""
+        if isinstance(hit, bool) or not isinstance(hit, (int, float, np.floating)) \
+                or not 0.0 <= hit <= 1.0:
+            raise KvReuseError(f"hit must be a fraction in [0, 1], got {hit!r}")
+        if not self.counted_tokens:
+            return None
+        k = self._needed(float(hit), int(self.distances.size))
+        if k == 0:
+            return 0
+        if k > self.distances.size:
+            return None
+        return (int(self.distances[k - 1]) + 1) * self.block_size
+
+    def lower_tier_for(self, gpu_cache_tokens: float, share: float = 0.99) -> int | None:
+        """Smallest exclusive lower tier (tokens) below a GPU cache of ``gpu_cache_tokens``
+        serving ``share`` of the touches an unbounded tier would: those with distance
+        ``>= M``; a tier of ``M2`` blocks serves ``M <= d < M + M2``. None: nothing to
+        serve."""
+        if not 0.0 < share <= 1.0:
+            raise KvReuseError(f"share must be a fraction in (0, 1], got {share!r}")
+        m = capacity_blocks(gpu_cache_tokens, self.block_size, "GPU cache size")
+        start = self._below(self.distances, m)
+        beyond = int(self.distances.size) - start
+        if beyond == 0:
+            return None
+        k = max(1, math.ceil(share * beyond - 1e-9))
+        return (int(self.distances[start + k - 1]) + 1 - m) * self.block_size
+
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
         """``(x, hit)``: at every capacity ``x`` (tokens) where the hit fraction rises, its
         value, which holds up to the next ``x`` (below ``x[0]`` nothing hits)."""

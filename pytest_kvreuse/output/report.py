@@ -48,14 +48,16 @@ from ..errors import KvReuseError
 from ..formatting import (
     COUNT,
     FRACTION,
+    TOKENS,
     UNDEFINED,
+    byte_size,
     count,
     digits_apart,
     percent,
     seconds,
     value_text,
 )
-from ..metrics import METRICS, figure_title, parse_arg_key
+from ..metrics import METRICS, SIZE_FIGURES, Metric, figure_title, parse_arg_key
 from ..result import (
     Results,
     TraceLike,
@@ -82,6 +84,11 @@ _PARAM_LABELS = {
     "prompt_mode": "prompt mode",
     "block_size": "block size, tokens",
     "hash_block_size": "native hash block, tokens",
+    "model": "model",
+    "kv_dtype": "KV dtype",
+    "tp": "tensor parallel",
+    "kv_bytes_per_token": "KV bytes per token",
+    "kv_bytes_per_request": "KV bytes per request (sliding-window, linear layers)",
     "path": "path",
 }
 _TIMING_LABELS = {"load_s": "load", "intervals_s": "reuse intervals"}
@@ -331,18 +338,18 @@ def _figure_rows(result: TraceResult) -> list[dict]:
     """Every figure without arguments, in registry order; then any figure with more
     arguments than a size (a lower tier, ...), one row each."""
     rows = []
+    bpt = result.bytes_per_token
     for m in METRICS.values():
         if m.name not in result.figures or m.sized:
             continue
         v = result.figures[m.name]
         if not m.args:
-            rows.append({"label": m.label, "text": m.text(v), "key": f"figures.{m.name}",
-                         "json": _json_value(v)})
+            rows.append({"label": m.label, "text": _text(m, v, bpt),
+                         "key": f"figures.{m.name}", "json": _json_value(v)})
             continue
         for key, value in (v.items() if isinstance(v, dict) else ()):
-            rows.append({"label": figure_title(m.name, parse_arg_key(m, key)),
-                         "text": m.text(value), "key": f"figures.{m.name}.{key}",
-                         "json": _json_value(value)})
+            rows.append({"label": _title(m, key, bpt), "text": _text(m, value, bpt),
+                         "key": f"figures.{m.name}.{key}", "json": _json_value(value)})
     return rows
 
 
@@ -352,17 +359,40 @@ def _size_table(result: TraceResult) -> tuple[list[str], list[dict]]:
                if m.sized and isinstance(result.figures.get(m.name), dict)
                and result.figures[m.name]]
     sizes = sorted({int(k) for _, _, per in columns for k in per})
+    bpt = result.bytes_per_token
     rows = []
     for size in sizes:
         cells = []
         for _, name, per in columns:
             present = str(size) in per
             v = per.get(str(size))
-            cells.append({"text": METRICS[name].text(v) if present else "",
+            cells.append({"text": _text(METRICS[name], v, bpt) if present else "",
                           "key": f"figures.{name}.{size}", "json": _json_value(v),
                           "present": present})
-        rows.append({"tokens": size, "text": f"{size:,}", "cells": cells})
+        text = f"{size:,}" if bpt is None else f"{size:,} ({byte_size(size * bpt)})"
+        rows.append({"tokens": size, "text": text, "cells": cells})
     return [label for label, _, _ in columns], rows
+
+
+def _text(m: Metric, value: object, bytes_per_token: int | None) -> str:
+    """A figure in its unit; a size figure in bytes too when the model is known."""
+    text = m.text(value)
+    if m.name in SIZE_FIGURES and bytes_per_token is not None \
+            and isinstance(value, numbers.Integral):
+        text += f" ({byte_size(int(value) * bytes_per_token)})"
+    return text
+
+
+def _title(m: Metric, key: str, bytes_per_token: int | None) -> str:
+    """A figure's row title, its sizes in bytes too when the model is known."""
+    args = parse_arg_key(m, key)
+    title = figure_title(m.name, args)
+    if bytes_per_token is not None:
+        sizes = [f"{args[a.name]:,} tokens = {byte_size(args[a.name] * bytes_per_token)}"
+                 for a in m.args if a.unit == TOKENS and isinstance(args.get(a.name), int)]
+        if sizes:
+            title += f" ({'; '.join(sizes)})"
+    return title
 
 
 def _headline(result: TraceResult) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..formatting import count, percent
+from ..formatting import byte_size, count, percent
 from ..metrics import METRICS, arg_key
 from ..result import TraceResult, checked_items, item_outcomes
 
@@ -46,15 +46,24 @@ def _columns(results: list[TraceResult]) -> list[tuple[str, str, dict]]:
         if key is not None:
             args = wanted[(name, key)]
             if "at" not in args:
-                head += f" @{key}"
+                pass  # its arguments follow, by name (hit=0.3)
             elif m.at_tokens:
-                head += f" @{int(args['at']):,}"
+                head += f" @{int(args['at']):,}{_in_bytes(results, int(args['at']))}"
             else:
                 head += f" @{args['at']}s"  # a TTL, in seconds
             extra = {k: v for k, v in args.items() if k != "at"}
             head += "".join(f" {k}={_arg(v)}" for k, v in extra.items())
         cols.append((head, name, wanted[(name, key)]))
     return cols
+
+
+def _in_bytes(results: list[TraceResult], tokens: int) -> str:
+    """`` (64 GiB)`` when every trace has one model's bytes per token (a column holds one
+    size in tokens; in bytes only if all its rows agree)."""
+    per_token = {r.bytes_per_token for r in results}
+    if len(per_token) != 1 or None in per_token:
+        return ""
+    return f" ({byte_size(tokens * per_token.pop())})"
 
 
 def _arg(v: object) -> str:

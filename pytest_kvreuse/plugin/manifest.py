@@ -30,6 +30,7 @@ from pathlib import Path
 
 from ..checks import Check
 from ..errors import KvReuseError
+from ..formatting import TOKENS
 from ..metrics import METRICS, metric
 from ..params import PARAM_BY_NAME, PARAM_NAMES, AnalysisParams
 
@@ -125,11 +126,6 @@ class _Reader:
                                  f"{', '.join(allowed)})",
                                  self.lines.key(key, section) or section or None)
 
-    def positive_int(self, value: object, key: str, line: int | None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise self.error(f"{key!r} must be a positive integer, got {value!r}", line)
-        return value
-
     def string(self, value: object, key: str, line: int | None) -> str:
         if not isinstance(value, str) or not value:
             raise self.error(f"{key!r} must be a non-empty string, got {value!r}", line)
@@ -155,13 +151,23 @@ class _Reader:
         return out
 
     def sizes(self, table: dict, section: int | None,
-              default: tuple[int, ...]) -> tuple[int, ...]:
-        """``gpu_cache_tokens`` of a table: one size or a list of them."""
+              default: tuple[tuple[object, int | None], ...]
+              ) -> tuple[tuple[object, int | None], ...]:
+        """``gpu_cache_tokens`` of a table: one size or a list of them, each with its line,
+        as written (tokens, or bytes that the trace's model turns into tokens)."""
         if "gpu_cache_tokens" not in table:
             return default
         value, line = table["gpu_cache_tokens"], self.lines.key("gpu_cache_tokens", section)
         values = value if isinstance(value, list) else [value]
-        return tuple(self.positive_int(v, "gpu_cache_tokens", line) for v in values)
+        return tuple((v, line or section) for v in values)
+
+    def tokens(self, params: AnalysisParams, key: str, value: object,
+               line: int | None) -> int:
+        """A size of a trace in tokens: bytes through the trace's model."""
+        try:
+            return params.size_tokens(key, value)
+        except KvReuseError as exc:
+            raise self.error(exc.message, line) from None
 
     def array(self, table: dict, key: str, header: str, line: int | None) -> list:
         value = table.get(key, [])
@@ -169,7 +175,8 @@ class _Reader:
             raise self.error(f"{key!r} must be an array of tables: write {header}", line)
         return value
 
-    def check(self, raw: object, line: int | None, default_at: int | None) -> CheckSpec:
+    def check(self, raw: object, line: int | None, default_at: int | None,
+              params: AnalysisParams) -> CheckSpec:
         table = self.table(raw, "a [[trace.check]] entry", line)
         self.unknown(table, CHECK_KEYS, "[[trace.check]]", line)
 
@@ -188,16 +195,23 @@ class _Reader:
         if m.at_tokens and "at" not in args and default_at is not None:
             args["at"] = default_at
         for key in args:
-            if key in m.arg_names:
+            arg = next((a for a in m.args if a.name == key), None)
+            if arg is not None and arg.unit == TOKENS:
+                # A cache size: bytes become tokens through the trace's model, here.
+                args[key] = self.tokens(params, key, args[key], at_line(key))
+            elif arg is not None:
                 try:
-                    args[key] = next(a for a in m.args if a.name == key).parse(key, args[key])
+                    args[key] = arg.parse(key, args[key])
                 except KvReuseError as exc:
                     raise self.error(exc.message, at_line(key)) from None
         try:
             parsed = m.read_args(args)
         except KvReuseError as exc:
             raise self.error(exc.message, line) from None
-        bounds = {k: self.number(table[k], k, at_line(k)) for k in ("min", "max")
+        # A bound on a size (lru_capacity_for) may be written as one: max = "80GiB".
+        bounds = {k: self.tokens(params, k, table[k], at_line(k))
+                  if m.unit == TOKENS and isinstance(table[k], str)
+                  else self.number(table[k], k, at_line(k)) for k in ("min", "max")
                   if k in table}
         try:
             check = Check(name, parsed.get("at"), bounds.get("min"), bounds.get("max"),
@@ -207,7 +221,7 @@ class _Reader:
         return CheckSpec(check, line)
 
     def trace(self, raw: object, index: int, defaults: dict,
-              default_sizes: tuple[int, ...]) -> TraceSpec:
+              default_sizes: tuple[tuple[object, int | None], ...]) -> TraceSpec:
         line = self.lines.table("trace", index)
         table = self.table(raw, "[[trace]]", line)
         self.unknown(table, TRACE_KEYS + self.param_names, "[[trace]]", line)
@@ -226,7 +240,8 @@ class _Reader:
             params = AnalysisParams.from_mapping(values)
         except KvReuseError as exc:  # pragma: no cover - every value is checked above
             raise self.error(exc.message, line) from None
-        sizes = self.sizes(table, line, default_sizes)
+        sizes = tuple(self.tokens(params, "gpu_cache_tokens", v, at)
+                      for v, at in self.sizes(table, line, default_sizes))
         raw_checks = self.array(table, "check", "[[trace.check]]", line)
         checks = []
         seen: dict[str, int | None] = {}
@@ -236,7 +251,7 @@ class _Reader:
                    and ln > (line or 0) and (next_trace is None or ln < next_trace)]
         for j, rc in enumerate(raw_checks):
             cline = inline or (headers[j] if j < len(headers) else line)
-            spec = self.check(rc, cline, sizes[0] if len(sizes) == 1 else None)
+            spec = self.check(rc, cline, sizes[0] if len(sizes) == 1 else None, params)
             if spec.check.label in seen:
                 raise self.error(f"duplicate check {spec.check.label} in trace {name!r}: "
                                  "put min and max in one check", cline)

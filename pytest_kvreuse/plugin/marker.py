@@ -69,7 +69,8 @@ def marker_spec(args: tuple, kwargs: dict, base_dir: Path) -> MarkerSpec:
     if not path.is_absolute():
         path = base_dir / path
     gpu = kwargs.pop("gpu_cache_tokens", None)
-    if gpu is not None and (isinstance(gpu, bool) or not isinstance(gpu, int) or gpu <= 0):
+    if gpu is not None and not isinstance(gpu, str) and (
+            isinstance(gpu, bool) or not isinstance(gpu, int) or gpu <= 0):
         raise CheckError(f"gpu_cache_tokens of {where} must be a positive integer, got "
                          f"{gpu!r}")
     bounds: dict[str, dict[str, float]] = {}
@@ -88,6 +89,12 @@ def marker_spec(args: tuple, kwargs: dict, base_dir: Path) -> MarkerSpec:
         raise CheckError(f"{', '.join(sized)} bounds of {where} need "
                          "gpu_cache_tokens (the cache size they are read at)")
     params = check_params(kwargs, where)
+    if gpu is not None:
+        # "64GiB" needs the model named beside it: bytes become tokens here, once.
+        try:
+            gpu = params.size_tokens("gpu_cache_tokens", gpu)
+        except KvReuseError as exc:
+            raise CheckError(f"{where}: {exc.message}") from None
     try:
         checks = tuple(Check(metric, gpu if METRICS[metric].args else None, b.get("min"),
                              b.get("max")).validate()

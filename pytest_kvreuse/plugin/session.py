@@ -100,6 +100,8 @@ class KvReuseSession:
         self._t0 = time.perf_counter()
         self.traces: dict[str, DeclaredTrace] = {}
         self.analyses: dict[str, Analysed] = {}
+        # The first analysis of each stream, by content and parameters less the model's.
+        self._streams: dict[str, object] = {}
         self._digests: dict[tuple, str] = {}
         self.worker_payloads: list[dict] = []
         self.output_notes: list[str] = []
@@ -173,12 +175,23 @@ class KvReuseSession:
         except KvReuseError as exc:
             key = json.dumps([f"unreadable:{path.resolve()}", params.key()])
             return self.analyses.setdefault(key, Analysed(key, None, error=exc))
-        key = json.dumps([digest, params.key(_detected_format(path, params))])
+        fmt = _detected_format(path, params)
+        key = json.dumps([digest, params.key(fmt)])
         a = self.analyses.get(key)
         if a is None:
             a = Analysed(key, digest)
+            # The same stream for another served model: its figures are the stream's, only
+            # the bytes differ, so it is neither loaded nor analysed again.
+            stream_key = json.dumps([digest, params.stream_key(fmt)])
+            twin = self._streams.get(stream_key)
             try:
-                a.analysis = self._analyze(path, params, digest)
+                if twin is not None:
+                    from .. import api
+
+                    a.analysis = api.for_model(twin, params)
+                else:
+                    a.analysis = self._analyze(path, params, digest)
+                    self._streams[stream_key] = a.analysis
             except KvReuseError as exc:
                 a.error = exc
             # Only now: an unexpected exception above leaves no half-made entry behind
