@@ -44,9 +44,11 @@ def scan_lower_tier(a: ReuseAnalysis, gpu: int, share: float) -> int | None:
 
 
 @settings(max_examples=150, deadline=None)
-@given(requests_st, st.integers(0, 4), st.floats(0, 1))
-def test_capacity_equals_a_scan_over_every_size(requests, warmup, hit):
-    a = ReuseAnalysis(make_stream(requests, block_size=B), warmup=min(warmup / 5, 0.8))
+@given(requests_st, st.integers(0, 4), st.floats(0, 1), st.sampled_from(["ideal", "vllm"]),
+       st.sampled_from(["blocks", "prompt", "per-request"]))
+def test_capacity_equals_a_scan_over_every_size(requests, warmup, hit, engine, denominator):
+    a = ReuseAnalysis(make_stream(requests, block_size=B), warmup=min(warmup / 5, 0.8),
+                      engine=engine, denominator=denominator)
     if not a.counted_tokens:
         assert a.lru_capacity_for(hit) is None
         return

@@ -320,13 +320,20 @@ class LruProfile:
         """Share of tokens a cache of unbounded size serves."""
         return self._mass(0, int(self.distances.size))
 
-    def _needed(self, share: float, of: int) -> int:
-        """Fewest of ``of`` touches whose tokens are at least ``share`` of the counted
-        tokens, as :meth:`_share` computes it (floats: checked, not just divided)."""
-        k = max(0, math.ceil(share * self.counted_tokens / self.block_size))
-        while k > 0 and self._share(k - 1) >= share:
+    def _needed(self, share: float, start: int = 0) -> int:
+        """Fewest sorted distances from ``start`` on whose share (as :meth:`_mass` computes
+        it, so every denominator) reaches ``share``; more than there are when none does.
+        Floats: the count is checked against the mass, not just divided."""
+        base = self._mass(0, start)
+        if self.cumulative is not None:
+            cum = self.cumulative[0]
+            return int(np.searchsorted(cum[start:], base + share, side="left"))
+        of = int(self.distances.size) - start
+        k = max(0, math.ceil(share / self._mass(0, 1))) if self._mass(0, 1) else 0
+        k = min(k, of + 1)
+        while k > 0 and self._mass(0, start + k - 1) - base >= share:
             k -= 1
-        while k <= of and self._share(k) < share:
+        while k <= of and self._mass(0, start + k) - base < share:
             k += 1
         return k
 
@@ -339,7 +346,7 @@ class LruProfile:
             raise KvReuseError(f"hit must be a fraction in [0, 1], got {hit!r}")
         if not self.counted_tokens:
             return None
-        k = self._needed(float(hit), int(self.distances.size))
+        k = self._needed(float(hit))
         if k == 0:
             return 0
         if k > self.distances.size:
@@ -358,7 +365,8 @@ class LruProfile:
         beyond = int(self.distances.size) - start
         if beyond == 0:
             return None
-        k = max(1, math.ceil(share * beyond - 1e-9))
+        unbounded = self._mass(0, int(self.distances.size)) - self._mass(0, start)
+        k = max(1, min(beyond, self._needed(share * unbounded * (1 - 1e-12), start)))
         return (int(self.distances[start + k - 1]) + 1 - m) * self.block_size
 
     def curve(self) -> tuple[np.ndarray, np.ndarray]:
