@@ -19,7 +19,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import KvReuseError
-from .formatting import COUNT, FRACTION, SECONDS, TOKENS, exact_text, seconds, value_text
+from .formatting import (
+    COUNT,
+    FRACTION,
+    RATIO,
+    SECONDS,
+    TOKENS,
+    exact_text,
+    seconds,
+    value_text,
+)
 
 
 class MetricError(KvReuseError):
@@ -357,7 +366,7 @@ _METRICS: tuple[Metric, ...] = (
            lambda a, at, replicas, routing: a.routed_hit_fraction(
                at, replicas=replicas, routing=routing),
            args=(AT, REPLICAS, ROUTING), short="routed hit %"),
-    Metric("routed_load_imbalance", "load imbalance", COUNT,
+    Metric("routed_load_imbalance", "load imbalance", RATIO,
            "most requests any of the `replicas` replicas took, over the mean (1 is even)",
            lambda a, at, replicas, routing: a.routed(
                at, replicas=replicas, routing=routing).imbalance,
