@@ -371,8 +371,9 @@ class ReuseAnalysis:
         slack = check_load_slack(load_slack)
         private = shared if math.isinf(lower_tier_tokens) else \
             int(lower_tier_tokens) // n // self.block_size
-        counts = tier_counts(self._touches(n, routing, int(seed), slack, m), m, shared,
-                             private)
+        pooled = self._pooled_distance[self._counted_from:]
+        counts = tier_counts(self._touches(n, routing, int(seed), slack, m), pooled, m,
+                             shared, private)
         total = counts.pop("total")
         return {k: v / total if total else math.nan for k, v in counts.items()}
 
@@ -385,8 +386,7 @@ class ReuseAnalysis:
             assignment = route(self.stream, n, routing, cache_blocks=m, seed=seed,
                                load_slack=slack)
             self._replica_touches[key] = replica_touches(
-                self.stream, assignment, n, routing, warmup_requests=self.warmup_requests,
-                pooled_distance=self._pooled_distance)
+                self.stream, assignment, n, routing, warmup_requests=self.warmup_requests)
         return self._replica_touches[key]
 
     @cached_property

@@ -346,10 +346,10 @@ def route(stream: BlockStream, replicas: int, routing: str, *, cache_blocks: int
 
 @dataclass(frozen=True, eq=False)
 class ReplicaTouches:
-    """Every counted touch, in trace (touch) order: the replica it went to, its stack
+    """Every counted touch, in trace (touch) order: the replica it went to and its stack
     distance in that replica's cache (:data:`~pytest_kvreuse.core.lru.COLD` when the
-    replica never saw the key) and in the whole stream (one pooled cache, or a tier all
-    replicas share). ``requests`` counts the requests routed to each replica."""
+    replica never saw the key). ``requests`` counts the requests routed to each
+    replica."""
 
     replicas: int
     routing: str
@@ -357,7 +357,6 @@ class ReplicaTouches:
     counted_tokens: int
     replica: np.ndarray
     distance: np.ndarray
-    pooled_distance: np.ndarray
     requests: np.ndarray
 
     def hits(self, cache_blocks: int) -> np.ndarray:
@@ -371,8 +370,7 @@ class ReplicaTouches:
 
 
 def replica_touches(stream: BlockStream, assignment: np.ndarray, replicas: int,
-                    routing: str, *, warmup_requests: int = 0,
-                    pooled_distance: np.ndarray | None = None) -> ReplicaTouches:
+                    routing: str, *, warmup_requests: int = 0) -> ReplicaTouches:
     """Stack distances of every touch in its replica's cache, from one pass: the touch
     stream sorted by replica (stable, so each replica's touches stay in trace order) with
     every key made distinct per replica, so no replica's touches see another's."""
@@ -384,15 +382,12 @@ def replica_touches(stream: BlockStream, assignment: np.ndarray, replicas: int,
     dist = np.empty(touch_keys.size, dtype=np.int64)
     dist[by_replica] = sequence_stack_distances(
         touch_keys[by_replica] * replicas + rep[by_replica])[0]
-    if pooled_distance is None:
-        pooled_distance = sequence_stack_distances(touch_keys)[0]
     start = counted_from_block(stream, warmup_requests)
     small = np.int16 if replicas < 2**15 else np.int64
     return ReplicaTouches(
         replicas=replicas, routing=routing, block_size=stream.block_size,
         counted_tokens=(touch_keys.size - start) * stream.block_size,
         replica=rep[start:].astype(small), distance=dist[start:],
-        pooled_distance=pooled_distance[start:],
         requests=np.bincount(assignment, minlength=replicas).astype(np.int64))
 
 
@@ -430,14 +425,15 @@ class Routed:
                      for h, t in zip(self.hits, self.touches, strict=True))
 
 
-def tier_counts(t: ReplicaTouches, cache_blocks: int, shared_blocks: int,
-                private_blocks: int) -> dict[str, int]:
+def tier_counts(t: ReplicaTouches, pooled_distance: np.ndarray, cache_blocks: int,
+                shared_blocks: int, private_blocks: int) -> dict[str, int]:
     """Counted touches by outcome with a write-through lower tier: one tier of
-    ``shared_blocks`` seeing every replica's touches in trace order (the pooled stack
-    distance), or one of ``private_blocks`` per replica (the replica's own distance)."""
+    ``shared_blocks`` seeing every replica's touches in trace order (so a touch's
+    ``pooled_distance``, its stack distance in the whole touch stream, decides), or one of
+    ``private_blocks`` per replica (the replica's own distance)."""
     gpu = t.distance < cache_blocks
     miss = ~gpu
-    shared = miss & (t.pooled_distance < shared_blocks)
+    shared = miss & (pooled_distance < shared_blocks)
     private = miss & (t.distance < private_blocks)
     total = int(t.distance.size)
     return {"gpu_hit": int(np.count_nonzero(gpu)),
