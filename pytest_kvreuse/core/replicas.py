@@ -129,8 +129,12 @@ def prefix_replicas(stream: BlockStream, replicas: int, cache_blocks: int,
     # alive[0] is never set, so killing a never-touched key's stamp is harmless). One
     # gather of the request's rows gives every replica's view at once, a key's stamps
     # side by side.
-    last = np.zeros((int(keys.max()) + 1, replicas), dtype=stamp_dtype)
-    thr = np.ones(replicas, dtype=stamp_dtype)
+    # Columns padded to a multiple of 8 (never held: their threshold is out of reach), so
+    # that a row of held flags is whole 8-byte words.
+    width = -(-replicas // 8) * 8
+    last = np.zeros((int(keys.max()) + 1, width), dtype=stamp_dtype)
+    thr = np.full(width, np.iinfo(stamp_dtype).max, dtype=stamp_dtype)
+    thr[:replicas] = 1
     low = [1] * replicas  # thr, as ints
     live_above = [0] * replicas  # live stamps >= thr, per replica
     clock = [1] * replicas
@@ -154,7 +158,11 @@ def prefix_replicas(stream: BlockStream, replicas: int, cache_blocks: int,
     longest = int(np.diff(np.asarray(starts)).max())
     down = np.arange(longest - 1, -1, -1, dtype=stamp_dtype)
     # held[L] stays False, so the first miss of a replica holding every block is L.
-    held_buf = np.zeros((longest + 1, replicas), dtype=bool)
+    held_buf = np.zeros((longest + 1, width), dtype=bool)
+    # Every replica's threshold once per block row: one flat comparison per request.
+    thr_rows = np.tile(thr, (longest, 1))
+    thr_flat = thr_rows.reshape(-1)
+    flags = np.zeros(longest * width, dtype=bool)
     bounds = load_bounds(n_req, replicas, load_slack)
     for i in range(n_req):
         s, e = starts[i], starts[i + 1]
@@ -166,7 +174,9 @@ def prefix_replicas(stream: BlockStream, replicas: int, cache_blocks: int,
             kb = keys[s:e]
             seen = np.take(last, kb, axis=0)
             if keyed:
-                run = (seen >= thr).sum(axis=0).tolist()
+                held_flat = flags[:length * width]
+                np.greater_equal(seen.reshape(-1), thr_flat[:length * width], out=held_flat)
+                run = _column_counts(held_flat, length, width)
             else:
                 held = held_buf[:length + 1]
                 held[length] = False
@@ -237,9 +247,24 @@ def prefix_replicas(stream: BlockStream, replicas: int, cache_blocks: int,
         if excess > 0:
             low[j] = thr[j] = _live_position(a, top, excess, t0 + length,
                                                 (t0 + length - top) / live_above[j])
+            thr_rows[:, j] = low[j]
             live_above[j] = cache_blocks
     hits[:] = hit
     return out, hits
+
+
+def _column_counts(flags: np.ndarray, rows: int, width: int) -> list[int]:
+    """True flags per column of a ``rows x width`` bool array (``width`` a multiple of 8),
+    adding whole rows as 8-byte words: each byte of the sum counts one column, exact up to
+    255 rows at a time."""
+    words = flags.view("<u8").reshape(rows, width // 8)
+    if rows <= 255:
+        return np.add.reduce(words, axis=0).astype("<u8", copy=False).view(np.uint8).tolist()
+    total = np.zeros(width, dtype=np.int64)
+    for start in range(0, rows, 255):
+        total += np.add.reduce(words[start:start + 255], axis=0).astype(
+            "<u8", copy=False).view(np.uint8)
+    return total.tolist()
 
 
 def _repeating_request_hits(alive: np.ndarray, thr: int, clock: int, live_above: int,
