@@ -116,7 +116,7 @@ def test_lru_curve_in_a_manifest_fails_at_collection(pytester: pytest.Pytester) 
 
 def test_every_metric_computes_on_an_analysis_and_formats():
     a = analyze(EXAMPLE / "chat_sessions.mooncake.jsonl")
-    args = {"at": 16384, "lower_tier": 100000}
+    args = {"at": 16384, "lower_tier": 100000, "replicas": 4, "routing": "prefix"}
     for m in METRICS.values():
         if "policy" in m.arg_names or m.name.startswith("opt_"):
             continue  # need the [policies] extra / the slow OPT pass: tests of their own
