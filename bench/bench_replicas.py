@@ -115,8 +115,10 @@ def main() -> int:
               + ("agree" if same else "DIFFER"))
         if not same:
             return 1
-    ok = ratio_wall >= TARGET_RATIO
-    print(f"goal: prefix routing >= {TARGET_RATIO:.0f}x the oracle: {'yes' if ok else 'NO'}")
+    # Both clocks: on a shared machine wall time also measures the neighbours.
+    ok = min(ratio_wall, ratio_cpu) >= TARGET_RATIO
+    print(f"goal: prefix routing >= {TARGET_RATIO:.0f}x the oracle (wall and CPU): "
+          f"{'yes' if ok else 'NO'}")
     return 0 if ok else 1
 
 

@@ -168,10 +168,11 @@ def test_report_plots_hit_against_replicas(trace, tmp_path):
                    for name, tag in parse(out.read_text()).tags if name == "img")
 
 
-def test_column_counts_beyond_255_rows():
+@pytest.mark.parametrize("rows, width", [(700, 16), (255, 8), (256, 8), (40, 24)])
+def test_column_counts(rows, width):
     rng = np.random.default_rng(3)
-    flags = rng.random((700, 16)) < 0.7
-    assert _column_counts(flags.reshape(-1).copy(), 700, 16) == flags.sum(axis=0).tolist()
+    flags = rng.random((rows, width)) < 0.7
+    assert _column_counts(flags.reshape(-1).copy(), rows, width) == flags.sum(axis=0).tolist()
 
 
 def test_more_than_eight_replicas_match_the_oracle():
