@@ -26,24 +26,14 @@ from pytest_kvreuse.loaders.stream import load_block_stream
 from pytest_kvreuse.synthetic import Workload, generate, write_mooncake
 
 ROOT = Path(__file__).resolve().parents[1]
-# The tests' oracle, and the conversation-sized workload of bench_intervals.py (12,000
-# requests, 2.2 million blocks), both by path: neither is part of the package.
+# The tests' oracle, the conversation-sized workload of bench_intervals.py (12,000
+# requests, 2.2 million blocks) and bench_lru.py's timer, by path: none is in the package.
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "bench")]
 from bench_intervals import BENCH_WORKLOAD  # noqa: E402
+from bench_lru import timed  # noqa: E402
 from oracle_replicas import requests_of, simulate  # noqa: E402
 
 TARGET_RATIO = 5.0
-
-
-def timed(fn, repeat: int):
-    best_wall = best_cpu = float("inf")
-    out = None
-    for _ in range(repeat):
-        wall, cpu = time.perf_counter(), time.process_time()
-        out = fn()
-        best_wall = min(best_wall, time.perf_counter() - wall)
-        best_cpu = min(best_cpu, time.process_time() - cpu)
-    return out, best_wall, best_cpu
 
 
 def main() -> int:
