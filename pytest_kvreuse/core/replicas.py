@@ -257,10 +257,16 @@ def _column_counts(flags: np.ndarray, rows: int, width: int) -> list[int]:
     """True flags per column of a ``rows x width`` bool array (``width`` a multiple of 8),
     adding whole rows as 8-byte words: each byte of the sum counts one column, exact up to
     255 rows at a time."""
-    if rows <= 255 and width == 8:
-        # One word per row: the sum is a Python int whose bytes are the counts.
-        return list(int(np.add.reduce(flags.view("<u8"))).to_bytes(8, "little"))
     words = flags.view("<u8").reshape(rows, width // 8)
+    if width == 8:
+        # One word per row: a sum of up to 255 rows is a Python int whose bytes are the
+        # counts.
+        words = words.reshape(-1)
+        counts = list(int(np.add.reduce(words[:255])).to_bytes(8, "little"))
+        for start in range(255, rows, 255):
+            more = int(np.add.reduce(words[start:start + 255])).to_bytes(8, "little")
+            counts = [c + m for c, m in zip(counts, more, strict=True)]
+        return counts
     if rows <= 255:
         return np.add.reduce(words, axis=0).astype("<u8", copy=False).view(np.uint8).tolist()
     total = np.zeros(width, dtype=np.int64)
