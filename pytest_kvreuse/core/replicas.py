@@ -208,8 +208,8 @@ def prefix_replicas(stream: BlockStream, replicas: int, cache_blocks: int,
                 # leave it fewer than that many live stamps below it.
                 slack = cache_blocks - live_above[j]
                 new = length - n_held
-                if new <= slack or new <= slack + int(
-                        np.count_nonzero(a[top:int(old[n_held - 1])])):
+                if new <= slack or new <= slack + _live_below(a, top, int(old[n_held - 1]),
+                                                              t0, live_above[j]):
                     hit[j] += n_held
                 else:
                     hit[j] += _request_hits(a, top, t0, live_above[j], cache_blocks,
@@ -251,6 +251,15 @@ def prefix_replicas(stream: BlockStream, replicas: int, cache_blocks: int,
             live_above[j] = cache_blocks
     hits[:] = hit
     return out, hits
+
+
+def _live_below(alive: np.ndarray, thr: int, stamp: int, clock: int,
+                live_above: int) -> int:
+    """Live stamps in ``[thr, stamp)`` (``stamp`` live), counting whichever side of it is
+    shorter: a recent stamp is cheap to rank from the top."""
+    if stamp - thr <= clock - stamp:
+        return int(np.count_nonzero(alive[thr:stamp]))
+    return live_above - int(np.count_nonzero(alive[stamp:clock]))
 
 
 def _column_counts(flags: np.ndarray, rows: int, width: int) -> list[int]:
@@ -312,7 +321,7 @@ def _request_hits(alive: np.ndarray, thr: int, clock: int, live_above: int,
         return n_held
     # Most requests end here: their oldest held key has `need` live stamps below it.
     oldest = int(np.min(old, where=held, initial=clock))
-    if np.count_nonzero(alive[thr:oldest]) >= need:
+    if _live_below(alive, thr, oldest, clock, live_above) >= need:
         return n_held
     p = _live_position(alive, thr, need, clock, (clock - thr) / max(live_above, 1))
     risk = np.flatnonzero(held & (old < p))
