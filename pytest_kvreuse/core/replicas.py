@@ -157,6 +157,7 @@ def prefix_replicas(stream: BlockStream, replicas: int, cache_blocks: int,
         repeats = np.bincount(req[~first_here], minlength=n_req).astype(bool).tolist()
     longest = int(np.diff(np.asarray(starts)).max())
     down = np.arange(longest - 1, -1, -1, dtype=stamp_dtype)
+    stamp_buf = np.empty(longest, dtype=stamp_dtype)
     # held[L] stays False, so the first miss of a replica holding every block is L.
     held_buf = np.zeros((longest + 1, width), dtype=bool)
     # Every replica's threshold once per block row: one flat comparison per request.
@@ -238,7 +239,7 @@ def prefix_replicas(stream: BlockStream, replicas: int, cache_blocks: int,
             length_distinct = int(ks.size)
         if not repeats[i]:
             a[t0:t0 + length] = True
-            last[kb, j] = down[longest - length:] + t0
+            last[kb, j] = np.add(down[longest - length:], t0, out=stamp_buf[:length])
             length_distinct = length
         clock[j] = t0 + length
         # Keys it held keep their place above the threshold; the others add one each.
