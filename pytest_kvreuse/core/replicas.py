@@ -15,7 +15,9 @@ stamp is some key's last touch). Routing a request there re-stamps its keys: a k
 held gains nothing, a key it did not hold adds one live stamp above the threshold, so the
 threshold only moves forward, over stamps kept in one boolean array per replica. Per
 request that is a handful of numpy operations on its blocks (no loop per block), and the
-hits then come from the same partitioned pass as the other routings.
+request's hits are counted from the same state as it is applied (:func:`_request_hits`);
+the tier figures, which need every touch's distance, take the partitioned pass over the
+routing it made.
 """
 
 from __future__ import annotations
@@ -127,10 +129,9 @@ def prefix_replicas(stream: BlockStream, replicas: int, cache_blocks: int,
     stamp_dtype = np.int32 if n < 2**31 - 1 else np.int64
     # last[k, j]: stamp of key k's last touch on replica j, from 1 (0: never, and
     # alive[0] is never set, so killing a never-touched key's stamp is harmless). One
-    # gather of the request's rows gives every replica's view at once, a key's stamps
-    # side by side.
-    # Columns padded to a multiple of 8 (never held: their threshold is out of reach), so
-    # that a row of held flags is whole 8-byte words.
+    # gather of the request's rows gives every replica's view at once. The columns are
+    # padded to a multiple of 8 (never held: their threshold is out of reach), so a row
+    # of held flags is whole 8-byte words.
     width = -(-replicas // 8) * 8
     last = np.zeros((int(keys.max()) + 1, width), dtype=stamp_dtype)
     thr = np.full(width, np.iinfo(stamp_dtype).max, dtype=stamp_dtype)
