@@ -14,15 +14,18 @@ from .baselines.drift import Tolerance, compare_runs, format_comparison, parse_t
 from .baselines.storage import describe_run, load_results
 from .core.analysis import ReuseAnalysis
 from .errors import KvReuseError
-from .formatting import UNDEFINED_TEXT, defined, percent, seconds, size, tokens
+from .formatting import UNDEFINED_TEXT, defined, percent, ratio, seconds, size, tokens
 from .loaders.fingerprint import content_sha256
 from .metrics import (
     LOWER_TIER_SHARE,
     METRICS,
     OPT_METRICS,
     REACHABLE_SHARE,
+    ROUTINGS,
     parse_fraction,
     parse_name,
+    parse_replicas,
+    parse_routing,
     parse_seconds,
 )
 from .params import PARAMS, AnalysisParams, Param
@@ -65,12 +68,18 @@ def _ttls(text: str) -> tuple[int | float, ...]:
         raise argparse.ArgumentTypeError(exc.message) from None
 
 
-def _names(text: str) -> tuple[str, ...]:
-    try:
-        return tuple(dict.fromkeys(parse_name("policy", t) for t in text.split(",")
-                                   if t.strip()))
-    except KvReuseError as exc:
-        raise argparse.ArgumentTypeError(exc.message) from None
+def _listed(parse: Callable[[str, object], object], what: str
+            ) -> Callable[[str], tuple]:
+    """A comma-separated flag value, each item read by ``parse``, repeats dropped."""
+    def read(text: str) -> tuple:
+        try:
+            return tuple(dict.fromkeys(parse(what, t) for t in text.split(",") if t.strip()))
+        except KvReuseError as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+    return read
+
+
+_names = _listed(parse_name, "policy")
 
 
 def _param_type(param: Param) -> Callable[[str], object] | None:
@@ -130,6 +139,15 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help="libCacheSim eviction policies, comma-separated (arc,s3fifo): their "
                         "block-level hit fraction at --gpu-kv-cache-size (needs "
                         'pip install "pytest-kvreuse[policies]")')
+    p.add_argument("--replicas", type=_listed(parse_replicas, "replicas"), default=(),
+                   metavar="N,...",
+                   help="numbers of replicas, comma-separated (1,4,8), each with its own GPU "
+                        "cache of --gpu-kv-cache-size tokens behind a router: their hit "
+                        "fraction and load imbalance under every --routing")
+    p.add_argument("--routing", type=_listed(parse_routing, "routing"), default=(),
+                   metavar="NAMES",
+                   help=f"how --replicas are fed, comma-separated: {', '.join(ROUTINGS)} "
+                        "(default: round-robin,prefix)")
     p.add_argument("--cache-dir", metavar="DIR", default=None,
                    help="where tokenized traces are cached (default: the user cache directory)")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
@@ -324,13 +342,42 @@ def lru_tiers(a: ReuseAnalysis, gpu: int, lower: int) -> dict[str, float | None]
             "beyond_tiers": beyond, "compulsory": defined(a.compulsory_fraction)}
 
 
+def replica_table(a: ReuseAnalysis, gpu: int, replicas: Sequence[int],
+                  routings: Sequence[str]) -> str:
+    """Replicas x routing: the hit fraction and load imbalance, beside the single pooled
+    cache of N x the GPU size; a routing the trace cannot take (session routing without
+    sessions) reads as undefined, with the reason once below."""
+    head = ["replicas", *(f"{r} {what}" for r in routings for what in ("hit", "imbalance")),
+            "pooled N x C hit"]
+    rows, notes = [], []
+    for n in sorted(replicas):
+        row = [f"{n:,}"]
+        for r in routings:
+            try:
+                x = a.routed(gpu, replicas=n, routing=r)
+            except KvReuseError as exc:
+                notes += [exc.message] if exc.message not in notes else []
+                row += [UNDEFINED_TEXT, UNDEFINED_TEXT]
+                continue
+            row += [_percent(defined(x.hit_fraction)),
+                    ratio(defined(x.imbalance), UNDEFINED_TEXT)]
+        row.append(_percent(defined(a.lru_hit_fraction(n * gpu))))
+        rows.append(row)
+    widths = [max(len(r[i]) for r in [head, *rows]) for i in range(len(head))]
+    lines = [f"replicas behind a router, a GPU cache of {gpu:,} tokens each:"]
+    lines += ["  " + "  ".join(c.rjust(w) for c, w in zip(r, widths, strict=True))
+              for r in [head, *rows]]
+    lines += [f"  {note}" for note in notes]
+    return "\n".join(lines)
+
+
 def trace_result(a: ReuseAnalysis, trace: str, gpu: int | None,
                  lower: int | None = None, *, opt: bool = False,
                  ttls: Sequence[int | float] = (),
-                 policies: Sequence[str] = (), target_hit: float | None = None
-                 ) -> TraceResult:
+                 policies: Sequence[str] = (), target_hit: float | None = None,
+                 replicas: Sequence[int] = (), routings: Sequence[str] = ()) -> TraceResult:
     """The result document's trace: every figure, at the GPU size, with the lower tier,
-    and the cache size for the target hit."""
+    the cache size for the target hit, and the replicas."""
     figures: list[tuple[str, dict]] = []
     if gpu is not None and lower is not None:
         figures = [(name, {"at": gpu, "lower_tier": lower})
@@ -345,7 +392,8 @@ def trace_result(a: ReuseAnalysis, trace: str, gpu: int | None,
                                      sizes=[gpu] if gpu else [], figures=figures,
                                      content_sha256=sha,
                                      include=OPT_METRICS if opt else (), ttls=ttls,
-                                     policies=policies)
+                                     policies=policies, replicas=replicas,
+                                     routings=routings)
 
 
 def plot_analysis(a: ReuseAnalysis, gpu: int | None, path: str,
@@ -403,10 +451,14 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         parser.error("a trace is required: kvreuse analyze TRACE")
     if args.lower_tier_size is not None and args.gpu_kv_cache_size is None:
         parser.error("--lower-tier-size needs --gpu-kv-cache-size")
-    for flag, given in (("--opt", args.opt), ("--policies", args.policies)):
+    if args.routing and not args.replicas:
+        parser.error("--routing needs --replicas")
+    for flag, given in (("--opt", args.opt), ("--policies", args.policies),
+                        ("--replicas", args.replicas)):
         if given and args.gpu_kv_cache_size is None:
             parser.error(f"{flag} needs --gpu-kv-cache-size")
     policies = _policies_available(args.policies)
+    routings = args.routing or ("round-robin", "prefix")
     params = AnalysisParams.from_mapping({p.name: getattr(args, p.name) for p in PARAMS})
     # Sizes in bytes become tokens before the trace is read: a byte size without a model is
     # one line, not a wasted analysis.
@@ -431,7 +483,8 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         from .output import report
 
         result = trace_result(a, trace, gpu, lower, opt=args.opt, ttls=args.ttl,
-                              policies=policies, target_hit=args.target_hit)
+                              policies=policies, target_hit=args.target_hit,
+                              replicas=args.replicas, routings=routings)
         run = _run(a, result, getattr(args, "argv", []))
         if args.json:
             report.write_json(args.json, [result], run)
@@ -443,6 +496,8 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         hits = {p: a.policy_hit_fraction(p, gpu) for p in policies} if gpu else {}
         print(_summary(a, gpu, lower, opt=args.opt, ttls=args.ttl, policies=hits,
                        target_hit=args.target_hit))
+        if args.replicas:
+            print(replica_table(a, gpu, args.replicas, routings))
     return 0
 
 

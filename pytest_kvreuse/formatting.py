@@ -13,6 +13,8 @@ UNDEFINED = "—"
 UNDEFINED_TEXT = "undefined"
 
 FRACTION, TOKENS, COUNT, SECONDS = "fraction", "tokens", "count", "seconds"
+# A dimensionless ratio such as a load imbalance (max / mean): 1.0068.
+RATIO = "ratio"
 
 
 def _real(x: object) -> bool:
@@ -104,13 +106,22 @@ def seconds(x: object, undefined: str = UNDEFINED) -> str:
     return f"{'0' if text in ('-0', '') else text} s"
 
 
+def ratio(x: object, undefined: str = UNDEFINED) -> str:
+    """A ratio to four decimals: ``1.0068``."""
+    if x is None or (_real(x) and math.isnan(x)):
+        return undefined
+    return f"{float(x):.4f}" if _real(x) else str(x)
+
+
 def value_text(unit: str, x: object, digits: int = 2, undefined: str = UNDEFINED) -> str:
-    """A figure in its unit: fractions as percents, durations in seconds, the rest as
-    counts."""
+    """A figure in its unit: fractions as percents, durations in seconds, ratios to four
+    decimals, the rest as counts."""
     if unit == FRACTION:
         return percent(x, digits, undefined)
     if unit == SECONDS:
         return seconds(x, undefined)
+    if unit == RATIO:
+        return ratio(x, undefined)
     return count(x, undefined)
 
 

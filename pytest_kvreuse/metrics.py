@@ -22,6 +22,7 @@ from .errors import KvReuseError
 from .formatting import (
     COUNT,
     FRACTION,
+    RATIO,
     SECONDS,
     TOKENS,
     exact_text,
@@ -82,6 +83,29 @@ def parse_seconds(name: str, value: object) -> int | float:
     return int(v) if v.is_integer() else v
 
 
+#: Routing policies of replicas behind a router (docs/replicas.md).
+ROUTINGS = ("round-robin", "prefix", "session", "random")
+
+
+def parse_replicas(name: str, value: object) -> int:
+    """A number of replicas: a positive integer (digits in text)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise MetricError(f"{name!r} must be a positive number of replicas, got {value!r}")
+    return int(value)
+
+
+def parse_routing(name: str, value: object) -> str:
+    """A routing policy, lower-cased (``round-robin``, ``prefix``, ``session``,
+    ``random``)."""
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text not in ROUTINGS:
+        raise MetricError(f"{name!r} must be a routing policy ({', '.join(ROUTINGS)}), got "
+                          f"{value!r}")
+    return text  # type: ignore[return-value]
+
+
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
 
 
@@ -123,6 +147,10 @@ SHARE = Arg("share", "a share of the reachable LRU hit rate (0.9 for 90 %)", par
             FRACTION)
 TTL = Arg("at", "a time-to-live in seconds (600s, 10min, 1h)", parse_seconds, SECONDS)
 POLICY = Arg("policy", "a libCacheSim eviction policy (arc, s3fifo, ...)", parse_name, "")
+REPLICAS = Arg("replicas", "a number of replicas behind a router, each with a GPU cache of "
+                           "`at` tokens", parse_replicas, "")
+ROUTING = Arg("routing", "how requests are routed to the replicas: "
+                         + ", ".join(ROUTINGS), parse_routing, "")
 
 NO_TIMESTAMPS = "the trace carries no timestamps"
 # Capacity planning: the share of the reachable LRU hit rate a GPU cache is sized for, and the
@@ -369,6 +397,17 @@ _METRICS: tuple[Metric, ...] = (
            "(ignores that a prefix breaks at its first missing block)",
            lambda a, at, policy: a.policy_hit_fraction(policy, at), args=(AT, POLICY),
            short="block hit %"),
+    Metric("routed_hit_fraction", "routed hit", FRACTION,
+           "share of tokens `replicas` replicas with an LRU cache of `at` tokens each hit "
+           "when requests are routed by `routing`",
+           lambda a, at, replicas, routing: a.routed_hit_fraction(
+               at, replicas=replicas, routing=routing),
+           args=(AT, REPLICAS, ROUTING), short="routed hit %"),
+    Metric("routed_load_imbalance", "load imbalance", RATIO,
+           "most requests any of the `replicas` replicas took, over the mean (1 is even)",
+           lambda a, at, replicas, routing: a.routed(
+               at, replicas=replicas, routing=routing).imbalance,
+           args=(AT, REPLICAS, ROUTING)),
     Metric("reuse_time_p50", "reuse time median", SECONDS,
            "median seconds between two uses of a block in different requests "
            "(sorted[n // 2])", _quantile(0.5), optional=True, needs=NO_TIMESTAMPS),

@@ -29,6 +29,8 @@ from .metrics import (
     arg_key,
     parse_arg_key,
     parse_name,
+    parse_replicas,
+    parse_routing,
     parse_seconds,
 )
 
@@ -88,13 +90,17 @@ class TraceResult:
     def from_analysis(cls, analysis: object, *, name: str, path: str | None = None,
                       sizes: Iterable[int] = (), figures: Iterable[tuple[str, dict]] = (),
                       content_sha256: str | None = None, include: Iterable[str] = (),
-                      ttls: Iterable[object] = (), policies: Iterable[str] = ()
+                      ttls: Iterable[object] = (), policies: Iterable[str] = (),
+                      replicas: Iterable[int] = (), routings: Iterable[str] = ()
                       ) -> TraceResult:
         """Every default metric of the registry: those without arguments, those taking a
         size at every size of ``sizes``; the metrics named in ``include`` (those computed
         only when asked, ``Metric.default`` False: OPT) at every size too; the TTL figures
         at every TTL of ``ttls``, the block-level hit of every policy of ``policies`` at
-        every size; and the explicit ``(metric, args)`` of ``figures``. Curves: the
+        every size; the routed hit and load imbalance of every number of ``replicas``
+        under every routing of ``routings`` at every size, with the single pooled LRU cache
+        of ``replicas * size`` beside them; and the explicit ``(metric, args)`` of
+        ``figures``. Curves: the
         interval CCDF, the LRU curve, the OPT curve when an OPT figure is computed, and the
         reuse-time CCDF (seconds) when the trace has reuse times."""
         from .core.curves import downsample
@@ -114,6 +120,7 @@ class TraceResult:
         if sizes:
             # Where a cache is sized, how big one reaches most of what caching can reach.
             explicit.append(("lru_capacity_reachable", {"share": REACHABLE_SHARE}))
+        explicit += routed_figures(sizes, replicas, routings)
         out: dict = {}
         wanted: dict[str, list[dict]] = {}
         for m in METRICS.values():
@@ -252,6 +259,22 @@ class TraceResult:
                        checks=list(doc.get("checks") or []), error=doc.get("error"),
                        extras=dict(doc.get("extras") or {}))
         return _from_v0(doc)
+
+
+def routed_figures(sizes: Iterable[int], replicas: Iterable[int],
+                   routings: Iterable[str]) -> list[tuple[str, dict]]:
+    """The routed figures at every size, number of replicas and routing, and the LRU hit
+    of the one pooled cache of ``N * size`` tokens they are read against."""
+    counts = sorted({parse_replicas("replicas", n) for n in replicas})
+    ways = list(dict.fromkeys(parse_routing("routing", r) for r in routings))
+    out: list[tuple[str, dict]] = []
+    for s in sizes:
+        for n in counts:
+            out.append(("lru_hit_fraction", {"at": n * s}))
+            for way in ways:
+                args = {"at": s, "replicas": n, "routing": way}
+                out += [("routed_hit_fraction", args), ("routed_load_imbalance", args)]
+    return out
 
 
 def _check_shape(r: TraceResult) -> None:

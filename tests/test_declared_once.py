@@ -116,7 +116,8 @@ def test_lru_curve_in_a_manifest_fails_at_collection(pytester: pytest.Pytester) 
 
 def test_every_metric_computes_on_an_analysis_and_formats():
     a = analyze(EXAMPLE / "chat_sessions.mooncake.jsonl")
-    args = {"at": 16384, "lower_tier": 100000, "hit": 0.3, "share": 0.9}
+    args = {"at": 16384, "lower_tier": 100000, "hit": 0.3, "share": 0.9, "replicas": 4,
+            "routing": "prefix"}
     for m in METRICS.values():
         if "policy" in m.arg_names:
             continue  # needs the [policies] extra: tests of its own

@@ -253,7 +253,7 @@ def test_bad_manifest_is_a_one_line_collection_error(tiny: pytest.Pytester) -> N
     assert result.ret == pytest.ExitCode.INTERRUPTED
     out = result.stdout.str()
     assert ("kvreuse.toml:16: unknown key 'minimum' in [[trace.check]] (allowed: metric, at, "
-            "min, max, policy, lower_tier, share, hit)") in out
+            "min, max, policy, replicas, routing, lower_tier, share, hit)") in out
     assert "Traceback" not in out and "manifest.py" not in out
 
 

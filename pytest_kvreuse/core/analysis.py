@@ -15,9 +15,27 @@ from ..models import KvGeometry
 from ..sizes import ByteSize, resolve_size
 from .blocks import BlockStream
 from .intervals import ReusePairs, interval_ccdf, reuse_intervals_and_pairs, tokens_beyond
-from .lru import LruProfile, capacity_blocks, counted_from_block, lru_profile
+from .lru import (
+    LruProfile,
+    capacity_blocks,
+    counted_from_block,
+    lru_profile,
+    sequence_stack_distances,
+    touch_order,
+)
 from .opt import OptProfile, opt_profile
 from .policies import policy_hits
+from .replicas import (
+    ReplicaTouches,
+    Routed,
+    check_load_slack,
+    check_replicas,
+    check_routing,
+    prefix_replicas,
+    replica_touches,
+    route,
+    tier_counts,
+)
 from .times import ReuseTimes
 
 
@@ -88,6 +106,8 @@ class ReuseAnalysis:
             stream, counted_from=self._counted_from)
         self.timings["intervals_s"] = time.perf_counter() - start
         self._policy_hits: dict[tuple[str, int], int] = {}
+        self._routed: dict[tuple, Routed] = {}
+        self._replica_touches: dict[tuple, ReplicaTouches] = {}
 
     @property
     def block_size(self) -> int:
@@ -383,6 +403,96 @@ class ReuseAnalysis:
             self.timings[f"policy_{key[0]}_s"] = (self.timings.get(f"policy_{key[0]}_s", 0.0)
                                                   + time.perf_counter() - start)
         return self._share(self._policy_hits[key] * self.block_size)
+
+    # -- replicas behind a router (docs/replicas.md) ------------------------------------
+
+    def routed(self, cache_tokens: float, *, replicas: int, routing: str = "round-robin",
+               seed: int = 0, load_slack: float = 0.25) -> Routed:
+        """``replicas`` replicas, each with its own tail-first LRU cache of
+        ``cache_tokens`` tokens, behind a router: requests, counted touches and hits per
+        replica, the hit fraction and the load imbalance. ``routing``: ``round-robin``,
+        ``prefix`` (the replica holding the longest head run of the request among those
+        under ``ceil((1 + load_slack) * (i + 1) / N)`` requests), ``session`` (a stable
+        hash of the session; the trace must carry sessions) or ``random`` (``seed``)."""
+        m = capacity_blocks(cache_tokens, self.block_size, "GPU cache size")
+        n, routing = check_replicas(replicas), check_routing(routing)
+        slack = check_load_slack(load_slack)
+        key = (n, routing, int(seed), slack, m)
+        if key not in self._routed:
+            start = time.perf_counter()
+            if routing == "prefix" and n > 1:
+                assignment, hits = prefix_replicas(self.stream, n, m, slack,
+                                                   warmup_requests=self.warmup_requests)
+            else:
+                t = self._touches(n, routing, int(seed), slack, m)
+                assignment, hits = None, t.hits(m)
+            self._routed[key] = self._routed_result(n, routing, cache_tokens, assignment,
+                                                    hits, key)
+            self.timings["routed_s"] = (self.timings.get("routed_s", 0.0)
+                                        + time.perf_counter() - start)
+        return self._routed[key]
+
+    def routed_hit_fraction(self, cache_tokens: float, *, replicas: int,
+                            routing: str = "round-robin", seed: int = 0,
+                            load_slack: float = 0.25) -> float:
+        """Share of tokens the replicas' caches hit, all replicas together (see
+        :meth:`routed`)."""
+        return self.routed(cache_tokens, replicas=replicas, routing=routing, seed=seed,
+                           load_slack=load_slack).hit_fraction
+
+    def routed_tier_fractions(self, cache_tokens: float, lower_tier_tokens: float, *,
+                              replicas: int, routing: str = "round-robin", seed: int = 0,
+                              load_slack: float = 0.25) -> dict[str, float]:
+        """With a write-through lower tier of ``lower_tier_tokens`` shared by all replicas
+        (every touch also goes to it, in trace order): the GPU hit, shared-tier hit and
+        miss shares (they add up to 1); and beside them the same with a private tier of
+        ``lower_tier_tokens // replicas`` per replica (``private_tier_hit``,
+        ``private_miss``)."""
+        m = capacity_blocks(cache_tokens, self.block_size, "GPU cache size")
+        shared = capacity_blocks(lower_tier_tokens, self.block_size, "lower tier size")
+        n, routing = check_replicas(replicas), check_routing(routing)
+        slack = check_load_slack(load_slack)
+        private = shared if math.isinf(lower_tier_tokens) else \
+            int(lower_tier_tokens) // n // self.block_size
+        pooled = self._pooled_distance[self._counted_from:]
+        counts = tier_counts(self._touches(n, routing, int(seed), slack, m), pooled, m,
+                             shared, private)
+        total = counts.pop("total")
+        return {k: v / total if total else math.nan for k, v in counts.items()}
+
+    def _touches(self, n: int, routing: str, seed: int, slack: float,
+                 m: int) -> ReplicaTouches:
+        """Every counted touch's replica and distances; the partition depends on the cache
+        size only under prefix routing."""
+        key = (n, routing, seed, slack, m if routing == "prefix" and n > 1 else None)
+        if key not in self._replica_touches:
+            assignment = route(self.stream, n, routing, cache_blocks=m, seed=seed,
+                               load_slack=slack)
+            self._replica_touches[key] = replica_touches(
+                self.stream, assignment, n, routing, warmup_requests=self.warmup_requests)
+        return self._replica_touches[key]
+
+    @cached_property
+    def _pooled_distance(self) -> np.ndarray:
+        # Every touch's stack distance in one cache fed the whole stream: the shared tier.
+        return sequence_stack_distances(self.stream.keys[touch_order(self.stream)])[0]
+
+    def _routed_result(self, n: int, routing: str, cache_tokens: float,
+                       assignment: np.ndarray | None, hits: np.ndarray,
+                       key: tuple) -> Routed:
+        if assignment is None:
+            t = self._replica_touches[(*key[:4], None)]
+            requests, touches = t.requests, t.touches()
+        else:
+            requests = np.bincount(assignment, minlength=n)
+            blocks = np.diff(self.stream.request_starts)[self.warmup_requests:]
+            touches = np.bincount(assignment[self.warmup_requests:], weights=blocks,
+                                  minlength=n)
+        return Routed(replicas=n, routing=routing, cache_tokens=cache_tokens,
+                      block_size=self.block_size, counted_tokens=self.counted_tokens,
+                      requests=tuple(int(x) for x in requests),
+                      touches=tuple(int(x) for x in touches),
+                      hits=tuple(int(x) for x in hits))
 
     def to_dict(self) -> dict:
         """The parameters and every figure without arguments, JSON-ready and deterministic

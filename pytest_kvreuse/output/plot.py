@@ -259,6 +259,60 @@ def _into_legend(fig: Figure, text: str) -> None:
             return
 
 
+@dataclass(frozen=True)
+class ReplicaLine:
+    """Hit fraction (a share in [0, 1], None where undefined) against the number of
+    replicas: one routing policy at one GPU size, or the pooled cache of ``N * C``."""
+
+    label: str
+    replicas: Sequence[int]
+    hit: Sequence[float | None]
+    color: str
+    dashed: bool = False
+
+
+def replicas_figure(lines: Sequence[ReplicaLine], *, title: str | None = None) -> Figure:
+    """Hit fraction against the number of replicas (log2 x axis, one tick per count
+    drawn), a solid line per routing policy and GPU size, a dashed one for the pooled
+    cache of the same total size; the legend below the axes, as in :func:`ccdf_figure`."""
+    fig = Figure(figsize=(_WIDTH, _PLOT_HEIGHT), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    handles = []
+    counts: set[int] = set()
+    for line in lines:
+        pts = [(n, h * 100.0) for n, h in zip(line.replicas, line.hit, strict=True)
+               if _finite(h)]
+        if not pts:
+            continue
+        counts.update(n for n, _ in pts)
+        x, y = zip(*pts, strict=True)
+        (h,) = ax.plot(x, y, ls="--" if line.dashed else "-", marker="o", ms=4,
+                       lw=1.2 if line.dashed else 1.6, color=line.color, label=line.label)
+        handles.append(h)
+    ax.set_xscale("log", base=2)
+    ticks = sorted(counts) or [1]
+    ax.set_xticks(ticks)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos=None: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlim(ticks[0] / 1.3, ticks[-1] * 1.3)
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("replicas behind the router")
+    ax.set_ylabel("% of tokens hit in the GPU caches")
+    ax.grid(True, which="both", alpha=0.25)
+    if title:
+        ax.set_title(title, fontsize=11, parse_math=False)
+    legends = []
+    if handles:
+        legend = fig.legend(handles, [h.get_label() for h in handles], fontsize=_FONT,
+                            loc="upper left")
+        for t in legend.get_texts():
+            t.set_parse_math(False)
+        legends.append(legend)
+    _layout(fig, ax, legends)
+    return fig
+
+
 def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
     """PNG or SVG bytes; the SVG carries no date and fixed ids: the same plot, the same
     bytes (reports and saved plots diff cleanly)."""

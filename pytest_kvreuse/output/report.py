@@ -67,7 +67,7 @@ from ..result import (
     item_outcomes,
 )
 from .baseline_view import baseline_view
-from .plot import GpuLine, Series, ccdf_figure, svg_data_uri
+from .plot import GpuLine, ReplicaLine, Series, ccdf_figure, replicas_figure, svg_data_uri
 
 __all__ = ["UNDEFINED", "render_report", "results_json", "run_info", "write_json", "write_report"]
 
@@ -297,7 +297,8 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
         "path": result.path, "checks": checks, "failed": failed,
         "params": _param_rows(result.params), "figures": [], "sizes": [],
         "size_columns": [], "plot": None, "plot_alt": "", "time_plot": None,
-        "time_plot_alt": "", "timings": "", "headline": None,
+        "time_plot_alt": "", "replica_plot": None, "replica_plot_alt": "",
+        "timings": "", "headline": None,
         "baseline": baseline_view(result), "engine_notes": [],
     }
     if result.error is not None:
@@ -306,6 +307,7 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
     view["size_columns"], view["sizes"] = _size_table(result)
     view["plot"], view["plot_alt"] = _plot(result, name)
     view["time_plot"], view["time_plot_alt"] = _time_plot(result, name)
+    view["replica_plot"], view["replica_plot_alt"] = _replica_plot(result, name)
     # Timings live in the run block, by trace name.
     timings = (run_timings or {}).get(name) or {}
     view["timings"] = _timings_text(timings if isinstance(timings, dict) else {})
@@ -545,6 +547,46 @@ def _time_plot(result: TraceResult, name: str) -> tuple[str | None, str]:
            f"seconds later (log x axis)")
     if lines:
         alt += "; TTL lines at " + ", ".join(g.label for g in lines)
+    return svg_data_uri(fig), alt
+
+
+_ROUTING_COLORS = {"round-robin": "C0", "prefix": "C3", "session": "C2", "random": "C4"}
+
+
+def _replica_plot(result: TraceResult, name: str) -> tuple[str | None, str]:
+    """Hit fraction against the number of replicas, per routing policy and GPU size, with
+    the pooled cache of ``N * C`` as the reference; None without routed figures."""
+    routed = result.figures.get("routed_hit_fraction") or {}
+    pooled = result.figures.get("lru_hit_fraction") or {}
+    m = METRICS["routed_hit_fraction"]
+    series: dict[tuple[int, str], dict[int, float | None]] = {}
+    for key, hit in routed.items():
+        args = parse_arg_key(m, key)
+        series.setdefault((int(args["at"]), str(args["routing"])), {})[
+            int(args["replicas"])] = hit
+    if not any(v is not None for s in series.values() for v in s.values()):
+        return None, ""
+    sizes = sorted({size for size, _ in series})
+    lines = []
+    for size in sizes:
+        # More than one size: the size names its lines (same colours, told apart by label).
+        at = f" at {size:,} tokens" if len(sizes) > 1 else ""
+        counts: list[int] = []
+        for (s, routing), points in sorted(series.items()):
+            if s != size:
+                continue
+            counts = sorted(set(counts) | set(points))
+            ns = sorted(points)
+            lines.append(ReplicaLine(f"{routing}{at}", ns, [points[n] for n in ns],
+                                     _ROUTING_COLORS.get(routing, "C5")))
+        lines.append(ReplicaLine(f"one pooled LRU cache of N x {size:,} tokens", counts,
+                                 [pooled.get(str(n * size)) for n in counts], "dimgray",
+                                 dashed=True))
+    title = f"{name}: GPU cache of {', '.join(f'{s:,}' for s in sizes)} tokens per replica"
+    fig = replicas_figure(lines, title=title)
+    alt = (f"Hit fraction of {name} (y, %) against the number of replicas (x) for "
+           + ", ".join(dict.fromkeys(r for _, r in series)) + " routing, and the pooled "
+           "cache of the same total size")
     return svg_data_uri(fig), alt
 
 
