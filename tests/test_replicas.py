@@ -5,6 +5,7 @@ reference figures of the shared synthetic trace; errors."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -198,3 +199,18 @@ def test_pooled_distance_is_the_lru_pass(synthetic):
     d = synthetic._pooled_distance
     assert int(np.count_nonzero(d < 1_000_000 // 64)) * 64 / synthetic.counted_tokens == \
         synthetic.lru_hit_fraction(1_000_000)
+
+
+def test_replica_cache_sizes_in_bytes_with_the_model():
+    # deepseek-v3, bf16: 70,272 bytes per token; 10 MiB hold floor(10 MiB / (70272 * 64))
+    # = 2 blocks per replica, the same figures as 128 tokens.
+    a = analyze(Path(__file__).resolve().parents[1] / "example_traces"
+                / "chat_sessions.mooncake.jsonl", model="deepseek-v3", block_size=64)
+    assert a.tokens("10MiB") == 128
+    assert a.routed_hit_fraction("10MiB", replicas=4, routing="prefix") == \
+        a.routed_hit_fraction(128, replicas=4, routing="prefix")
+    assert a.routed_tier_fractions("10MiB", "1GiB", replicas=2) == \
+        a.routed_tier_fractions(128, a.tokens("1GiB"), replicas=2)
+    with pytest.raises(KvReuseError, match="name the model"):
+        analyze(Path(__file__).resolve().parents[1] / "example_traces"
+                / "chat_sessions.mooncake.jsonl").routed("10MiB", replicas=2)

@@ -414,6 +414,7 @@ class ReuseAnalysis:
         ``prefix`` (the replica holding the longest head run of the request among those
         under ``ceil((1 + load_slack) * (i + 1) / N)`` requests), ``session`` (a stable
         hash of the session; the trace must carry sessions) or ``random`` (``seed``)."""
+        cache_tokens = self.tokens(cache_tokens)
         m = capacity_blocks(cache_tokens, self.block_size, "GPU cache size")
         n, routing = check_replicas(replicas), check_routing(routing)
         slack = check_load_slack(load_slack)
@@ -448,6 +449,8 @@ class ReuseAnalysis:
         miss shares (they add up to 1); and beside them the same with a private tier of
         ``lower_tier_tokens // replicas`` per replica (``private_tier_hit``,
         ``private_miss``)."""
+        cache_tokens = self.tokens(cache_tokens)
+        lower_tier_tokens = self.tokens(lower_tier_tokens)
         m = capacity_blocks(cache_tokens, self.block_size, "GPU cache size")
         shared = capacity_blocks(lower_tier_tokens, self.block_size, "lower tier size")
         n, routing = check_replicas(replicas), check_routing(routing)
