@@ -43,6 +43,9 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
                                                  where="analyze()")
     except ParamError as exc:
         raise ParamError(exc.message, path=path) from None
+    if params.sampled:
+        return _analyze_sampled(path, params, cache_dir=cache_dir, use_cache=use_cache,
+                                progress=progress, known_sha256=known_sha256)
     start = time.perf_counter()
     # One source for detection, parse and hash: a pipe is read once, into a temporary file.
     with open_source(path, known_sha256=known_sha256) as source:
@@ -57,6 +60,28 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
                              timings={"load_s": load_s}, warmup=params.warmup)
     # The hash of the bytes analysed when it was computed (always for a pipe, whose
     # bytes cannot be read again); None for a regular file nobody hashed.
+    analysis.content_sha256 = source.known_sha256
+    return analysis
+
+
+def _analyze_sampled(path: str | os.PathLike[str], params: AnalysisParams, *,
+                     known_sha256: str | None, **text_options: object) -> ReuseAnalysis:
+    """``sample`` / ``sample_keys``: the trace read once, only kept keys' blocks stored
+    (docs/sampling.md)."""
+    from .core.sampled import SampledAnalysis
+    from .loaders.sampled import load_sampled_stream
+
+    start = time.perf_counter()
+    with open_source(path, known_sha256=known_sha256) as source:
+        stream, sample = load_sampled_stream(
+            source, block_size=params.block_size, format=params.format,
+            hash_block_size=params.hash_block_size, rate=params.sample or 1.0,
+            max_keys=params.sample_keys, tokenizer=params.tokenizer, prompt=params.prompt,
+            **text_options)
+    analysis = SampledAnalysis(stream, sample,
+                               params=resolved_params(params, stream.meta, path),
+                               timings={"load_s": time.perf_counter() - start},
+                               warmup=params.warmup)
     analysis.content_sha256 = source.known_sha256
     return analysis
 

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 from . import __version__
 from .errors import KvReuseError
+from .formatting import error_text
 from .loaders.registry import HASH_ID_FORMATS
-from .metrics import NO_SESSIONS, NO_TIMESTAMPS, Metric, metric
+from .metrics import NO_SESSIONS, NO_TIMESTAMPS, Metric, metric, sampling_of
 
 
 class CheckError(KvReuseError):
@@ -128,10 +129,24 @@ def evaluate(analysis: object, check: Check) -> tuple[float, str | None]:
     if math.isnan(value):
         return value, f"{where} is undefined: {why_undefined(analysis, m)}"
     if check.min is not None and value < check.min:
-        return value, f"{where} is {m.exact(value)}, below the minimum {check.min:g}"
+        return value, (f"{where} is {m.exact(value)}{_sampled(analysis, check)}, below the "
+                       f"minimum {check.min:g}")
     if check.max is not None and value > check.max:
-        return value, f"{where} is {m.exact(value)}, above the maximum {check.max:g}"
+        return value, (f"{where} is {m.exact(value)}{_sampled(analysis, check)}, above the "
+                       f"maximum {check.max:g}")
     return value, None
+
+
+def _sampled(analysis: object, check: Check) -> str:
+    """`` (sampled at rate 0.01 (...): an estimate, standard error 0.32 points)`` for a
+    figure of a sampled analysis (docs/sampling.md), else nothing."""
+    error = getattr(analysis, "figure_error", None)
+    if error is None or sampling_of(check.metric) == "exact":
+        return ""
+    e = error(check.metric, **check.arguments)
+    text = error_text(_metric(check.metric).unit, e, 4, "unknown")
+    return (f" ({analysis.sampled_note}: an estimate, "  # type: ignore[attr-defined]
+            f"standard error {text})")
 
 
 def describe_parameters(analysis: object) -> str:

@@ -14,9 +14,9 @@ from .baselines.drift import Tolerance, compare_runs, format_comparison, parse_t
 from .baselines.storage import describe_run, load_results
 from .core.analysis import ReuseAnalysis
 from .errors import KvReuseError
-from .formatting import UNDEFINED_TEXT, defined, percent, seconds, tokens
+from .formatting import UNDEFINED_TEXT, defined, estimate_text, percent, seconds, tokens
 from .loaders.fingerprint import content_sha256
-from .metrics import METRICS, OPT_METRICS, parse_name, parse_seconds, parse_tokens
+from .metrics import METRICS, OPT_METRICS, figure_title, parse_name, parse_seconds, parse_tokens
 from .params import PARAMS, AnalysisParams, Param
 from .result import TraceResult, trace_timings
 
@@ -58,7 +58,7 @@ def _param_type(param: Param) -> Callable[[str], object] | None:
     """Reads a flag's text as the parameter's type and checks it where it is written."""
     if param.choices is not None:
         return None
-    kind = type(param.default) if param.default is not None else int
+    kind = param.kind or (type(param.default) if param.default is not None else int)
 
     def read(text: str) -> object:
         try:
@@ -194,8 +194,8 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
                      f"figures over {a.counted_requests:,} requests, "
                      f"{a.counted_tokens:,} tokens")
     if a.reuse_count:
-        lines.append(f"interval, tokens: min {a.interval_min:,}, median {a.interval_median:,}, "
-                     f"max {a.interval_max:,}")
+        lines.append(f"interval, tokens: min {tokens(a.interval_min, 'not sampled')}, median "
+                     f"{a.interval_median:,}, max {tokens(a.interval_max, 'not sampled')}")
     lines.append(f"first touches:    {_percent(a.compulsory_fraction)} of tokens (compulsory)")
     if gpu is not None:
         lines.append(f"offloadable at {gpu:,} tokens: {_percent(a.offloadable_fraction(gpu))} "
@@ -217,7 +217,30 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
             lines.append(f"{name} (block-level): hit {_percent(hit)}")
     if ttls:
         lines.extend(_time_lines(a, ttls))
+    if getattr(a, "sample", None) is not None:
+        lines[1:1] = [f"sample:           SHARDS, {a.sampled_note}: figures are estimates "
+                      "(requests, blocks, tokens counted exactly)"]
+        lines.extend(_sample_lines(a, gpu, opt=opt, ttls=ttls))
     return "\n".join(lines)
+
+
+def _sample_lines(a: ReuseAnalysis, gpu: int | None, *, opt: bool,
+                  ttls: Sequence[int | float]) -> list[str]:
+    """Every estimated figure of the summary with its standard error (docs/sampling.md)."""
+    wanted: list[tuple[str, dict]] = [("unique_blocks", {}), ("reuse_count", {}),
+                                      ("reused_fraction", {}), ("compulsory_fraction", {})]
+    if gpu is not None:
+        names = ["offloadable_fraction", "lru_hit_fraction", "lru_offloadable_fraction"]
+        wanted += [(n, {"at": gpu}) for n in names + (["opt_hit_fraction"] if opt else [])]
+    if a.times_reason is None:
+        wanted += [("ttl_hit_fraction", {"at": t}) for t in ttls]
+    lines = [f"sampled estimates, ± {a.error_method}:"]  # type: ignore[attr-defined]
+    for name, args in wanted:
+        m = METRICS[name]
+        value, error = m.value(a, **args), a.figure_error(name, **args)  # type: ignore[attr-defined]
+        text = estimate_text(m.unit, value, error, 4, UNDEFINED_TEXT)
+        lines.append(f"  {figure_title(name, args)}: {text}")
+    return lines
 
 
 def _points(x: float | None) -> str:

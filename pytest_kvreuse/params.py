@@ -49,6 +49,15 @@ def _name(name: str, value: object) -> str:
     return value
 
 
+def _optional_rate(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or math.isnan(value) or not 0.0 < float(value) <= 1.0:
+        raise ParamError(f"{name} must be a sampling rate in (0, 1], got {value!r}")
+    return float(value)
+
+
 def _fraction(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not 0.0 <= float(value) < 1.0 or math.isnan(value):
@@ -71,6 +80,8 @@ class Param:
     aliases: tuple[str, ...] = ()
     # Only text traces are tokenized: for hash-id traces the parameter changes nothing.
     text_only: bool = False
+    # How a flag's text is read when the default (None) does not say.
+    kind: type | None = None
 
     @property
     def flag(self) -> str:
@@ -116,6 +127,15 @@ class AnalysisParams:
         0.0, _fraction,
         "steady state: the first F of the requests (a fraction in [0, 1)) fill the cache "
         "but are not counted (default: 0)", metavar="F")
+    sample: float | None = _param(
+        None, _optional_rate,
+        "sampled analysis (SHARDS): keep the blocks of the keys whose fixed hash falls "
+        "below rate R in (0, 1]; figures are estimates with their error (default: exact)",
+        metavar="R", kind=float)
+    sample_keys: int | None = _param(
+        None, _optional_positive_int,
+        "sampled analysis in bounded memory: at most N keys kept, the rate lowered as "
+        "keys arrive (with --sample: starting from that rate)", metavar="N")
 
     def __post_init__(self) -> None:
         for p in PARAMS:
@@ -132,6 +152,11 @@ class AnalysisParams:
                 raise ParamError(f"unknown argument {key!r}{at} (analysis parameters: "
                                  f"{', '.join(PARAM_NAMES)})")
         return cls(**{k: v for k, v in values.items() if v is not None})
+
+    @property
+    def sampled(self) -> bool:
+        """A sampled analysis (docs/sampling.md): ``sample`` or ``sample_keys`` set."""
+        return self.sample is not None or self.sample_keys is not None
 
     def with_values(self, **values: object) -> AnalysisParams:
         return replace(self, **values)
@@ -159,6 +184,10 @@ class AnalysisParams:
         parts = [f"block size {self.block_size}", f"tokenizer {tok}"]
         if self.warmup:
             parts.append(f"warm-up {self.warmup:g}")
+        if self.sampled:
+            parts.append("sampled" + (f" at rate {self.sample:g}" if self.sample else "")
+                         + (f", at most {self.sample_keys:,} keys"
+                            if self.sample_keys else ""))
         return ", ".join(parts)
 
 

@@ -34,7 +34,9 @@ class BlockStream:
     ``request[i]`` is the request that block belongs to (non-decreasing). Per request:
     ``prompt_tokens`` (partial tail included), ``timestamps`` (seconds for every format,
     NaN when unknown: docs/times.md) and
-    ``sessions`` (dense ids, -1 when unknown).
+    ``sessions`` (dense ids, -1 when unknown). ``positions``: each block's index in the whole
+    stream when this one holds only some of its blocks (a sample, docs/sampling.md; None:
+    ``arange``).
     """
 
     keys: np.ndarray
@@ -45,6 +47,7 @@ class BlockStream:
     sessions: np.ndarray
     meta: dict = field(default_factory=dict)
     layout: SlotLayout | None = None
+    positions: np.ndarray | None = None
 
     @property
     def num_requests(self) -> int:

@@ -10,6 +10,7 @@ import math
 import os
 import warnings
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -76,8 +77,16 @@ def _chat_field(record: dict, name: str, default: object, path: str, lineno: int
 
 
 def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
-                       native_block_size: int | None = None) -> HashIdTrace:
-    """Read a Mooncake (``flavour="mooncake"``) or Qwen-Bailian (``"bailian"``) JSONL trace."""
+                       native_block_size: int | None = None,
+                       on_chunk: Callable[[HashIdTrace, int], None] | None = None,
+                       chunk_requests: int = 1 << 14) -> HashIdTrace:
+    """Read a Mooncake (``flavour="mooncake"``) or Qwen-Bailian (``"bailian"``) JSONL trace.
+
+    With ``on_chunk`` (a sampled analysis, docs/sampling.md) the hash ids are handed over
+    every ``chunk_requests`` records, as ``on_chunk(piece, first_request)`` (``piece``: a
+    HashIdTrace of those records, sessions unknown), and not kept: the trace returned holds
+    every per-request array but no hash ids.
+    """
     spath = os.fspath(path)
     if native_block_size is None:
         native_block_size = MOONCAKE_HASH_BLOCK if flavour == "mooncake" else BAILIAN_HASH_BLOCK
@@ -97,6 +106,18 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     add_ids, add_count, add_length = all_ids.extend, counts.append, lengths.append
     add_line, add_stamp = lines.append, stamps.append
     bailian = flavour == "bailian"
+    flushed = 0
+
+    def flush() -> None:
+        nonlocal all_ids, add_ids, flushed
+        end = len(counts)
+        piece = _piece(spath, all_ids, counts, lengths, stamps, lines, flushed, end,
+                       native_block_size, bailian)
+        all_ids = array("q")
+        add_ids = all_ids.extend
+        on_chunk(piece, flushed)  # type: ignore[misc]
+        flushed = end
+
     for lineno, raw, rec in iter_raw_records(spath):
         ids = rec.get("hash_ids")
         if type(ids) is not list:
@@ -145,6 +166,10 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
                                        path=spath, line=lineno)
             chat_ids.append(chat)
             parent_ids.append(parent)
+        if on_chunk is not None and len(counts) - flushed >= chunk_requests:
+            flush()
+    if on_chunk is not None and len(counts) > flushed:
+        flush()
 
     if not counts:
         raise EmptyTraceError("trace holds no requests", path=spath)
@@ -163,6 +188,8 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         # Mooncake stamps are milliseconds; every stream carries seconds (docs/times.md),
         # so no consumer has to know the format a stream came from.
         timestamps /= 1000.0
+    if on_chunk is not None:
+        offsets = np.zeros(num + 1, dtype=np.int64)
     return HashIdTrace(
         path=spath,
         hash_ids=np.frombuffer(all_ids, dtype=np.int64) if all_ids else np.zeros(0, np.int64),
@@ -173,6 +200,25 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         lines=line_array,
         native_block_size=native_block_size,
     )
+
+
+def _piece(path: str, ids: array, counts: array, lengths: array, stamps: array,
+           lines: array, lo: int, hi: int, native: int, bailian: bool) -> HashIdTrace:
+    """Records ``lo`` to ``hi`` of a trace being read, as a HashIdTrace of their own."""
+    def part(values: array, dtype: type) -> np.ndarray:
+        return np.frombuffer(values, dtype=dtype)[lo:hi].copy()
+
+    offsets = np.zeros(hi - lo + 1, dtype=np.int64)
+    np.cumsum(part(counts, np.int64), out=offsets[1:])
+    stamps_s = part(stamps, np.float64)
+    if not bailian:
+        stamps_s /= 1000.0
+    return HashIdTrace(
+        path=path,
+        hash_ids=np.frombuffer(ids, dtype=np.int64).copy() if ids else np.zeros(0, np.int64),
+        offsets=offsets, input_lengths=part(lengths, np.int64), timestamps=stamps_s,
+        sessions=np.full(hi - lo, -1, dtype=np.int64), lines=part(lines, np.int64),
+        native_block_size=native)
 
 
 def _check_chat_ids(record: dict, path: str, lineno: int) -> None:
@@ -236,34 +282,8 @@ def _bailian_sessions(chat_ids: list[int], parent_ids: list[int]) -> np.ndarray:
 
 def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
     """Cut every request into full blocks of ``block_size`` tokens keyed by prefix."""
+    nblocks, per_native = blocks_per_request(trace, block_size)
     native = trace.native_block_size
-    if block_size <= 0:
-        raise BlockSizeError(f"block size must be positive, got {block_size}")
-    if native % block_size == 0:
-        per_native = native // block_size
-    elif block_size % native == 0:
-        per_native = None
-    else:
-        raise BlockSizeError(
-            f"block size {block_size} does not fit the trace's native hash block of {native} "
-            f"tokens: it must divide it or be a multiple of it (try --block-size "
-            f"{math.gcd(block_size, native)} or --hash-block-size)", path=trace.path)
-
-    nblocks = trace.input_lengths // block_size
-    have = np.diff(trace.offsets)
-    # Full blocks need hash ids up to the last one they touch: check per request.
-    if per_native is not None:
-        needed = -(-nblocks // per_native)
-    else:
-        needed = nblocks * (block_size // native)
-    short = np.flatnonzero(needed > have)
-    if short.size:
-        r = int(short[0])
-        raise TraceFormatError(
-            f"input_length {int(trace.input_lengths[r])} needs {int(needed[r])} hash_ids of "
-            f"{native} tokens, the record has {int(have[r])}",
-            path=trace.path, line=int(trace.lines[r]))
-
     native_ids, n_native = dense_ids(trace.hash_ids)
     total = int(nblocks.sum())
     req = request_index(nblocks)
@@ -300,6 +320,39 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         sessions=trace.sessions,
         layout=layout,
     )
+
+
+def blocks_per_request(trace: HashIdTrace, block_size: int) -> tuple[np.ndarray, int | None]:
+    """Each request's full blocks, and the blocks per native id (None when a block spans
+    several): the block size and every request's hash ids checked."""
+    native = trace.native_block_size
+    if block_size <= 0:
+        raise BlockSizeError(f"block size must be positive, got {block_size}")
+    if native % block_size == 0:
+        per_native = native // block_size
+    elif block_size % native == 0:
+        per_native = None
+    else:
+        raise BlockSizeError(
+            f"block size {block_size} does not fit the trace's native hash block of {native} "
+            f"tokens: it must divide it or be a multiple of it (try --block-size "
+            f"{math.gcd(block_size, native)} or --hash-block-size)", path=trace.path)
+
+    nblocks = trace.input_lengths // block_size
+    have = np.diff(trace.offsets)
+    # Full blocks need hash ids up to the last one they touch: check per request.
+    if per_native is not None:
+        needed = -(-nblocks // per_native)
+    else:
+        needed = nblocks * (block_size // native)
+    short = np.flatnonzero(needed > have)
+    if short.size:
+        r = int(short[0])
+        raise TraceFormatError(
+            f"input_length {int(trace.input_lengths[r])} needs {int(needed[r])} hash_ids of "
+            f"{native} tokens, the record has {int(have[r])}",
+            path=trace.path, line=int(trace.lines[r]))
+    return nblocks, per_native
 
 
 def _keys_of_slots(layout: SlotLayout, total: int, n_native: int) -> np.ndarray:

@@ -51,11 +51,12 @@ from ..formatting import (
     UNDEFINED,
     count,
     digits_apart,
+    estimate_text,
     percent,
     seconds,
     value_text,
 )
-from ..metrics import METRICS, figure_title, parse_arg_key
+from ..metrics import METRICS, Metric, figure_title, parse_arg_key
 from ..result import (
     Results,
     TraceLike,
@@ -292,6 +293,7 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
         "size_columns": [], "plot": None, "plot_alt": "", "time_plot": None,
         "time_plot_alt": "", "timings": "", "headline": None,
         "baseline": baseline_view(result),
+        "sample": sample_note(result),
     }
     if result.error is not None:
         return view
@@ -323,14 +325,34 @@ def _figure_rows(result: TraceResult) -> list[dict]:
             continue
         v = result.figures[m.name]
         if not m.args:
-            rows.append({"label": m.label, "text": m.text(v), "key": f"figures.{m.name}",
-                         "json": _json_value(v)})
+            rows.append({"label": m.label, "text": _text(result, m, None, v),
+                         "key": f"figures.{m.name}", "json": _json_value(v)})
             continue
         for key, value in (v.items() if isinstance(v, dict) else ()):
             rows.append({"label": figure_title(m.name, parse_arg_key(m, key)),
-                         "text": m.text(value), "key": f"figures.{m.name}.{key}",
-                         "json": _json_value(value)})
+                         "text": _text(result, m, key, value),
+                         "key": f"figures.{m.name}.{key}", "json": _json_value(value)})
     return rows
+
+
+def sample_note(result: TraceResult) -> str | None:
+    """How a sampled result says so (docs/sampling.md); None for an exact one."""
+    sample = result.sample
+    if not sample:
+        return None
+    not_sampled = ", ".join(sorted(sample.get("not_sampled") or {}))
+    return (f"SHARDS at rate {sample.get('rate'):.6g}, {count(sample.get('kept_keys'))} "
+            f"keys kept: figures are estimates ± {sample.get('error')}"
+            + (f"; not estimated: {not_sampled}" if not_sampled else "") + ".")
+
+
+def _text(result: TraceResult, m: Metric, key: str | None, value: object) -> str:
+    """A figure's text; a sampled one's with its standard error."""
+    errors = (result.sample or {}).get("errors") or {}
+    if m.name not in errors:
+        return m.text(value)
+    error = errors[m.name] if key is None else (errors[m.name] or {}).get(key)
+    return estimate_text(m.unit, value, error)
 
 
 def _size_table(result: TraceResult) -> tuple[list[str], list[dict]]:
@@ -345,7 +367,8 @@ def _size_table(result: TraceResult) -> tuple[list[str], list[dict]]:
         for _, name, per in columns:
             present = str(size) in per
             v = per.get(str(size))
-            cells.append({"text": METRICS[name].text(v) if present else "",
+            cells.append({"text": _text(result, METRICS[name], str(size), v) if present
+                          else "",
                           "key": f"figures.{name}.{size}", "json": _json_value(v),
                           "present": present})
         rows.append({"tokens": size, "text": f"{size:,}", "cells": cells})
