@@ -292,7 +292,7 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         # Each (request, hash id) slot is a run of consecutive keys id * per_native + s:
         # written as steps and summed in place, so the keys are the one array of blocks
         # this builds (fresh memory costs page faults; an index array would double it).
-        layout = _slot_layout(trace, native_ids, nblocks, first_block, per_native)
+        layout = slot_layout(trace, native_ids, nblocks, first_block, per_native)
         keys = _keys_of_slots(layout, total, n_native)
     else:
         layout = None
@@ -368,7 +368,7 @@ def _keys_of_slots(layout: SlotLayout, total: int, n_native: int) -> np.ndarray:
     return keys
 
 
-def _slot_layout(trace: HashIdTrace, native_ids: np.ndarray, nblocks: np.ndarray,
+def slot_layout(trace: HashIdTrace, native_ids: np.ndarray, nblocks: np.ndarray,
                  first_block: np.ndarray, per_native: int) -> SlotLayout:
     """The hash ids each request's full blocks use, one slot per (request, hash id)."""
     slots = -(-nblocks // per_native)

@@ -13,10 +13,13 @@ import numpy as np
 
 from ..core.blocks import BlockStream, request_index
 from ..core.sampling import Sample, SampleBuilder, keep_below, key_hash, sample_stream
-from .hashids import HashIdTrace, _slot_layout, blocks_per_request, read_hash_id_trace
+from .hashids import HashIdTrace, blocks_per_request, read_hash_id_trace, slot_layout
 from .registry import HASH_ID_FORMATS, detect_format
 from .source import TraceSource
 from .stream import load_block_stream
+
+# Requests read per chunk: a chunk's blocks are built and dropped (a few MB at B = 64).
+CHUNK_REQUESTS = 1 << 14
 
 
 def _add_chunk(builder: SampleBuilder, piece: HashIdTrace, block_size: int) -> None:
@@ -34,7 +37,7 @@ def _add_chunk(builder: SampleBuilder, piece: HashIdTrace, block_size: int) -> N
         keep = np.flatnonzero(keep_below(hashes, threshold))
         builder.add_kept(hashes[keep], keep, request_index(nblocks)[keep], nblocks)
         return
-    layout = _slot_layout(piece, piece.hash_ids, nblocks, first_block, per)
+    layout = slot_layout(piece, piece.hash_ids, nblocks, first_block, per)
     distinct, which = np.unique(layout.key, return_inverse=True)
     # Every (distinct id, sub-block) of the chunk hashed once: a table, not a pass per block.
     table = key_hash(np.repeat(distinct, per), np.tile(np.arange(per, dtype=np.uint64),
@@ -67,7 +70,7 @@ def load_sampled_stream(source: TraceSource, *, block_size: int, format: str = "
         _add_chunk(builder, piece, block_size)
 
     trace = read_hash_id_trace(source.path, flavour=fmt, native_block_size=hash_block_size,
-                               on_chunk=add)
+                               on_chunk=add, chunk_requests=CHUNK_REQUESTS)
     meta = {"format": fmt, "hash_block_size": trace.native_block_size,
             "path": str(source.name)}
     return builder.stream(block_size, trace.input_lengths, trace.timestamps,
