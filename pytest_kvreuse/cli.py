@@ -14,7 +14,15 @@ from .baselines.drift import Tolerance, compare_runs, format_comparison, parse_t
 from .baselines.storage import describe_run, load_results
 from .core.analysis import ReuseAnalysis
 from .errors import KvReuseError
-from .formatting import UNDEFINED_TEXT, defined, estimate_text, percent, seconds, tokens
+from .formatting import (
+    UNDEFINED_TEXT,
+    count,
+    defined,
+    estimate_text,
+    percent,
+    seconds,
+    tokens,
+)
 from .loaders.fingerprint import content_sha256
 from .metrics import METRICS, OPT_METRICS, figure_title, parse_name, parse_seconds, parse_tokens
 from .params import PARAMS, AnalysisParams, Param
@@ -194,8 +202,8 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
                      f"figures over {a.counted_requests:,} requests, "
                      f"{a.counted_tokens:,} tokens")
     if a.reuse_count:
-        lines.append(f"interval, tokens: min {tokens(a.interval_min, 'not sampled')}, median "
-                     f"{a.interval_median:,}, max {tokens(a.interval_max, 'not sampled')}")
+        lines.append(f"interval, tokens: min {count(a.interval_min, 'not sampled')}, median "
+                     f"{a.interval_median:,}, max {count(a.interval_max, 'not sampled')}")
     lines.append(f"first touches:    {_percent(a.compulsory_fraction)} of tokens (compulsory)")
     if gpu is not None:
         lines.append(f"offloadable at {gpu:,} tokens: {_percent(a.offloadable_fraction(gpu))} "

@@ -31,6 +31,9 @@ from .lru import LruProfile
 from .opt import OptProfile
 from .sampling import GROUPS, Sample, sub_sample
 
+# Below this many keys in a sub-sample the error is unknown rather than estimated.
+MIN_GROUP_KEYS = 10
+
 
 def _scaled(distances: np.ndarray | None, rate: float) -> np.ndarray | None:
     # floor(d / R) < M  <=>  d < M * R: the sample's distance against the whole cache.
@@ -148,10 +151,12 @@ class SampledAnalysis(ReuseAnalysis):
 
     def figure_error(self, metric: str, **args: object) -> float | None:
         """One standard error of the figure ``metric`` at ``args``, from the spread over the
-        hash sub-samples; None for a figure counted exactly, or one that has no estimate
-        (or too few sub-samples defining it)."""
+        hash sub-samples; None for a figure counted exactly, one that has no estimate, or
+        when a sub-sample holds fewer than ``MIN_GROUP_KEYS`` keys (unknown, not small)."""
         if sampling_of(metric) != "estimate":
             return None
+        if min(g.sample.kept_keys for g in self.groups) < MIN_GROUP_KEYS:
+            return None  # a spread over a handful of keys would claim a false precision
         m = METRICS[metric]
         values = [v for v in (m.value(g, **args) for g in self.groups) if v is not None]
         if len(values) < 2:
