@@ -93,6 +93,46 @@ def bench_trace(name: str, trace: Path, block_size: int, lru: bool, cache_dir: s
     sys.stdout.flush()
 
 
+def validate_errors(trace: Path, rate: float, windows: int, cache_dir: str) -> None:
+    """Does the reported standard error cover the error? ``windows`` disjoint samples at
+    ``rate`` (keys hashing in ``[k R, (k + 1) R)``: a shifted threshold, the same sampling
+    otherwise) give the spread of the estimate itself, to set beside the mean reported
+    error, and the share of estimates within 2 reported errors of the exact figure."""
+    import numpy as np
+
+    from pytest_kvreuse import analyze
+    from pytest_kvreuse.core.sampled import SampledAnalysis
+    from pytest_kvreuse.core.sampling import key_hash, rate_threshold, sample_stream
+    from pytest_kvreuse.metrics import METRICS
+
+    exact = analyze(trace, cache_dir=cache_dir, progress=False)
+    hashes = key_hash(exact.stream.keys)
+    step = rate_threshold(rate)
+    rows: dict[tuple[str, int], list[tuple[float, float]]] = {}
+    for k in range(windows):
+        with np.errstate(over="ignore"):
+            shifted = hashes - np.uint64(k) * step
+        stream, sample = sample_stream(exact.stream, shifted, rate)
+        a = SampledAnalysis(stream, sample)
+        for n in FIGURES:
+            for c in SIZES[:3]:
+                got, se = METRICS[n].value(a, at=c), a.figure_error(n, at=c)
+                rows.setdefault((n, c), []).append((got - METRICS[n].value(exact, at=c),
+                                                    se if se is not None else np.nan))
+    print(f"\n## Error estimate against {windows} disjoint samples at rate {rate:g} "
+          f"({trace.name})\n")
+    print("| figure | size | mean error (bias) | RMS error | mean reported se | within 2 se |")
+    print("|---|---|---|---|---|---|")
+    for (n, c), vals in rows.items():
+        err = np.array([v[0] for v in vals])
+        se = np.array([v[1] for v in vals])
+        label = "offloadable" if n == FIGURES[0] else "LRU hit"
+        print(f"| {label} | {c:,} | {np.mean(err) * 100:+.3f} | "
+              f"{np.sqrt(np.mean(err ** 2)) * 100:.3f} | "
+              f"{np.nanmean(se) * 100:.3f} | {np.mean(np.abs(err) <= 2 * se) * 100:.0f} % |")
+    sys.stdout.flush()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -101,6 +141,8 @@ def main() -> None:
     p.add_argument("--big-exact-lru", type=int, default=1,
                    help="1: the exact child on the generated trace computes LRU too")
     p.add_argument("--shared", type=int, default=1, help="0: skip the shared traces")
+    p.add_argument("--validate", type=int, default=1,
+                   help="0: skip the check of the error estimate on disjoint samples")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "kvreuse-big")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--block-size", type=int, default=64, help=argparse.SUPPRESS)
@@ -119,6 +161,9 @@ def main() -> None:
         for name in ("mooncake_synthetic_trace.jsonl", "synthetic_head120.aiperf.json"):
             if (SHARED / name).exists():
                 bench_trace(name, SHARED / name, 64, True, cache)
+    if args.validate and (SHARED / "mooncake_synthetic_trace.jsonl").exists():
+        for rate, windows in ((0.1, 10), (0.01, 40)):
+            validate_errors(SHARED / "mooncake_synthetic_trace.jsonl", rate, windows, cache)
     if args.big_mb:
         args.out.mkdir(parents=True, exist_ok=True)
         trace = args.out / f"mooncake_{args.big_mb:g}mb.jsonl"

@@ -276,3 +276,23 @@ def test_cli_refuses_a_bad_rate(shared_traces: Path, capsys) -> None:
         main(["analyze", str(shared_traces / SHARED), "--sample", "2"])
     assert exc.value.code == 2
     assert "sampling rate in (0, 1]" in capsys.readouterr().err
+
+
+def test_plugin_manifest_check_on_a_sampled_figure_says_so(pytester: pytest.Pytester,
+                                                           shared_traces: Path) -> None:
+    pytester.makefile(".toml", kvreuse=f"""\
+[[trace]]
+name = "synthetic"
+path = "{shared_traces / SHARED}"
+sample = 0.01
+gpu_cache_tokens = 1000000
+
+[[trace.check]]
+metric = "lru_hit_fraction"
+max = 0.01
+""")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=1)
+    out = result.stdout.str()
+    assert "sampled at rate 0.01" in out and "standard error" in out
+    assert "~" in out  # the summary marks the estimates
