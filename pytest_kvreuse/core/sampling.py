@@ -191,13 +191,13 @@ def sample_stream(stream: BlockStream, hashes: np.ndarray, rate: float = 1.0,
 def sub_sample(stream: BlockStream, sample: Sample, group: int) -> tuple[BlockStream, Sample]:
     """The kept blocks of one hash sub-sample: a sample at ``rate / GROUPS``."""
     keep = sample.groups == group
-    keys = stream.keys[keep]
+    # Renumbered: the LRU pass sizes its tables by the largest key.
+    keys, n_keys = dense_ids(stream.keys[keep])
     sub = BlockStream(keys=keys, request=stream.request[keep], block_size=stream.block_size,
                       prompt_tokens=stream.prompt_tokens, timestamps=stream.timestamps,
                       sessions=stream.sessions, meta=stream.meta,
                       positions=stream.positions[keep] if stream.positions is not None
                       else np.flatnonzero(keep))
-    n_keys = int(np.unique(keys).shape[0])
     return sub, Sample(rate=sample.rate / GROUPS, max_keys=None, kept_keys=n_keys,
                        kept_blocks=int(keys.shape[0]),
                        blocks_per_request=sample.blocks_per_request,
