@@ -191,7 +191,8 @@ def sample_stream(stream: BlockStream, hashes: np.ndarray, rate: float = 1.0,
 def sub_sample(stream: BlockStream, sample: Sample, group: int) -> tuple[BlockStream, Sample]:
     """The kept blocks of one hash sub-sample: a sample at ``rate / GROUPS``."""
     keep = sample.groups == group
-    # Renumbered: the LRU pass sizes its tables by the largest key.
+    # Renumbered: a BlockStream's keys stay below a few times its blocks (its contract),
+    # which a tenth of the blocks under the sample's numbering would not.
     keys, n_keys = dense_ids(stream.keys[keep])
     sub = BlockStream(keys=keys, request=stream.request[keep], block_size=stream.block_size,
                       prompt_tokens=stream.prompt_tokens, timestamps=stream.timestamps,
