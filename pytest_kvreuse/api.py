@@ -52,6 +52,10 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
     # The model's geometry before a pipe is drained too: a config lacking a field is said
     # before the trace is read.
     geometry = params.kv_geometry()
+    if params.sampled:
+        return _analyze_sampled(path, params, geometry, cache_dir=cache_dir,
+                                use_cache=use_cache, progress=progress,
+                                known_sha256=known_sha256)
     start = time.perf_counter()
     # One source for detection, parse and hash: a pipe is read once, into a temporary file.
     with open_source(path, known_sha256=known_sha256) as source:
@@ -86,6 +90,32 @@ def for_model(analysis: ReuseAnalysis, params: AnalysisParams) -> ReuseAnalysis:
     out.params = resolved_params(params, analysis.stream.meta, analysis.params["path"],
                                  geometry)
     return out
+
+
+def _analyze_sampled(path: str | os.PathLike[str], params: AnalysisParams,
+                     geometry: KvGeometry | None, *, known_sha256: str | None,
+                     **text_options: object) -> ReuseAnalysis:
+    """``sample`` / ``sample_keys``: the trace read once, only kept keys' blocks stored
+    (docs/sampling.md)."""
+    from .core.sampled import SampledAnalysis
+    from .loaders.sampled import load_sampled_stream
+
+    if params.engine != "ideal" or params.denominator != "blocks":
+        raise ParamError("a sampled analysis (sample, sample_keys) measures the ideal LRU "
+                         "over full-block tokens: it takes neither engine nor denominator")
+    start = time.perf_counter()
+    with open_source(path, known_sha256=known_sha256) as source:
+        stream, sample = load_sampled_stream(
+            source, block_size=params.block_size, format=params.format,
+            hash_block_size=params.hash_block_size, rate=params.sample or 1.0,
+            max_keys=params.sample_keys, tokenizer=params.tokenizer_name,
+            prompt=params.prompt, **text_options)
+    analysis = SampledAnalysis(stream, sample,
+                               params=resolved_params(params, stream.meta, path, geometry),
+                               timings={"load_s": time.perf_counter() - start},
+                               warmup=params.warmup, kv=geometry)
+    analysis.content_sha256 = source.known_sha256
+    return analysis
 
 
 def resolved_params(params: AnalysisParams, meta: dict, path: str | os.PathLike[str],

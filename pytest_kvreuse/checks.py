@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from . import __version__
 from .errors import KvReuseError
-from .formatting import TOKENS, size
+from .formatting import TOKENS, error_text, size
 from .loaders.registry import HASH_ID_FORMATS
-from .metrics import NO_SESSIONS, NO_TIMESTAMPS, Metric, metric
+from .metrics import NO_SESSIONS, NO_TIMESTAMPS, Metric, metric, sampling_of
 
 
 class CheckError(KvReuseError):
@@ -138,10 +138,24 @@ def evaluate(analysis: object, check: Check) -> tuple[float, str | None]:
     else:
         shown, bound = m.exact, (lambda v: f"{v:g}")
     if check.min is not None and value < check.min:
-        return value, f"{where} is {shown(value)}, below the minimum {bound(check.min)}"
+        return value, (f"{where} is {shown(value)}{_sampled(analysis, check)}, below the "
+                       f"minimum {bound(check.min)}")
     if check.max is not None and value > check.max:
-        return value, f"{where} is {shown(value)}, above the maximum {bound(check.max)}"
+        return value, (f"{where} is {shown(value)}{_sampled(analysis, check)}, above the "
+                       f"maximum {bound(check.max)}")
     return value, None
+
+
+def _sampled(analysis: object, check: Check) -> str:
+    """`` (sampled at rate 0.01 (...): an estimate, standard error 0.32 points)`` for a
+    figure of a sampled analysis (docs/sampling.md), else nothing."""
+    error = getattr(analysis, "figure_error", None)
+    if error is None or sampling_of(check.metric) == "exact":
+        return ""
+    e = error(check.metric, **check.arguments)
+    text = error_text(_metric(check.metric).unit, e, 4, "unknown")
+    return (f" ({analysis.sampled_note}: an estimate, "  # type: ignore[attr-defined]
+            f"standard error {text})")
 
 
 def describe_parameters(analysis: object) -> str:

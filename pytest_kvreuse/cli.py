@@ -14,7 +14,17 @@ from .baselines.drift import Tolerance, compare_runs, format_comparison, parse_t
 from .baselines.storage import describe_run, load_results
 from .core.analysis import ReuseAnalysis
 from .errors import KvReuseError
-from .formatting import UNDEFINED_TEXT, defined, percent, ratio, seconds, size, tokens
+from .formatting import (
+    UNDEFINED_TEXT,
+    count,
+    defined,
+    estimate_text,
+    percent,
+    ratio,
+    seconds,
+    size,
+    tokens,
+)
 from .loaders.fingerprint import content_sha256
 from .metrics import (
     LOWER_TIER_SHARE,
@@ -22,6 +32,7 @@ from .metrics import (
     OPT_METRICS,
     REACHABLE_SHARE,
     ROUTINGS,
+    figure_title,
     parse_fraction,
     parse_name,
     parse_replicas,
@@ -240,8 +251,8 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
                      f"figures over {a.counted_requests:,} requests, "
                      f"{a.counted_tokens:,} tokens")
     if a.reuse_count:
-        lines.append(f"interval, tokens: min {a.interval_min:,}, median {a.interval_median:,}, "
-                     f"max {a.interval_max:,}")
+        lines.append(f"interval, tokens: min {count(a.interval_min, 'not sampled')}, median "
+                     f"{a.interval_median:,}, max {count(a.interval_max, 'not sampled')}")
     lines.append(f"first touches:    {_percent(a.compulsory_fraction)} of tokens (compulsory)")
     if gpu is not None and bpt is not None:
         # The sizes in both units once; the figure lines keep reading in tokens.
@@ -284,6 +295,10 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
         lines.extend(capacity_lines(a, None, target_hit))
     if ttls:
         lines.extend(_time_lines(a, ttls))
+    if getattr(a, "sample", None) is not None:
+        lines[1:1] = [f"sample:           SHARDS, {a.sampled_note}: figures are estimates "
+                      "(requests, blocks, tokens counted exactly)"]
+        lines.extend(_sample_lines(a, gpu, opt=opt, ttls=ttls))
     return "\n".join(lines)
 
 
@@ -314,6 +329,25 @@ def capacity_lines(a: ReuseAnalysis, gpu: int | None,
             lines.append(f"below {size(gpu, bpt)} of GPU cache, a lower tier of "
                          f"{size(tier, bpt)} serves {LOWER_TIER_SHARE * 100:.0f} % of what an "
                          "unbounded one would")
+    return lines
+
+
+def _sample_lines(a: ReuseAnalysis, gpu: int | None, *, opt: bool,
+                  ttls: Sequence[int | float]) -> list[str]:
+    """Every estimated figure of the summary with its standard error (docs/sampling.md)."""
+    wanted: list[tuple[str, dict]] = [("unique_blocks", {}), ("reuse_count", {}),
+                                      ("reused_fraction", {}), ("compulsory_fraction", {})]
+    if gpu is not None:
+        names = ["offloadable_fraction", "lru_hit_fraction", "lru_offloadable_fraction"]
+        wanted += [(n, {"at": gpu}) for n in names + (["opt_hit_fraction"] if opt else [])]
+    if a.times_reason is None:
+        wanted += [("ttl_hit_fraction", {"at": t}) for t in ttls]
+    lines = [f"sampled estimates, ± {a.error_method}:"]  # type: ignore[attr-defined]
+    for name, args in wanted:
+        m = METRICS[name]
+        value, error = m.value(a, **args), a.figure_error(name, **args)  # type: ignore[attr-defined]
+        text = estimate_text(m.unit, value, error, 4, UNDEFINED_TEXT)
+        lines.append(f"  {figure_title(name, args)}: {text}")
     return lines
 
 

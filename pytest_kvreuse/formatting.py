@@ -159,3 +159,26 @@ def digits_apart(value: object, bounds: list[object]) -> int:
         if all(percent(value, digits) != percent(b, digits) for b in others):
             return digits
     return 6
+
+
+
+def error_text(unit: str, error: object, digits: int = 2, undefined: str = UNDEFINED) -> str:
+    """The standard error of a sampled figure: a fraction's in percentage points
+    (``0.32 points``), a count's whole (``4,100``)."""
+    if not _real(error):
+        return undefined
+    if unit == FRACTION:
+        return f"{float(error) * 100:.{digits}f} points"  # type: ignore[arg-type]
+    if unit in (COUNT, TOKENS):
+        error = round(float(error))  # type: ignore[arg-type]
+    return value_text(unit, error, digits, undefined)
+
+
+def estimate_text(unit: str, value: object, error: object, digits: int = 2,
+                  undefined: str = UNDEFINED) -> str:
+    """A sampled figure and its standard error: ``58.49 % ± 0.32 points``, ``326,000 ±
+    4,100`` (docs/sampling.md)."""
+    text = value_text(unit, value, digits, undefined)
+    if not _real(error):
+        return f"{text} (sampled, error unknown)"
+    return f"{text} ± {error_text(unit, error, digits, undefined)}"

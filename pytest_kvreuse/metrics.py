@@ -485,3 +485,24 @@ class Figure:
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Figure) and other.label == self.label
+
+
+# -- sampled analysis (docs/sampling.md) ---------------------------------------------------
+
+# Counted on the whole stream even when the keys are sampled: exact, no error.
+COUNTED_WHEN_SAMPLED = frozenset({"num_requests", "num_blocks", "total_tokens",
+                                  "warmup_requests", "counted_tokens"})
+# What a sample cannot estimate, and why (the figure is undefined in a sampled result).
+NOT_SAMPLED: dict[str, str] = {
+    "interval_min": "an extreme of the kept keys says nothing of the whole trace's",
+    "interval_max": "an extreme of the kept keys says nothing of the whole trace's",
+}
+
+
+def sampling_of(name: str) -> str:
+    """How a sampled analysis gives the figure ``name``: ``"exact"`` (counted on the whole
+    stream), ``"none"`` (cannot be sampled: :data:`NOT_SAMPLED` says why) or
+    ``"estimate"`` (every other figure, with its standard error)."""
+    if name in COUNTED_WHEN_SAMPLED:
+        return "exact"
+    return "none" if name in NOT_SAMPLED else "estimate"

@@ -61,6 +61,15 @@ def _optional_name(name: str, value: object) -> str | None:
     return None if value is None else _name(name, value)
 
 
+def _optional_rate(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) \
+            or math.isnan(value) or not 0.0 < float(value) <= 1.0:
+        raise ParamError(f"{name} must be a sampling rate in (0, 1], got {value!r}")
+    return float(value)
+
+
 def _fraction(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) \
             or not 0.0 <= float(value) < 1.0 or math.isnan(value):
@@ -158,6 +167,15 @@ class AnalysisParams:
         "tokens (default); 'prompt', all prompt tokens, partial tails included (as vLLM "
         "counts); 'per-request', the mean of per-request ratios (as aiperf)",
         choices=DENOMINATORS)
+    sample: float | None = _param(
+        None, _optional_rate,
+        "sampled analysis (SHARDS): keep the blocks of the keys whose fixed hash falls "
+        "below rate R in (0, 1]; figures are estimates with their error (default: exact)",
+        metavar="R", kind=float)
+    sample_keys: int | None = _param(
+        None, _optional_positive_int,
+        "sampled analysis in bounded memory: at most N keys kept, the rate lowered as "
+        "keys arrive (with --sample: starting from that rate)", metavar="N")
 
     def __post_init__(self) -> None:
         for p in PARAMS:
@@ -174,6 +192,11 @@ class AnalysisParams:
                 raise ParamError(f"unknown argument {key!r}{at} (analysis parameters: "
                                  f"{', '.join(PARAM_NAMES)})")
         return cls(**{k: v for k, v in values.items() if v is not None})
+
+    @property
+    def sampled(self) -> bool:
+        """A sampled analysis (docs/sampling.md): ``sample`` or ``sample_keys`` set."""
+        return self.sample is not None or self.sample_keys is not None
 
     def with_values(self, **values: object) -> AnalysisParams:
         return replace(self, **values)
@@ -248,6 +271,10 @@ class AnalysisParams:
         for p in PARAMS:
             if p.name in ("engine", "denominator") and getattr(self, p.name) != p.default:
                 parts.append(f"{p.name} {getattr(self, p.name)}")
+        if self.sampled:
+            parts.append("sampled" + (f" at rate {self.sample:g}" if self.sample else "")
+                         + (f", at most {self.sample_keys:,} keys"
+                            if self.sample_keys else ""))
         return ", ".join(parts)
 
 

@@ -21,6 +21,7 @@ from .errors import KvReuseError
 from .formatting import TOKENS, defined
 from .metrics import (
     METRICS,
+    NOT_SAMPLED,
     OPT_METRICS,
     REACHABLE_SHARE,
     SIZE_FIGURES,
@@ -32,6 +33,7 @@ from .metrics import (
     parse_replicas,
     parse_routing,
     parse_seconds,
+    sampling_of,
 )
 
 SCHEMA_VERSION = 1
@@ -66,6 +68,9 @@ class TraceResult:
     checks: list[dict] = field(default_factory=list)
     error: str | None = None
     extras: dict = field(default_factory=dict)
+    # A sampled analysis (docs/sampling.md): rate, keys kept, and the standard error of
+    # every estimated figure, keyed as ``figures``; None for an exact one.
+    sample: dict | None = None
 
     # -- reading figures ----------------------------------------------------------------
 
@@ -168,7 +173,8 @@ class TraceResult:
         params = dict(getattr(analysis, "params", {}) or {})
         return cls(name=name, path=path if path is not None else params.pop("path", None),
                    params={k: v for k, v in params.items() if k != "path"},
-                   content_sha256=content_sha256, sizes=sizes, figures=out, curves=curves)
+                   content_sha256=content_sha256, sizes=sizes, figures=out, curves=curves,
+                   sample=sample_record(analysis, out))
 
     def merge(self, other: TraceResult) -> None:
         """Add what another process computed for the same declared trace: its checks and
@@ -234,6 +240,8 @@ class TraceResult:
             doc["size_bytes"] = in_bytes
         if extras and self.extras:
             doc["extras"] = self.extras
+        if self.sample is not None:
+            doc["sample"] = self.sample
         return doc
 
     @classmethod
@@ -257,7 +265,8 @@ class TraceResult:
                        figures=dict(doc.get("figures") or {}),
                        curves=dict(doc.get("curves") or {}),
                        checks=list(doc.get("checks") or []), error=doc.get("error"),
-                       extras=dict(doc.get("extras") or {}))
+                       extras=dict(doc.get("extras") or {}),
+                       sample=dict(doc["sample"]) if doc.get("sample") else None)
         return _from_v0(doc)
 
 
@@ -275,6 +284,30 @@ def routed_figures(sizes: Iterable[int], replicas: Iterable[int],
                 args = {"at": s, "replicas": n, "routing": way}
                 out += [("routed_hit_fraction", args), ("routed_load_imbalance", args)]
     return out
+
+
+def sample_record(analysis: object, figures: Mapping) -> dict | None:
+    """What a sampled analysis's result says of its sample: rate, keys kept, and the
+    standard error of each estimated figure among ``figures``; None for an exact one."""
+    error = getattr(analysis, "figure_error", None)
+    if error is None:
+        return None
+    sample = analysis.sample  # type: ignore[attr-defined]
+    errors: dict = {}
+    for name, value in figures.items():
+        if sampling_of(name) != "estimate":
+            continue
+        m = METRICS[name]
+        if not m.args:
+            errors[name] = _plain(error(name))
+        else:
+            errors[name] = {k: _plain(error(name, **parse_arg_key(m, k))) for k in value}
+    return {"method": "SHARDS", "rate": sample.rate, "kept_keys": sample.kept_keys,
+            "max_keys": sample.max_keys,
+            "error": analysis.error_method,  # type: ignore[attr-defined]
+            "errors": errors,
+            "exact": sorted(n for n in figures if sampling_of(n) == "exact"),
+            "not_sampled": {n: NOT_SAMPLED[n] for n in figures if n in NOT_SAMPLED}}
 
 
 def _check_shape(r: TraceResult) -> None:

@@ -167,8 +167,14 @@ class ReuseAnalysis:
     def reuse_count(self) -> int:
         return int(self.intervals.size)
 
+    @property
+    def _fraction_tokens(self) -> int:
+        # The denominator of the fractions, in the stream's own blocks (a sample's are
+        # fewer than counted_tokens: docs/sampling.md).
+        return self.counted_tokens
+
     def _share(self, tokens: int) -> float:
-        return tokens / self.counted_tokens if self.counted_tokens else math.nan
+        return tokens / self._fraction_tokens if self._fraction_tokens else math.nan
 
     @property
     def reused_fraction(self) -> float:
@@ -203,7 +209,7 @@ class ReuseAnalysis:
 
     def ccdf(self) -> tuple[np.ndarray, np.ndarray]:
         """``(x, F(x))``: at every distinct interval x, the share of tokens reused > x apart."""
-        return interval_ccdf(self.intervals, self.block_size, self.counted_tokens)
+        return interval_ccdf(self.intervals, self.block_size, self._fraction_tokens)
 
     @cached_property
     def compulsory_fraction(self) -> float:
@@ -380,11 +386,11 @@ class ReuseAnalysis:
         """``(t, F(t))``: at every distinct reuse time t (seconds), the share of tokens
         reused more than t seconds later; empty without timestamps."""
         times = self.reuse_times
-        if times is None or times.size == 0 or not self.counted_tokens:
+        if times is None or times.size == 0 or not self._fraction_tokens:
             return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.float64)
         t, first = np.unique(times, return_index=True)
         above = times.size - np.append(first[1:], times.size)
-        return t, above * self.block_size / self.counted_tokens
+        return t, above * self.block_size / self._fraction_tokens
 
     # -- other eviction policies (libCacheSim) ------------------------------------------
 

@@ -45,6 +45,8 @@ class BlockStream:
     NaN when unknown: docs/times.md) and
     ``sessions`` (dense ids, -1 when unknown). ``categories``: optional per-request
     labels by name (a format's request types, models, ...; empty when it has none).
+    ``positions``: each block's index in the whole stream when this one holds only some of
+    its blocks (a sample, docs/sampling.md; None: ``arange``).
     """
 
     keys: np.ndarray
@@ -56,6 +58,7 @@ class BlockStream:
     meta: dict = field(default_factory=dict)
     layout: SlotLayout | None = None
     categories: dict[str, Category] = field(default_factory=dict)
+    positions: np.ndarray | None = None
 
     @property
     def num_requests(self) -> int:

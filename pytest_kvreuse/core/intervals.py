@@ -136,7 +136,11 @@ def _reuse_pass(stream: BlockStream, counted_from: int, want_pairs: bool
         cross = request[prev] != request[nxt]
     if counted_from > 0:
         cross &= nxt >= counted_from
-    nxt -= prev
+    if stream.positions is not None:
+        # A sample's blocks keep their places in the whole stream (docs/sampling.md).
+        nxt = stream.positions[nxt].astype(np.int64) - stream.positions[prev]
+    else:
+        nxt -= prev
     del prev
     # int64 from here: an interval in tokens may exceed int32 even when positions do not.
     intervals = nxt[cross].astype(interval_dtype(stream), copy=False)

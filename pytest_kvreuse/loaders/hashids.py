@@ -10,6 +10,7 @@ import math
 import os
 import warnings
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,8 +92,16 @@ def _chat_field(record: dict, name: str, default: object, path: str, lineno: int
 
 
 def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
-                       native_block_size: int | None = None) -> HashIdTrace:
-    """Read a Mooncake (``flavour="mooncake"``) or Qwen-Bailian (``"bailian"``) JSONL trace."""
+                       native_block_size: int | None = None,
+                       on_chunk: Callable[[HashIdTrace, int], None] | None = None,
+                       chunk_requests: int = 1 << 14) -> HashIdTrace:
+    """Read a Mooncake (``flavour="mooncake"``) or Qwen-Bailian (``"bailian"``) JSONL trace.
+
+    With ``on_chunk`` (a sampled analysis, docs/sampling.md) the hash ids are handed over
+    every ``chunk_requests`` records, as ``on_chunk(piece, first_request)`` (``piece``: a
+    HashIdTrace of those records, sessions unknown), and not kept: the trace returned holds
+    every per-request array but no hash ids.
+    """
     spath = os.fspath(path)
     if native_block_size is None:
         native_block_size = BAILIAN_HASH_BLOCK if flavour == "bailian" else MOONCAKE_HASH_BLOCK
@@ -115,9 +124,24 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     add_line, add_stamp, add_file = lines.append, stamps.append, file_of.append
     bailian = flavour == "bailian"
     aiperf = flavour == "mooncake-trace"
+    if on_chunk is not None and aiperf:
+        # Its blocks are numbered and its requests ordered only once the whole file is read.
+        raise ValueError("an aiperf mooncake_trace is not read in chunks")
     session_ids: list[object] = []
     delays = array("d")
     fresh: list[int] = [-1]  # a sentinel, then the requests that have no hash ids
+    flushed = 0
+
+    def flush() -> None:
+        nonlocal all_ids, add_ids, flushed
+        end = len(counts)
+        piece = _piece(spath, all_ids, counts, lengths, stamps, lines, flushed, end,
+                       native_block_size, bailian)
+        all_ids = array("q")
+        add_ids = all_ids.extend
+        on_chunk(piece, flushed)  # type: ignore[misc]
+        flushed = end
+
     for lineno, raw, rec in iter_raw_records(spath, on_file=files.append):
         # Errors name the shard at fault (the trace's own path for one file).
         spath = files[-1]
@@ -174,6 +198,10 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
                                        path=spath, line=lineno)
             chat_ids.append(chat)
             parent_ids.append(parent)
+        if on_chunk is not None and len(counts) - flushed >= chunk_requests:
+            flush()
+    if on_chunk is not None and len(counts) > flushed:
+        flush()
 
     spath = os.fspath(path)
     if not counts:
@@ -202,6 +230,8 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     hash_ids = np.frombuffer(all_ids, dtype=np.int64) if all_ids else np.zeros(0, np.int64)
     if len(fresh) > 1:
         hash_ids = _number_fresh(hash_ids, offsets, fresh[1:])
+    if on_chunk is not None:
+        offsets = np.zeros(num + 1, dtype=np.int64)
     trace = HashIdTrace(
         path=spath,
         hash_ids=hash_ids,
@@ -294,6 +324,25 @@ def _by_time(trace: HashIdTrace) -> HashIdTrace:
         file_of=None if trace.file_of is None else trace.file_of[order])
 
 
+def _piece(path: str, ids: array, counts: array, lengths: array, stamps: array,
+           lines: array, lo: int, hi: int, native: int, bailian: bool) -> HashIdTrace:
+    """Records ``lo`` to ``hi`` of a trace being read, as a HashIdTrace of their own."""
+    def part(values: array, dtype: type) -> np.ndarray:
+        return np.frombuffer(values, dtype=dtype)[lo:hi].copy()
+
+    offsets = np.zeros(hi - lo + 1, dtype=np.int64)
+    np.cumsum(part(counts, np.int64), out=offsets[1:])
+    stamps_s = part(stamps, np.float64)
+    if not bailian:
+        stamps_s /= 1000.0
+    return HashIdTrace(
+        path=path,
+        hash_ids=np.frombuffer(ids, dtype=np.int64).copy() if ids else np.zeros(0, np.int64),
+        offsets=offsets, input_lengths=part(lengths, np.int64), timestamps=stamps_s,
+        sessions=np.full(hi - lo, -1, dtype=np.int64), lines=part(lines, np.int64),
+        native_block_size=native)
+
+
 def _check_chat_ids(record: dict, path: str, lineno: int) -> None:
     """The error for a record whose ``chat_id`` or ``parent_chat_id`` is not usable."""
     chat = _chat_field(record, "chat_id", None, path, lineno)
@@ -355,33 +404,8 @@ def _bailian_sessions(chat_ids: list[int], parent_ids: list[int]) -> np.ndarray:
 
 def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
     """Cut every request into full blocks of ``block_size`` tokens keyed by prefix."""
+    nblocks, per_native = blocks_per_request(trace, block_size)
     native = trace.native_block_size
-    if block_size <= 0:
-        raise BlockSizeError(f"block size must be positive, got {block_size}")
-    if native % block_size == 0:
-        per_native = native // block_size
-    elif block_size % native == 0:
-        per_native = None
-    else:
-        raise BlockSizeError(
-            f"block size {block_size} does not fit the trace's native hash block of {native} "
-            f"tokens: it must divide it or be a multiple of it (try --block-size "
-            f"{math.gcd(block_size, native)} or --hash-block-size)", path=trace.path)
-
-    nblocks = trace.input_lengths // block_size
-    have = np.diff(trace.offsets)
-    # Full blocks need hash ids up to the last one they touch: check per request.
-    if per_native is not None:
-        needed = -(-nblocks // per_native)
-    else:
-        needed = nblocks * (block_size // native)
-    short = np.flatnonzero(needed > have)
-    if short.size:
-        r = int(short[0])
-        raise TraceFormatError(
-            f"input_length {int(trace.input_lengths[r])} needs {int(needed[r])} hash_ids of "
-            f"{native} tokens, the record has {int(have[r])}", **trace.where(r))
-
     native_ids, n_native = dense_ids(trace.hash_ids)
     total = int(nblocks.sum())
     req = request_index(nblocks)
@@ -390,7 +414,7 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         # Each (request, hash id) slot is a run of consecutive keys id * per_native + s:
         # written as steps and summed in place, so the keys are the one array of blocks
         # this builds (fresh memory costs page faults; an index array would double it).
-        layout = _slot_layout(trace, native_ids, nblocks, first_block, per_native)
+        layout = slot_layout(trace, native_ids, nblocks, first_block, per_native)
         keys = _keys_of_slots(layout, total, n_native)
     else:
         layout = None
@@ -420,6 +444,38 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
     )
 
 
+def blocks_per_request(trace: HashIdTrace, block_size: int) -> tuple[np.ndarray, int | None]:
+    """Each request's full blocks, and the blocks per native id (None when a block spans
+    several): the block size and every request's hash ids checked."""
+    native = trace.native_block_size
+    if block_size <= 0:
+        raise BlockSizeError(f"block size must be positive, got {block_size}")
+    if native % block_size == 0:
+        per_native = native // block_size
+    elif block_size % native == 0:
+        per_native = None
+    else:
+        raise BlockSizeError(
+            f"block size {block_size} does not fit the trace's native hash block of {native} "
+            f"tokens: it must divide it or be a multiple of it (try --block-size "
+            f"{math.gcd(block_size, native)} or --hash-block-size)", path=trace.path)
+
+    nblocks = trace.input_lengths // block_size
+    have = np.diff(trace.offsets)
+    # Full blocks need hash ids up to the last one they touch: check per request.
+    if per_native is not None:
+        needed = -(-nblocks // per_native)
+    else:
+        needed = nblocks * (block_size // native)
+    short = np.flatnonzero(needed > have)
+    if short.size:
+        r = int(short[0])
+        raise TraceFormatError(
+            f"input_length {int(trace.input_lengths[r])} needs {int(needed[r])} hash_ids of "
+            f"{native} tokens, the record has {int(have[r])}", **trace.where(r))
+    return nblocks, per_native
+
+
 def _keys_of_slots(layout: SlotLayout, total: int, n_native: int) -> np.ndarray:
     """Block keys from the slots, which tile the stream in order."""
     per = layout.per_slot
@@ -433,7 +489,7 @@ def _keys_of_slots(layout: SlotLayout, total: int, n_native: int) -> np.ndarray:
     return keys
 
 
-def _slot_layout(trace: HashIdTrace, native_ids: np.ndarray, nblocks: np.ndarray,
+def slot_layout(trace: HashIdTrace, native_ids: np.ndarray, nblocks: np.ndarray,
                  first_block: np.ndarray, per_native: int) -> SlotLayout:
     """The hash ids each request's full blocks use, one slot per (request, hash id)."""
     slots = -(-nblocks // per_native)

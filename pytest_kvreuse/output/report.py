@@ -53,6 +53,7 @@ from ..formatting import (
     byte_size,
     count,
     digits_apart,
+    estimate_text,
     percent,
     seconds,
     value_text,
@@ -300,6 +301,7 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
         "time_plot_alt": "", "replica_plot": None, "replica_plot_alt": "",
         "timings": "", "headline": None,
         "baseline": baseline_view(result), "engine_notes": [],
+        "sample": sample_note(result),
     }
     if result.error is not None:
         return view
@@ -346,13 +348,39 @@ def _figure_rows(result: TraceResult) -> list[dict]:
             continue
         v = result.figures[m.name]
         if not m.args:
-            rows.append({"label": m.label, "text": _text(m, v, bpt),
+            rows.append({"label": m.label, "text": _text(result, m, None, v),
                          "key": f"figures.{m.name}", "json": _json_value(v)})
             continue
         for key, value in (v.items() if isinstance(v, dict) else ()):
-            rows.append({"label": _title(m, key, bpt), "text": _text(m, value, bpt),
+            rows.append({"label": _title(m, key, bpt), "text": _text(result, m, key, value),
                          "key": f"figures.{m.name}.{key}", "json": _json_value(value)})
     return rows
+
+
+def sample_note(result: TraceResult) -> str | None:
+    """How a sampled result says so (docs/sampling.md); None for an exact one."""
+    sample = result.sample
+    if not sample:
+        return None
+    not_sampled = ", ".join(sorted(sample.get("not_sampled") or {}))
+    return (f"SHARDS at rate {sample.get('rate'):.6g}, {count(sample.get('kept_keys'))} "
+            f"keys kept: figures are estimates ± {sample.get('error')}"
+            + (f"; not estimated: {not_sampled}" if not_sampled else "") + ".")
+
+
+def _text(result: TraceResult, m: Metric, key: str | None, value: object) -> str:
+    """A figure in its unit: a sampled one with its standard error, a size figure in bytes
+    too when the model is known."""
+    errors = (result.sample or {}).get("errors") or {}
+    if m.name in errors:
+        error = errors[m.name] if key is None else (errors[m.name] or {}).get(key)
+        text = estimate_text(m.unit, value, error)
+    else:
+        text = m.text(value)
+    bpt = result.bytes_per_token
+    if m.name in SIZE_FIGURES and bpt is not None and isinstance(value, numbers.Integral):
+        text += f" ({byte_size(int(value) * bpt)})"
+    return text
 
 
 def _size_table(result: TraceResult) -> tuple[list[str], list[dict]]:
@@ -368,21 +396,13 @@ def _size_table(result: TraceResult) -> tuple[list[str], list[dict]]:
         for _, name, per in columns:
             present = str(size) in per
             v = per.get(str(size))
-            cells.append({"text": _text(METRICS[name], v, bpt) if present else "",
+            cells.append({"text": _text(result, METRICS[name], str(size), v) if present
+                          else "",
                           "key": f"figures.{name}.{size}", "json": _json_value(v),
                           "present": present})
         text = f"{size:,}" if bpt is None else f"{size:,} ({byte_size(size * bpt)})"
         rows.append({"tokens": size, "text": text, "cells": cells})
     return [label for label, _, _ in columns], rows
-
-
-def _text(m: Metric, value: object, bytes_per_token: int | None) -> str:
-    """A figure in its unit; a size figure in bytes too when the model is known."""
-    text = m.text(value)
-    if m.name in SIZE_FIGURES and bytes_per_token is not None \
-            and isinstance(value, numbers.Integral):
-        text += f" ({byte_size(int(value) * bytes_per_token)})"
-    return text
 
 
 def _title(m: Metric, key: str, bytes_per_token: int | None) -> str:

@@ -77,9 +77,11 @@ def _cell(r: TraceResult, metric: str, args: dict) -> str:
     except KeyError:
         return ""
     m = METRICS[metric]
+    # A sampled figure (docs/sampling.md) reads "~": an estimate (its error: the report).
+    mark = "~" if r.sample and metric in (r.sample.get("errors") or {}) else ""
     if m.is_fraction:
-        return percent(v, 2, UNDEFINED).removesuffix(" %")
-    return count(v, UNDEFINED)
+        return mark + percent(v, 2, UNDEFINED).removesuffix(" %")
+    return mark + count(v, UNDEFINED)
 
 
 def summary_table(results: list[TraceResult]) -> list[str]:
@@ -115,4 +117,6 @@ def summary_footer(results: list[TraceResult]) -> str:
              f"{failed} failed"]
     if errors:
         parts.append(f"{errors} unreadable")
+    if any(r.sample for r in results):
+        parts.append("~ marks a sampled estimate (its error: JSON, report)")
     return "kvreuse: " + ", ".join(parts)
