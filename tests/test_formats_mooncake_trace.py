@@ -101,6 +101,8 @@ def test_text_without_times_has_none(tmp_path):
     ({"input_length": 10, "session_id": [1]}, "mooncake-trace", "'session_id' must be"),
     ({"input_length": 10, "delay": "soon"}, "mooncake-trace", "'delay' must be a number"),
     ({"hash_ids": [1]}, "mooncake-trace", "no 'input_length'"),
+    # Found by fuzzing: the made-up blocks of such a length took 22 GB.
+    ({"input_length": 274877906942}, "mooncake-trace", "longer than any model's context"),
 ])
 def test_bad_record_is_one_line_naming_file_and_line(tmp_path, record, fmt, fragment):
     first = ({"text_input": "ok", "output_length": 1} if fmt.endswith("text")

@@ -28,6 +28,8 @@ from .jsonl import INT64_END, bad_integer_list, field_number, iter_raw_records, 
 
 MOONCAKE_HASH_BLOCK = 512
 BAILIAN_HASH_BLOCK = 16
+# An aiperf mooncake_trace record without hash_ids gets blocks of its own, up to this long.
+MAX_UNHASHED_TOKENS = 1 << 30
 
 # Blocks gathered per step when cutting requests into blocks (bounds the int64 index).
 _GATHER = 1 << 22
@@ -261,6 +263,11 @@ def _aiperf_record(rec: dict, ids: object, native: int, path: str, lineno: int,
     length = _field_int(rec, "input_length", path, lineno, required=True)
     if ids is not None:
         return ids
+    if length > MAX_UNHASHED_TOKENS:
+        # Its blocks would be made up here: a typo's length must not become gigabytes.
+        raise TraceFormatError(
+            f"'input_length' {length:,} without hash_ids is longer than any model's context "
+            f"(at most {MAX_UNHASHED_TOKENS:,} tokens here)", path=path, line=lineno)
     fresh.append(r)
     return [0] * -(-length // native)
 
