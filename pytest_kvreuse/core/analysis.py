@@ -10,8 +10,21 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import KvReuseError
-from ..metrics import METRICS, NO_TIMESTAMPS
+from ..metrics import METRICS, NO_SESSIONS, NO_TIMESTAMPS
 from .blocks import BlockStream
+from .causes import (
+    BreakCause,
+    CategoryRow,
+    PromptSource,
+    SharedPrefix,
+    TurnBreaks,
+    category_breakdown,
+    explain_breaks,
+    prefix_texts,
+    previous_occurrence,
+    top_prefixes,
+    turn_breaks,
+)
 from .intervals import ReusePairs, interval_ccdf, reuse_intervals_and_pairs, tokens_beyond
 from .lru import LruProfile, capacity_blocks, counted_from_block, lru_profile
 from .opt import OptProfile, opt_profile
@@ -75,6 +88,9 @@ class ReuseAnalysis:
             stream, counted_from=self._counted_from)
         self.timings["intervals_s"] = time.perf_counter() - start
         self._policy_hits: dict[tuple[str, int], int] = {}
+        # Recovers prompts of a text trace (set by analyze()): the text of shared prefixes
+        # and of departures. None: hash ids, or a pipe whose bytes are gone.
+        self.prompts: PromptSource | None = None
 
     @property
     def block_size(self) -> int:
@@ -300,6 +316,76 @@ class ReuseAnalysis:
             self.timings[f"policy_{key[0]}_s"] = (self.timings.get(f"policy_{key[0]}_s", 0.0)
                                                   + time.perf_counter() - start)
         return self._share(self._policy_hits[key] * self.block_size)
+
+    # -- where reuse comes from, where it breaks (docs/causes.md) -----------------------
+
+    @cached_property
+    def _previous(self) -> np.ndarray:
+        return previous_occurrence(self.stream.keys)
+
+    def top_prefixes(self, n: int = 10, *, text: bool = True) -> list[SharedPrefix]:
+        """The ``n`` shared prefixes (trie nodes compressed along unary paths) carrying
+        the most reused tokens; on a text trace with ``text``, each with its first 80
+        characters, decoded."""
+        found = top_prefixes(self.stream, int(n), counted_from=self._counted_from,
+                             prev=self._previous)
+        if text and found and self.prompts is not None:
+            found = prefix_texts(found, self.prompts)
+        return found
+
+    @property
+    def category_kind(self) -> str | None:
+        """What :meth:`reuse_by_category` groups requests by: ``"category"`` (the format's
+        own, e.g. Qwen-Bailian ``type``), else ``"session"``, else None."""
+        if self.stream.category is not None:
+            return "category"
+        return "session" if self.stream.has_sessions else None
+
+    def reuse_by_category(self, sizes: tuple[int, ...] | list[int] = (), *,
+                          limit: int = 10) -> list[CategoryRow] | None:
+        """Reused and offloadable (interval > size, at each of ``sizes``) shares of each
+        category's own counted tokens; None when requests have no category or session."""
+        kind = self.category_kind
+        if kind is None:
+            return None
+        labels = self.stream.category if kind == "category" else np.where(
+            self.stream.sessions >= 0, self.stream.sessions.astype(str), "none")
+        return category_breakdown(self.stream, labels, sizes=list(sizes),
+                                  counted_from=self._counted_from,
+                                  warmup_requests=self.warmup_requests, limit=limit,
+                                  prev=self._previous)
+
+    @property
+    def breaks_reason(self) -> str | None:
+        """Why there are no turn breaks to find (None when there are)."""
+        if not self.stream.has_sessions:
+            return NO_SESSIONS
+        if self.params.get("prompt") == "per-message":
+            return "per-message prompts are messages, not turns"
+        return None
+
+    @cached_property
+    def turn_breaks(self) -> TurnBreaks | None:
+        """Every counted session turn against the previous one; None without sessions."""
+        if self.breaks_reason is not None:
+            return None
+        return turn_breaks(self.stream, warmup_requests=self.warmup_requests)
+
+    @property
+    def broken_reuse_fraction(self) -> float:
+        """Share of tokens in full blocks of the previous turn's prompt that a turn did not
+        re-send (NaN without sessions)."""
+        breaks = self.turn_breaks
+        return math.nan if breaks is None else self._share(breaks.lost_tokens)
+
+    def why(self, limit: int = 2000) -> tuple[list[BreakCause], int] | None:
+        """The broken turns' departures grouped by cause (text traces that can be read
+        again), with how many turns were explained (at most ``limit``, those losing most);
+        None when there is no text to explain them with."""
+        breaks = self.turn_breaks
+        if breaks is None or self.prompts is None:
+            return None
+        return explain_breaks(breaks, self.stream.sessions, self.prompts, limit=limit)
 
     def to_dict(self) -> dict:
         """The parameters and every figure without arguments, JSON-ready and deterministic

@@ -34,7 +34,8 @@ class BlockStream:
     ``request[i]`` is the request that block belongs to (non-decreasing). Per request:
     ``prompt_tokens`` (partial tail included), ``timestamps`` (seconds for every format,
     NaN when unknown: docs/times.md) and
-    ``sessions`` (dense ids, -1 when unknown).
+    ``sessions`` (dense ids, -1 when unknown) and, when the format has one, ``category``
+    (the request's category label as written, e.g. Qwen-Bailian's ``type``; None without).
     """
 
     keys: np.ndarray
@@ -45,6 +46,7 @@ class BlockStream:
     sessions: np.ndarray
     meta: dict = field(default_factory=dict)
     layout: SlotLayout | None = None
+    category: np.ndarray | None = None
 
     @property
     def num_requests(self) -> int:

@@ -40,6 +40,8 @@ class HashIdTrace:
     sessions: np.ndarray
     lines: np.ndarray
     native_block_size: int
+    # Each request's category label (Qwen-Bailian's ``type``); None when the format has none.
+    category: np.ndarray | None = None
 
     @property
     def num_requests(self) -> int:
@@ -93,6 +95,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     lines = array("q")
     chat_ids: list[int] = []
     parent_ids: list[int] = []
+    types: list[str] = []
     # Bound once: this loop runs per record, and a big trace has millions.
     add_ids, add_count, add_length = all_ids.extend, counts.append, lengths.append
     add_line, add_stamp = lines.append, stamps.append
@@ -145,6 +148,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
                                        path=spath, line=lineno)
             chat_ids.append(chat)
             parent_ids.append(parent)
+            types.append(rec.get("type", ""))
 
     if not counts:
         raise EmptyTraceError("trace holds no requests", path=spath)
@@ -172,6 +176,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         sessions=sessions,
         lines=line_array,
         native_block_size=native_block_size,
+        category=np.asarray(types, dtype=str) if bailian else None,
     )
 
 
@@ -299,6 +304,7 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         timestamps=trace.timestamps,
         sessions=trace.sessions,
         layout=layout,
+        category=trace.category,
     )
 
 
