@@ -4,6 +4,7 @@ turns (docs/causes.md) re-read the trace and tokenize only the requests they nam
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 
@@ -26,7 +27,7 @@ class TracePrompts:
         self.tokenizer = tokenizer
         self._ids: dict[int, np.ndarray] = {}
 
-    @property
+    @functools.cached_property
     def _tokenizer(self) -> TextTokenizer:
         # Loaded on first use only: a warm analysis reads its cached stream without it.
         return load_tokenizer(self.tokenizer)
