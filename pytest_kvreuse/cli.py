@@ -38,6 +38,12 @@ def _tokens(text: str) -> int:
                                          f"{text!r}") from None
 
 
+def _count(text: str) -> int:
+    if not text.strip().isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def _ttls(text: str) -> tuple[int | float, ...]:
     try:
         return tuple(dict.fromkeys(parse_seconds("ttl", t) for t in text.split(",")
@@ -107,6 +113,14 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help="libCacheSim eviction policies, comma-separated (arc,s3fifo): their "
                         "block-level hit fraction at --gpu-kv-cache-size (needs "
                         'pip install "pytest-kvreuse[policies]")')
+    p.add_argument("--top-prefixes", type=_count, default=0, metavar="N",
+                   help="where reuse comes from: the N shared prefixes carrying the most "
+                        "reused tokens (their text on text traces), and the reuse of each "
+                        "request category or session")
+    p.add_argument("--why", action="store_true",
+                   help="where reuse breaks: session turns that do not re-send the previous "
+                        "turn's prompt, grouped by the text where they depart from it "
+                        "(text traces with sessions)")
     p.add_argument("--cache-dir", metavar="DIR", default=None,
                    help="where tokenized traces are cached (default: the user cache directory)")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
@@ -197,6 +211,9 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
         lines.append(f"interval, tokens: min {a.interval_min:,}, median {a.interval_median:,}, "
                      f"max {a.interval_max:,}")
     lines.append(f"first touches:    {_percent(a.compulsory_fraction)} of tokens (compulsory)")
+    if a.turn_breaks is not None:
+        lines.append(f"broken reuse:     {_percent(a.broken_reuse_fraction)} of tokens (session "
+                     "turns not re-sending the previous prompt; --why says where)")
     if gpu is not None:
         lines.append(f"offloadable at {gpu:,} tokens: {_percent(a.offloadable_fraction(gpu))} "
                      "(reuse interval > cache size)")
@@ -337,12 +354,19 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         print(f"kvreuse: note: {trace}: the warm-up ({a.warmup_requests:,} of "
               f"{a.num_requests:,} requests) leaves no full block to count: the fractions "
               "are undefined", file=sys.stderr)
+    causes: dict = {}
+    if args.top_prefixes or args.why:
+        from .result import causes_document
+
+        causes = causes_document(a, top_prefixes=args.top_prefixes, why=args.why,
+                                 sizes=[gpu] if gpu else [])
     if args.json or args.html:
         # jinja2 and matplotlib load only for the outputs that need them.
         from .output import report
 
         result = trace_result(a, trace, gpu, lower, opt=args.opt, ttls=args.ttl,
                               policies=policies)
+        result.causes = causes
         run = _run(a, result, getattr(args, "argv", []))
         if args.json:
             report.write_json(args.json, [result], run)
@@ -353,6 +377,10 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if not args.quiet:
         hits = {p: a.policy_hit_fraction(p, gpu) for p in policies} if gpu else {}
         print(_summary(a, gpu, lower, opt=args.opt, ttls=args.ttl, policies=hits))
+        if causes:
+            from .output.causes import causes_text
+
+            print(causes_text(causes))
     return 0
 
 

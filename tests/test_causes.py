@@ -221,7 +221,7 @@ def test_category_breakdown_sums_the_rest_as_other():
 def test_sessions_stand_in_for_categories():
     a = ReuseAnalysis(stream_of([[1, 2], [1, 2, 3]], sessions=[0, -1]))
     assert a.category_kind == "session"
-    assert sorted(r.label for r in a.reuse_by_category()) == ["0", "none"]
+    assert sorted(r.label for r in a.reuse_by_category()) == ["no session", "session 0"]
     assert ReuseAnalysis(stream_of([[1]])).reuse_by_category() is None
 
 

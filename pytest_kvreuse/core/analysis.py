@@ -348,12 +348,17 @@ class ReuseAnalysis:
         kind = self.category_kind
         if kind is None:
             return None
-        labels = self.stream.category if kind == "category" else np.where(
-            self.stream.sessions >= 0, self.stream.sessions.astype(str), "none")
+        if kind == "category":
+            labels, noun = self.stream.category, "categories"
+        else:
+            sessions = self.stream.sessions
+            labels = np.where(sessions >= 0, np.char.add("session ", sessions.astype(str)),
+                              "no session")
+            noun = "sessions"
         return category_breakdown(self.stream, labels, sizes=list(sizes),
                                   counted_from=self._counted_from,
                                   warmup_requests=self.warmup_requests, limit=limit,
-                                  prev=self._previous)
+                                  prev=self._previous, noun=noun)
 
     @property
     def breaks_reason(self) -> str | None:

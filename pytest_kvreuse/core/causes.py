@@ -188,7 +188,8 @@ class CategoryRow:
 
 def category_breakdown(stream: BlockStream, labels: np.ndarray, *, sizes: Sequence[int] = (),
                        counted_from: int = 0, warmup_requests: int = 0, limit: int = 10,
-                       prev: np.ndarray | None = None) -> list[CategoryRow]:
+                       prev: np.ndarray | None = None, noun: str = "categories"
+                       ) -> list[CategoryRow]:
     """Reused and offloadable (interval > size) shares of each category's own counted
     tokens; ``labels`` one per request. The ``limit`` categories with the most tokens,
     the rest summed as ``other (N categories)``."""
@@ -212,7 +213,7 @@ def category_breakdown(stream: BlockStream, labels: np.ndarray, *, sizes: Sequen
     keep, rest = order[:limit], order[limit:]
     groups = [([c], str(codes_of[c])) for c in keep.tolist()]
     if rest.size:
-        groups.append((rest.tolist(), f"other ({rest.size} categories)"))
+        groups.append((rest.tolist(), f"other ({rest.size} {noun})"))
     out = []
     for members, label in groups:
         t = int(tokens[members].sum())

@@ -65,6 +65,7 @@ from ..result import (
     item_outcomes,
 )
 from .baseline_view import baseline_view
+from .causes import causes_view
 from .plot import GpuLine, Series, ccdf_figure, svg_data_uri
 
 __all__ = ["UNDEFINED", "render_report", "results_json", "run_info", "write_json", "write_report"]
@@ -291,7 +292,7 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
         "params": _param_rows(result.params), "figures": [], "sizes": [],
         "size_columns": [], "plot": None, "plot_alt": "", "time_plot": None,
         "time_plot_alt": "", "timings": "", "headline": None,
-        "baseline": baseline_view(result),
+        "baseline": baseline_view(result), "causes": None,
     }
     if result.error is not None:
         return view
@@ -303,6 +304,7 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
     timings = (run_timings or {}).get(name) or {}
     view["timings"] = _timings_text(timings if isinstance(timings, dict) else {})
     view["headline"] = _headline(result)
+    view["causes"] = causes_view(result.causes)
     return view
 
 
