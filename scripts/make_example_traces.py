@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pytest_kvreuse.synthetic import Workload, generate, write_aiperf, write_mooncake
+from pytest_kvreuse.synthetic import Workload, generate, write_aiperf, write_chat, write_mooncake
 
 HERE = Path(__file__).resolve().parent.parent / "example_traces"
 
@@ -24,6 +24,12 @@ def main() -> None:
                                   document_share=0.25, document_tokens=(400, 1200),
                                   documents=4, seed=3))
     write_aiperf(text_chat, args.out / "chat_sessions.aiperf.json")
+    # Chat sessions whose system prompt ends with the time of each request: no turn
+    # re-sends its session's previous prompt past it (`kvreuse analyze --why` names it).
+    clock_chat = generate(Workload(sessions=24, system_prompts=2, system_tokens=(150, 400),
+                                   turns=(2, 5), user_tokens=(20, 80),
+                                   reply_tokens=(30, 100), document_share=0.0, seed=7))
+    write_chat(clock_chat, args.out / "clock_sessions.chat.jsonl", clock=True)
     for p in sorted(args.out.iterdir()):
         print(f"{p.name}: {p.stat().st_size:,} bytes")
 
