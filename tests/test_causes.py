@@ -367,3 +367,54 @@ def test_a_pipe_has_no_text_but_its_figures(sessions_traces, tmp_path):
     assert a.why() is None
     assert all(p.text is None for p in a.top_prefixes(2))
     assert a.broken_reuse_fraction > 0
+
+
+# -- the shared reference traces ---------------------------------------------------------
+
+
+def oracle_prefixes_of_keys(stream: BlockStream) -> list[tuple[int, int, int, int]]:
+    """(reused tokens, depth, blocks, requests) of every shared prefix, from the keys with
+    plain dicts: a node's parent is the key before it in its request."""
+    keys, request = stream.keys.tolist(), stream.request.tolist()
+    occ = Counter(keys)
+    parent: dict[int, int | None] = {}
+    depth: dict[int, int] = {}
+    reused: Counter = Counter()
+    seen_in: dict[int, int] = {}
+    for i, (k, r) in enumerate(zip(keys, request, strict=True)):
+        start = i == 0 or request[i - 1] != r
+        parent.setdefault(k, None if start else keys[i - 1])
+        depth.setdefault(k, 0 if start else depth[keys[i - 1]] + 1)
+        if k in seen_in and seen_in[k] != r:
+            reused[k] += 1
+        seen_in[k] = r
+    head_of: dict[int, int] = {}
+    for k in occ:
+        h, path = k, []
+        while h not in head_of and parent[h] is not None and occ[parent[h]] == occ[h]:
+            path.append(h)
+            h = parent[h]
+        head = head_of.get(h, h)
+        for node in (*path, h):
+            head_of[node] = head
+    chains: dict[int, list[int]] = {}
+    for k, h in head_of.items():
+        chains.setdefault(h, []).append(k)
+    return sorted(((sum(reused[n] for n in nodes) * stream.block_size, depth[h], len(nodes),
+                    occ[h]) for h, nodes in chains.items()
+                   if sum(reused[n] for n in nodes)), reverse=True)
+
+
+def test_top_prefixes_of_the_mooncake_reference_trace(shared_traces):
+    a = analyze(shared_traces / "mooncake_synthetic_trace.jsonl", block_size=64)
+    everything = a.top_prefixes(10**9)
+    got = sorted(((p.reused_tokens, p.depth, p.blocks, p.requests) for p in everything),
+                 reverse=True)
+    assert got == oracle_prefixes_of_keys(a.stream)
+    assert sum(p.reused_tokens for p in everything) == a.reuse_count * 64
+    assert a.broken_reuse_fraction is not None and math.isnan(a.broken_reuse_fraction)
+
+
+def test_the_aiperf_reference_sessions_re_send_every_prompt(head120):
+    assert head120.broken_reuse_fraction == 0.0
+    assert head120.why() == ([], 0)
