@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_kvreuse import analyze
+from pytest_kvreuse.core import causes as causes_module
 from pytest_kvreuse.core.analysis import ReuseAnalysis
 from pytest_kvreuse.core.blocks import BlockStream, dense_ids, request_index
 from pytest_kvreuse.core.causes import (
@@ -188,6 +189,14 @@ def test_turn_breaks_equal_turn_by_turn_oracle(blocks, data, warmup):
     got = set(zip(b.turn.tolist(), b.previous.tolist(), b.shared.tolist(), b.lost.tolist(),
                   strict=True))
     assert got == want
+    # A few block pairs at a time: the chunks of a big trace give the same breaks.
+    small = causes_module._CHUNK
+    try:
+        causes_module._CHUNK = 3
+        chunked = turn_breaks(stream, warmup_requests=a.warmup_requests)
+    finally:
+        causes_module._CHUNK = small
+    assert np.array_equal(chunked.shared, b.shared) and np.array_equal(chunked.lost, b.lost)
     lost = sum(w[3] for w in want) * 4
     assert same(a.broken_reuse_fraction, lost / a.counted_tokens if a.counted_tokens
                 else math.nan)
@@ -418,3 +427,20 @@ def test_top_prefixes_of_the_mooncake_reference_trace(shared_traces):
 def test_the_aiperf_reference_sessions_re_send_every_prompt(head120):
     assert head120.broken_reuse_fraction == 0.0
     assert head120.why() == ([], 0)
+
+
+def test_per_message_prompts_are_not_turns(sessions_traces):
+    a = analyze(sessions_traces["clock"], block_size=16, prompt="per-message")
+    assert a.turn_breaks is None and a.why() is None
+    assert "per-message" in a.breaks_reason
+    assert a.to_dict()["broken_reuse_fraction"] is None
+
+
+def test_warm_up_turns_are_not_counted(sessions_traces):
+    full = analyze(sessions_traces["clock"], block_size=16)
+    warm = analyze(sessions_traces["clock"], block_size=16, warmup=0.5)
+    assert warm.turn_breaks.turn.min() >= warm.warmup_requests
+    kept = full.turn_breaks.turn >= warm.warmup_requests
+    assert warm.turn_breaks.lost_tokens == int(full.turn_breaks.lost[kept].sum()) * 16
+    assert warm.broken_reuse_fraction == pytest.approx(
+        warm.turn_breaks.lost_tokens / warm.counted_tokens)

@@ -227,6 +227,9 @@ def category_breakdown(stream: BlockStream, labels: np.ndarray, *, sizes: Sequen
 
 # -- where reuse breaks --------------------------------------------------------------------
 
+# Block pairs compared at a time: bounds the temporaries of a big trace.
+_CHUNK = 1 << 22
+
 
 @dataclass(frozen=True, eq=False)
 class TurnBreaks:
@@ -264,13 +267,22 @@ def turn_breaks(stream: BlockStream, *, warmup_requests: int = 0) -> TurnBreaks:
     starts = stream.request_starts
     nblocks = np.diff(starts)
     common = np.minimum(nblocks[turn], nblocks[previous])
-    pair = np.repeat(np.arange(turn.shape[0]), common)
-    within = np.arange(pair.shape[0]) - np.repeat(np.cumsum(common) - common, common)
-    differ = np.flatnonzero(stream.keys[starts[turn][pair] + within]
-                            != stream.keys[starts[previous][pair] + within])
     shared = common.copy()
-    first_pairs, first = np.unique(pair[differ], return_index=True)
-    shared[first_pairs] = within[differ[first]]
+    # The block pairs of a chunk of turns at a time: temporaries of a chunk's blocks, not
+    # of the whole stream's (a loop per chunk, never per block).
+    ends = np.cumsum(common)
+    lo = 0
+    while lo < turn.shape[0]:
+        hi = max(int(np.searchsorted(ends, ends[lo] - common[lo] + _CHUNK, side="right")),
+                 lo + 1)
+        c = common[lo:hi]
+        pair = np.repeat(np.arange(lo, hi), c)
+        within = np.arange(pair.shape[0]) - np.repeat(np.cumsum(c) - c, c)
+        differ = np.flatnonzero(stream.keys[starts[turn[pair]] + within]
+                                != stream.keys[starts[previous[pair]] + within])
+        first_pairs, first = np.unique(pair[differ], return_index=True)
+        shared[first_pairs] = within[differ[first]]
+        lo = hi
     return TurnBreaks(turn=turn, previous=previous, shared=shared, lost=common - shared,
                       block_size=stream.block_size)
 
