@@ -23,6 +23,7 @@ from pytest_kvreuse.core.causes import (
     departure,
     explain_breaks,
     normalise,
+    previous_occurrence,
     turn_breaks,
 )
 from pytest_kvreuse.synthetic import Workload, generate, write_chat
@@ -295,6 +296,19 @@ def test_departures_are_the_first_differing_token(prompts, data):
         assert int(breaks.shared[i]) == d // bs
         assert dep.now.startswith(f"<{prompts[t][d]}>")
     assert deps <= set(breaks.turn.tolist())
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 5), max_size=40))
+def test_previous_occurrence_whatever_the_key_sizes(keys):
+    want, last = [], {}
+    for i, k in enumerate(keys):
+        want.append(last.get(k, -1))
+        last[k] = i
+    small = np.asarray(keys, dtype=np.int64)
+    # Keys too wide to pack with their positions take the argsort path.
+    assert previous_occurrence(small).tolist() == want
+    assert previous_occurrence(small + 2**61).tolist() == want
 
 
 def test_a_clock_groups_as_one_cause_whatever_digits_change():

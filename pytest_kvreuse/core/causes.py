@@ -30,13 +30,23 @@ class PromptSource(Protocol):
 
 def previous_occurrence(keys: np.ndarray) -> np.ndarray:
     """For every block, the index of the previous block with the same key; -1 for a first
-    touch. One stable sort by key (equal keys stay in stream order)."""
+    touch. One sort by (key, position), as the interval pass makes."""
     n = keys.shape[0]
     prev = np.full(n, -1, dtype=np.int64)
     if n < 2:
         return prev
-    order = np.argsort(keys, kind="stable")
-    same = keys[order[1:]] == keys[order[:-1]]
+    shift = n.bit_length()
+    if int(keys.max()).bit_length() + shift <= 62:
+        # (key, position) packed in one int64: a value sort, several times faster than a
+        # stable argsort, and equal keys stay in stream order.
+        packed = keys.astype(np.int64) << shift
+        packed += np.arange(n, dtype=np.int64)
+        packed.sort()
+        order = packed & ((1 << shift) - 1)
+        same = (packed[1:] >> shift) == (packed[:-1] >> shift)
+    else:
+        order = np.argsort(keys, kind="stable")
+        same = keys[order[1:]] == keys[order[:-1]]
     prev[order[1:][same]] = order[:-1][same]
     return prev
 
