@@ -383,7 +383,7 @@ class ReuseAnalysis:
         breaks = self.turn_breaks
         return math.nan if breaks is None else self._share(breaks.lost_tokens)
 
-    def why(self, limit: int = 2000) -> tuple[list[BreakCause], int] | None:
+    def why(self, limit: int = 1000) -> tuple[list[BreakCause], int] | None:
         """The broken turns' departures grouped by cause (text traces that can be read
         again), with how many turns were explained (at most ``limit``, those losing most);
         None when there is no text to explain them with."""

@@ -394,7 +394,7 @@ class BreakCause:
 
 
 def explain_breaks(breaks: TurnBreaks, sessions: np.ndarray, source: PromptSource, *,
-                   limit: int = 2000) -> tuple[list[BreakCause], int]:
+                   limit: int = 1000) -> tuple[list[BreakCause], int]:
     """The broken turns' departures grouped by cause, most lost tokens first; at most
     ``limit`` turns (those losing most) are re-tokenized. Also: how many were explained."""
     broken = breaks.broken
