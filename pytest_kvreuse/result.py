@@ -230,10 +230,10 @@ def causes_document(analysis: Any, *, top_prefixes: int = 0, why: bool = False,
     out: dict = {}
     if top_prefixes:
         out["top_prefixes"] = [p.to_dict() for p in analysis.top_prefixes(top_prefixes)]
-        rows = analysis.reuse_by_category(list(sizes))
-        if rows is not None:
-            out["categories"] = {"by": analysis.category_kind,
-                                 "rows": [r.to_dict() for r in rows]}
+        out["categories"] = [
+            {"by": name, "rows": [r.to_dict()
+                                  for r in analysis.reuse_by_category(list(sizes), by=name)]}
+            for name in analysis.category_names]
     if why:
         breaks = analysis.turn_breaks
         if breaks is None:

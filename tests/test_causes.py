@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from pytest_kvreuse import analyze
 from pytest_kvreuse.core import causes as causes_module
 from pytest_kvreuse.core.analysis import ReuseAnalysis
-from pytest_kvreuse.core.blocks import BlockStream, dense_ids, request_index
+from pytest_kvreuse.core.blocks import BlockStream, Category, dense_ids, request_index
 from pytest_kvreuse.core.causes import (
     departure,
     explain_breaks,
@@ -26,6 +26,7 @@ from pytest_kvreuse.core.causes import (
     previous_occurrence,
     turn_breaks,
 )
+from pytest_kvreuse.errors import KvReuseError
 from pytest_kvreuse.synthetic import Workload, generate, write_chat
 
 # Requests as block contents from a small alphabet: prefixes are shared often.
@@ -40,11 +41,16 @@ def stream_of(blocks: list[list[int]], sessions: list[int] | None = None,
     keys = dense_ids(np.asarray(prefixes, dtype=np.int64))[0] if prefixes else \
         np.zeros(0, dtype=np.int64)
     n = len(blocks)
+    categories = {}
+    if category is not None:
+        labels, codes = np.unique(np.asarray(category, dtype=str), return_inverse=True)
+        # A label no request has must not show up as a category.
+        categories["type"] = Category(codes.astype(np.int32), (*labels.tolist(), "unused"))
     return BlockStream(
         keys=keys, request=request_index(counts), block_size=block_size,
         prompt_tokens=counts * block_size, timestamps=np.arange(n, dtype=np.float64) * 2.0,
         sessions=np.asarray(sessions if sessions is not None else [-1] * n, dtype=np.int64),
-        category=None if category is None else np.asarray(category, dtype=str))
+        categories=categories)
 
 
 # -- oracles ---------------------------------------------------------------------------
@@ -209,10 +215,11 @@ def test_category_breakdown_equals_oracle(blocks, data, warmup, size):
     labels = data.draw(st.lists(st.sampled_from(["text", "search", "image"]),
                                 min_size=len(blocks), max_size=len(blocks)))
     a = ReuseAnalysis(stream_of(blocks, category=labels), warmup=warmup)
-    assert a.category_kind == "category"
+    assert a.category_names == ("type",)
     want = oracle_categories(blocks, labels, a.warmup_requests, size, 4)
     rows = a.reuse_by_category([size])
-    assert {r.label for r in rows} == set(labels)
+    assert {r.label for r in rows} == set(labels[a.warmup_requests:])
+    want = {k: v for k, v in want.items() if v[0]}
     for r in rows:
         requests, tokens, reused, beyond = want[r.label]
         assert (r.requests, r.tokens) == (requests, tokens)
@@ -230,9 +237,11 @@ def test_category_breakdown_sums_the_rest_as_other():
 
 def test_sessions_stand_in_for_categories():
     a = ReuseAnalysis(stream_of([[1, 2], [1, 2, 3]], sessions=[0, -1]))
-    assert a.category_kind == "session"
+    assert a.category_names == ("session",)
     assert sorted(r.label for r in a.reuse_by_category()) == ["no session", "session 0"]
     assert ReuseAnalysis(stream_of([[1]])).reuse_by_category() is None
+    with pytest.raises(KvReuseError, match=r"unknown category 'model' \(known: session\)"):
+        a.reuse_by_category(by="model")
 
 
 def test_bailian_type_is_the_category(tmp_path: Path):
@@ -245,6 +254,7 @@ def test_bailian_type_is_the_category(tmp_path: Path):
     path = tmp_path / "b.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     a = analyze(path, block_size=16)
+    assert a.stream.categories["type"].labels == ("search", "text")
     rows = {r.label: r for r in a.reuse_by_category([0])}
     assert rows["text"].tokens == 80 and rows["text"].reused_fraction == pytest.approx(2 / 5)
     assert rows["search"].reused_fraction == 1.0

@@ -334,28 +334,38 @@ class ReuseAnalysis:
         return found
 
     @property
-    def category_kind(self) -> str | None:
-        """What :meth:`reuse_by_category` groups requests by: ``"category"`` (the format's
-        own, e.g. Qwen-Bailian ``type``), else ``"session"``, else None."""
-        if self.stream.category is not None:
-            return "category"
-        return "session" if self.stream.has_sessions else None
+    def category_names(self) -> tuple[str, ...]:
+        """What :meth:`reuse_by_category` groups requests by: the format's own categories
+        (Qwen-Bailian ``type``; Weka ``model``, ``type``, ...), else ``"session"`` when
+        requests carry session ids; empty otherwise."""
+        if self.stream.categories:
+            return tuple(self.stream.categories)
+        return ("session",) if self.stream.has_sessions else ()
 
     def reuse_by_category(self, sizes: tuple[int, ...] | list[int] = (), *,
-                          limit: int = 10) -> list[CategoryRow] | None:
+                          by: str | None = None, limit: int = 10) -> list[CategoryRow] | None:
         """Reused and offloadable (interval > size, at each of ``sizes``) shares of each
-        category's own counted tokens; None when requests have no category or session."""
-        kind = self.category_kind
-        if kind is None:
-            return None
-        if kind == "category":
-            labels, noun = self.stream.category, "categories"
-        else:
-            sessions = self.stream.sessions
-            labels = np.where(sessions >= 0, np.char.add("session ", sessions.astype(str)),
-                              "no session")
+        category's own counted tokens, by the category ``by`` (default: the first of
+        :attr:`category_names`; ``"session"`` for sessions); None when there is none."""
+        names = self.category_names
+        if by is None:
+            if not names:
+                return None
+            by = names[0]
+        if by == "session" and self.stream.has_sessions:
+            sessions = np.asarray(self.stream.sessions, dtype=np.int64)
+            # Dense ids: session s is label s, and "no session" the last.
+            top = int(sessions.max()) + 1
+            codes = np.where(sessions >= 0, sessions, top)
+            labels: tuple[str, ...] = (*(f"session {s}" for s in range(top)), "no session")
             noun = "sessions"
-        return category_breakdown(self.stream, labels, sizes=list(sizes),
+        elif by in self.stream.categories:
+            cat = self.stream.categories[by]
+            codes, labels, noun = cat.codes, cat.labels, "categories"
+        else:
+            known = ", ".join(names) or "none: the trace has no categories or sessions"
+            raise KvReuseError(f"unknown category {by!r} (known: {known})")
+        return category_breakdown(self.stream, codes, labels, sizes=list(sizes),
                                   counted_from=self._counted_from,
                                   warmup_requests=self.warmup_requests, limit=limit,
                                   prev=self._previous, noun=noun)

@@ -26,6 +26,15 @@ class SlotLayout:
 
 
 @dataclass(frozen=True, eq=False)
+class Category:
+    """A per-request label (a Weka request's model, ...): request ``r`` has label
+    ``labels[codes[r]]``."""
+
+    codes: np.ndarray
+    labels: tuple[str, ...]
+
+
+@dataclass(frozen=True, eq=False)
 class BlockStream:
     """All full KV blocks of a trace, request after request.
 
@@ -34,8 +43,8 @@ class BlockStream:
     ``request[i]`` is the request that block belongs to (non-decreasing). Per request:
     ``prompt_tokens`` (partial tail included), ``timestamps`` (seconds for every format,
     NaN when unknown: docs/times.md) and
-    ``sessions`` (dense ids, -1 when unknown) and, when the format has one, ``category``
-    (the request's category label as written, e.g. Qwen-Bailian's ``type``; None without).
+    ``sessions`` (dense ids, -1 when unknown). ``categories``: optional per-request
+    labels by name (a format's request types, models, ...; empty when it has none).
     """
 
     keys: np.ndarray
@@ -46,7 +55,7 @@ class BlockStream:
     sessions: np.ndarray
     meta: dict = field(default_factory=dict)
     layout: SlotLayout | None = None
-    category: np.ndarray | None = None
+    categories: dict[str, Category] = field(default_factory=dict)
 
     @property
     def num_requests(self) -> int:

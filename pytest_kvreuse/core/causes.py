@@ -196,32 +196,31 @@ class CategoryRow:
                                          for k, v in self.offloadable.items()}}
 
 
-def category_breakdown(stream: BlockStream, labels: np.ndarray, *, sizes: Sequence[int] = (),
-                       counted_from: int = 0, warmup_requests: int = 0, limit: int = 10,
+def category_breakdown(stream: BlockStream, codes: np.ndarray, labels: Sequence[str], *,
+                       sizes: Sequence[int] = (), counted_from: int = 0,
+                       warmup_requests: int = 0, limit: int = 10,
                        prev: np.ndarray | None = None, noun: str = "categories"
                        ) -> list[CategoryRow]:
     """Reused and offloadable (interval > size) shares of each category's own counted
-    tokens; ``labels`` one per request. The ``limit`` categories with the most tokens,
-    the rest summed as ``other (N categories)``."""
-    labels = np.asarray(labels)
+    tokens; request ``r`` is in category ``labels[codes[r]]``. The ``limit`` categories
+    with the most tokens, the rest summed as ``other (N categories)``."""
     if prev is None:
         prev = previous_occurrence(stream.keys)
-    codes_of, req_code = np.unique(labels, return_inverse=True)
+    ncat = len(labels)
+    req_code = np.asarray(codes, dtype=np.int64)
     code = req_code[stream.request]
-    counted = np.zeros(stream.num_blocks, dtype=bool)
-    counted[counted_from:] = True
     reused = reuse_flags(stream, prev, counted_from)
-    ncat = codes_of.shape[0]
-    tokens = np.bincount(code[counted], minlength=ncat) * stream.block_size
+    tokens = np.bincount(code[counted_from:], minlength=ncat) * stream.block_size
     hits = np.bincount(code[reused], minlength=ncat) * stream.block_size
     idx = np.flatnonzero(reused)
     interval = (idx - prev[idx] - 1) * stream.block_size
     beyond = {s: np.bincount(code[idx[interval > s]], minlength=ncat) * stream.block_size
               for s in sizes}
     nreq = np.bincount(req_code[warmup_requests:], minlength=ncat)
-    order = np.lexsort((codes_of.astype(str), -tokens))
+    present = np.flatnonzero(nreq)
+    order = present[np.lexsort((np.asarray(labels, dtype=str)[present], -tokens[present]))]
     keep, rest = order[:limit], order[limit:]
-    groups = [([c], str(codes_of[c])) for c in keep.tolist()]
+    groups = [([c], str(labels[c])) for c in keep.tolist()]
     if rest.size:
         groups.append((rest.tolist(), f"other ({rest.size} {noun})"))
     out = []

@@ -10,11 +10,18 @@ import math
 import os
 import warnings
 from array import array
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.blocks import BlockStream, SlotLayout, dense_ids, request_index, smallest_index_dtype
+from ..core.blocks import (
+    BlockStream,
+    Category,
+    SlotLayout,
+    dense_ids,
+    request_index,
+    smallest_index_dtype,
+)
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
 from .jsonl import INT64_END, bad_integer_list, field_number, iter_raw_records, not_an_integer
 
@@ -40,8 +47,8 @@ class HashIdTrace:
     sessions: np.ndarray
     lines: np.ndarray
     native_block_size: int
-    # Each request's category label (Qwen-Bailian's ``type``); None when the format has none.
-    category: np.ndarray | None = None
+    # Per-request labels by name (Qwen-Bailian's ``type``); empty when the format has none.
+    categories: dict[str, Category] = field(default_factory=dict)
 
     @property
     def num_requests(self) -> int:
@@ -176,8 +183,13 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         sessions=sessions,
         lines=line_array,
         native_block_size=native_block_size,
-        category=np.asarray(types, dtype=str) if bailian else None,
+        categories={"type": _labels(types)} if bailian else {},
     )
+
+
+def _labels(values: list[str]) -> Category:
+    labels, codes = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+    return Category(codes.astype(np.int32), tuple(labels.tolist()))
 
 
 def _check_chat_ids(record: dict, path: str, lineno: int) -> None:
@@ -304,7 +316,7 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         timestamps=trace.timestamps,
         sessions=trace.sessions,
         layout=layout,
-        category=trace.category,
+        categories=dict(trace.categories),
     )
 
 

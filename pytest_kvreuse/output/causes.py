@@ -37,17 +37,19 @@ def prefix_rows(causes: dict) -> list[dict]:
     return rows
 
 
-def category_rows(causes: dict) -> tuple[str | None, list[str], list[dict]]:
-    """What categories are (``category``, ``session``), the sizes, one row each."""
-    cats = causes.get("categories")
-    if not cats:
-        return None, [], []
-    sizes = list((cats["rows"][0]["offloadable_fraction"] if cats["rows"] else {}).keys())
-    rows = [{"label": r["label"], "requests": count(r["requests"]),
-             "tokens": count(r["tokens"]), "reused": _pct(r["reused_fraction"]),
-             "offloadable": [_pct(r["offloadable_fraction"].get(s)) for s in sizes]}
-            for r in cats["rows"]]
-    return cats["by"], [count(int(s)) for s in sizes], rows
+def category_tables(causes: dict) -> list[dict]:
+    """One table per category (``type``, ``model``, ``session``, ...): what it groups by,
+    the sizes of its offloadable columns, one row per category value."""
+    tables = []
+    for cats in causes.get("categories") or []:
+        sizes = list((cats["rows"][0]["offloadable_fraction"] if cats["rows"] else {}).keys())
+        rows = [{"label": r["label"], "requests": count(r["requests"]),
+                 "tokens": count(r["tokens"]), "reused": _pct(r["reused_fraction"]),
+                 "offloadable": [_pct(r["offloadable_fraction"].get(s)) for s in sizes]}
+                for r in cats["rows"]]
+        tables.append({"by": cats["by"], "sizes": [count(int(s)) for s in sizes],
+                       "rows": rows})
+    return tables
 
 
 def breaks_summary(causes: dict) -> str | None:
@@ -96,11 +98,10 @@ def causes_text(causes: dict) -> str:
                          f"requests, first {r['first']}, last {r['last']}")
             if r["text"] is not None:
                 lines.append(f"      {_quoted(r['text'], 80)}")
-    by, sizes, rows = category_rows(causes)
-    if by is not None:
-        head = "".join(f", offloadable at {s}" for s in sizes)
-        lines.append(f"reuse by {by} (reused{head}):")
-        for r in rows:
+    for table in category_tables(causes):
+        head = "".join(f", offloadable at {s}" for s in table["sizes"])
+        lines.append(f"reuse by {table['by']} (reused{head}):")
+        for r in table["rows"]:
             off = "".join(f", {o}" for o in r["offloadable"])
             lines.append(f"  {r['label']}: {r['requests']} requests, {r['tokens']} tokens, "
                          f"{r['reused']}{off}")
@@ -123,11 +124,10 @@ def causes_view(causes: dict) -> dict | None:
     from .plot import bar_figure, svg_data_uri
 
     prefixes = prefix_rows(causes)
-    by, sizes, cats = category_rows(causes)
     breaks = break_rows(causes)
     view = {"asked_prefixes": "top_prefixes" in causes, "prefixes": prefixes,
-            "prefix_plot": None, "category_by": by, "category_sizes": sizes,
-            "categories": cats, "breaks_summary": breaks_summary(causes), "breaks": breaks,
+            "prefix_plot": None, "categories": category_tables(causes),
+            "breaks_summary": breaks_summary(causes), "breaks": breaks,
             "break_plot": None}
     if prefixes:
         view["prefix_plot"] = svg_data_uri(bar_figure(
