@@ -62,7 +62,7 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
 
     # Lazily loads nothing: the tokenizer is loaded (cached per process) on first use.
     analysis.prompts = trace_prompts(path, stream.meta.get("format"), params.tokenizer,
-                                     params.prompt)
+                                     params.prompt, stream.prompt_tokens)
     return analysis
 
 

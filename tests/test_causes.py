@@ -468,3 +468,17 @@ def test_warm_up_turns_are_not_counted(sessions_traces):
     assert warm.turn_breaks.lost_tokens == int(full.turn_breaks.lost[kept].sum()) * 16
     assert warm.broken_reuse_fraction == pytest.approx(
         warm.turn_breaks.lost_tokens / warm.counted_tokens)
+
+
+def test_prompts_not_the_streams_get_no_text(sessions_traces):
+    from pytest_kvreuse.text.prompts import trace_prompts
+
+    a = analyze(sessions_traces["clean"], block_size=16)
+    # As if the loader had put the requests in another order: lengths no longer match.
+    shuffled = a.stream.prompt_tokens[::-1].copy()
+    a.prompts = trace_prompts(sessions_traces["clean"], "chat", "deepseek-v3", "raw",
+                              shuffled)
+    top = a.top_prefixes(3)
+    mismatched = [p for p in top if shuffled[p.first_request]
+                  != a.stream.prompt_tokens[p.first_request]]
+    assert mismatched and all(p.text is None for p in mismatched)

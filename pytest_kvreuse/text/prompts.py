@@ -17,14 +17,19 @@ from .tokenizer import TextTokenizer, load_tokenizer
 
 class TracePrompts:
     """Token ids and decoded text of requests of the text trace at ``path``, numbered as
-    the stream numbers them (file order; one per message in per-message mode)."""
+    the stream numbers them (file order; one per message in per-message mode).
+
+    ``prompt_tokens``: the stream's length of every prompt. A recovered prompt of another
+    length is not the stream's (the file changed, or its loader put the requests in
+    another order) and is left out: no text rather than a wrong one."""
 
     def __init__(self, path: str | os.PathLike[str], fmt: str, tokenizer: str,
-                 prompt: str) -> None:
+                 prompt: str, prompt_tokens: np.ndarray | None = None) -> None:
         self.path = os.fspath(path)
         self.fmt = fmt
         self.prompt = prompt
         self.tokenizer = tokenizer
+        self.prompt_tokens = prompt_tokens
         self._ids: dict[int, np.ndarray] = {}
 
     @functools.cached_property
@@ -47,7 +52,11 @@ class TracePrompts:
                     index += 1
                 if index > last:
                     break
-            self._ids.update(zip(numbers, self._tokenizer.encode_batch(texts), strict=True))
+            for r, ids in zip(numbers, self._tokenizer.encode_batch(texts), strict=True):
+                if self.prompt_tokens is None or (
+                        r < self.prompt_tokens.shape[0]
+                        and int(self.prompt_tokens[r]) == ids.shape[0]):
+                    self._ids[r] = ids
         return {r: self._ids[r] for r in requests if r in self._ids}
 
     def decode(self, ids: np.ndarray) -> str:
@@ -56,7 +65,8 @@ class TracePrompts:
 
 
 def trace_prompts(path: str | os.PathLike[str], fmt: str | None, tokenizer: str | None,
-                  prompt: str | None) -> TracePrompts | None:
+                  prompt: str | None, prompt_tokens: np.ndarray | None = None
+                  ) -> TracePrompts | None:
     """The prompts of a text trace that can be read again (a regular file; a pipe's bytes
     are gone), else None."""
     from ..loaders.registry import TEXT_FORMATS
@@ -64,4 +74,4 @@ def trace_prompts(path: str | os.PathLike[str], fmt: str | None, tokenizer: str 
     if fmt not in TEXT_FORMATS or tokenizer is None or prompt is None \
             or not os.path.isfile(path):
         return None
-    return TracePrompts(path, fmt, tokenizer, prompt)
+    return TracePrompts(path, fmt, tokenizer, prompt, prompt_tokens)
