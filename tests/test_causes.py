@@ -482,3 +482,20 @@ def test_prompts_not_the_streams_get_no_text(sessions_traces):
     mismatched = [p for p in top if shuffled[p.first_request]
                   != a.stream.prompt_tokens[p.first_request]]
     assert mismatched and all(p.text is None for p in mismatched)
+
+
+def test_a_partial_native_block_of_hash_ids_is_not_lost(tmp_path: Path):
+    # Native blocks of 64, analysis blocks of 16: turn 1's second native block is partial
+    # (36 tokens, id 2); turn 2 re-sends it whole under an id of its own (3).
+    records = [{"chat_id": 1, "parent_chat_id": -1, "timestamp": 0.0, "input_length": 100,
+                "output_length": 1, "type": "text", "turn": 1, "hash_ids": [1, 2]},
+               {"chat_id": 2, "parent_chat_id": 1, "timestamp": 1.0, "input_length": 200,
+                "output_length": 1, "type": "text", "turn": 2, "hash_ids": [1, 3, 4, 5]},
+               {"chat_id": 3, "parent_chat_id": 2, "timestamp": 2.0, "input_length": 200,
+                "output_length": 1, "type": "text", "turn": 3, "hash_ids": [1, 6, 7, 8]}]
+    path = tmp_path / "b.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    a = analyze(path, block_size=16, hash_block_size=64)
+    b = a.turn_breaks
+    assert b.shared.tolist() == [4, 4] and b.lost.tolist() == [0, 8]
+    assert a.broken_reuse_fraction == 8 * 16 / a.counted_tokens

@@ -245,7 +245,9 @@ class TurnBreaks:
     """Every session turn against its session's previous turn: ``turn[i]`` and
     ``previous[i]`` are request numbers, ``shared[i]`` their leading full blocks in common
     and ``lost[i]`` the full blocks of the previous prompt the turn would have reused had
-    it re-sent it (``min(blocks of both) - shared``). Only counted turns."""
+    it re-sent it (``min(blocks of both) - shared``; on a hash-id trace whose native block
+    is larger, the previous prompt's blocks in whole native blocks only). Only counted
+    turns."""
 
     turn: np.ndarray
     previous: np.ndarray
@@ -275,7 +277,15 @@ def turn_breaks(stream: BlockStream, *, warmup_requests: int = 0) -> TurnBreaks:
     turn, previous = turn[counted], previous[counted]
     starts = stream.request_starts
     nblocks = np.diff(starts)
-    common = np.minimum(nblocks[turn], nblocks[previous])
+    known = nblocks[previous]
+    native = stream.meta.get("hash_block_size")
+    if native and native > stream.block_size:
+        # A hash-id trace names a native block only whole: the blocks of the previous
+        # prompt's last, partial native block cannot match the next turn's (its full
+        # native block has an id of its own), whatever the tokens were.
+        known = np.minimum(known, stream.prompt_tokens[previous] // native
+                           * (native // stream.block_size))
+    common = np.minimum(nblocks[turn], known)
     shared = common.copy()
     # The block pairs of a chunk of turns at a time: temporaries of a chunk's blocks, not
     # of the whole stream's (a loop per chunk, never per block).
