@@ -71,6 +71,12 @@ def _hit(text: str) -> float:
                                          f"30 %), got {text!r}") from None
 
 
+def _count(text: str) -> int:
+    if not text.strip().isdigit() or int(text) <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
 def _ttls(text: str) -> tuple[int | float, ...]:
     try:
         return tuple(dict.fromkeys(parse_seconds("ttl", t) for t in text.split(",")
@@ -159,6 +165,14 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    metavar="NAMES",
                    help=f"how --replicas are fed, comma-separated: {', '.join(ROUTINGS)} "
                         "(default: round-robin,prefix)")
+    p.add_argument("--top-prefixes", type=_count, default=0, metavar="N",
+                   help="where reuse comes from: the N shared prefixes carrying the most "
+                        "reused tokens (their text on text traces), and the reuse of each "
+                        "request category or session")
+    p.add_argument("--why", action="store_true",
+                   help="where reuse breaks: session turns that do not re-send the previous "
+                        "turn's prompt, grouped by the text where they depart from it "
+                        "(text traces with sessions)")
     p.add_argument("--cache-dir", metavar="DIR", default=None,
                    help="where tokenized traces are cached (default: the user cache directory)")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
@@ -259,6 +273,9 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
         lines.append(f"GPU cache:        {size(gpu, bpt)}")
         if lower is not None:
             lines.append(f"lower tier:       {size(lower, bpt)}")
+    if a.turn_breaks is not None:
+        lines.append(f"broken reuse:     {_percent(a.broken_reuse_fraction)} of tokens (session "
+                     "turns not re-sending the previous prompt; --why says where)")
     if gpu is not None:
         lines.append(f"offloadable at {gpu:,} tokens: {_percent(a.offloadable_fraction(gpu))} "
                      "(reuse interval > cache size)")
@@ -512,6 +529,12 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         print(f"kvreuse: note: {trace}: the warm-up ({a.warmup_requests:,} of "
               f"{a.num_requests:,} requests) leaves no full block to count: the fractions "
               "are undefined", file=sys.stderr)
+    causes: dict = {}
+    if args.top_prefixes or args.why:
+        from .result import causes_document
+
+        causes = causes_document(a, top_prefixes=args.top_prefixes, why=args.why,
+                                 sizes=[gpu] if gpu else [])
     if args.json or args.html:
         # jinja2 and matplotlib load only for the outputs that need them.
         from .output import report
@@ -519,6 +542,7 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
         result = trace_result(a, trace, gpu, lower, opt=args.opt, ttls=args.ttl,
                               policies=policies, target_hit=args.target_hit,
                               replicas=args.replicas, routings=routings)
+        result.causes = causes
         run = _run(a, result, getattr(args, "argv", []))
         if args.json:
             report.write_json(args.json, [result], run)
@@ -532,6 +556,10 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
                        target_hit=args.target_hit))
         if args.replicas:
             print(replica_table(a, gpu, args.replicas, routings))
+        if causes:
+            from .output.causes import causes_text
+
+            print(causes_text(causes))
     return 0
 
 

@@ -16,6 +16,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .errors import KvReuseError
 from .formatting import TOKENS, defined
@@ -55,7 +56,8 @@ class TraceResult:
     ``curves`` down-sampled ``{"x": [...], "y": [...]}``; ``checks`` one record per
     condition checked; ``error`` the one-line error of a trace that could not be read.
     ``extras`` carries what a report adds for display (baseline comparison, trend), never
-    saved with a baseline.
+    saved with a baseline. ``causes``: where reuse comes from and where it breaks, when
+    asked for (:func:`causes_document`, docs/causes.md); empty otherwise.
     """
 
     name: str
@@ -71,6 +73,7 @@ class TraceResult:
     # A sampled analysis (docs/sampling.md): rate, keys kept, and the standard error of
     # every estimated figure, keyed as ``figures``; None for an exact one.
     sample: dict | None = None
+    causes: dict = field(default_factory=dict)
 
     # -- reading figures ----------------------------------------------------------------
 
@@ -96,8 +99,8 @@ class TraceResult:
                       sizes: Iterable[int] = (), figures: Iterable[tuple[str, dict]] = (),
                       content_sha256: str | None = None, include: Iterable[str] = (),
                       ttls: Iterable[object] = (), policies: Iterable[str] = (),
-                      replicas: Iterable[int] = (), routings: Iterable[str] = ()
-                      ) -> TraceResult:
+                      replicas: Iterable[int] = (), routings: Iterable[str] = (),
+                      top_prefixes: int = 0, why: bool = False) -> TraceResult:
         """Every default metric of the registry: those without arguments, those taking a
         size at every size of ``sizes``; the metrics named in ``include`` (those computed
         only when asked, ``Metric.default`` False: OPT) at every size too; the TTL figures
@@ -107,7 +110,8 @@ class TraceResult:
         of ``replicas * size`` beside them; and the explicit ``(metric, args)`` of
         ``figures``. Curves: the
         interval CCDF, the LRU curve, the OPT curve when an OPT figure is computed, and the
-        reuse-time CCDF (seconds) when the trace has reuse times."""
+        reuse-time CCDF (seconds) when the trace has reuse times. ``top_prefixes`` (how
+        many) and ``why`` fill :attr:`causes`."""
         from .core.curves import downsample
 
         sizes = sorted({int(s) for s in sizes})
@@ -174,7 +178,9 @@ class TraceResult:
         return cls(name=name, path=path if path is not None else params.pop("path", None),
                    params={k: v for k, v in params.items() if k != "path"},
                    content_sha256=content_sha256, sizes=sizes, figures=out, curves=curves,
-                   sample=sample_record(analysis, out))
+                   sample=sample_record(analysis, out),
+                   causes=causes_document(analysis, top_prefixes=top_prefixes, why=why,
+                                          sizes=sizes))
 
     def merge(self, other: TraceResult) -> None:
         """Add what another process computed for the same declared trace: its checks and
@@ -189,6 +195,8 @@ class TraceResult:
                 self.figures[name] = v
         for name, c in other.curves.items():
             self.curves.setdefault(name, c)
+        for name, c in other.causes.items():
+            self.causes.setdefault(name, c)
         if self.error is None:
             self.error = other.error
 
@@ -238,6 +246,8 @@ class TraceResult:
         in_bytes = self.size_bytes()
         if in_bytes:
             doc["size_bytes"] = in_bytes
+        if self.causes:
+            doc["causes"] = self.causes
         if extras and self.extras:
             doc["extras"] = self.extras
         if self.sample is not None:
@@ -266,7 +276,8 @@ class TraceResult:
                        curves=dict(doc.get("curves") or {}),
                        checks=list(doc.get("checks") or []), error=doc.get("error"),
                        extras=dict(doc.get("extras") or {}),
-                       sample=dict(doc["sample"]) if doc.get("sample") else None)
+                       sample=dict(doc["sample"]) if doc.get("sample") else None,
+                       causes=dict(doc.get("causes") or {}))
         return _from_v0(doc)
 
 
@@ -308,6 +319,39 @@ def sample_record(analysis: object, figures: Mapping) -> dict | None:
             "errors": errors,
             "exact": sorted(n for n in figures if sampling_of(n) == "exact"),
             "not_sampled": {n: NOT_SAMPLED[n] for n in figures if n in NOT_SAMPLED}}
+
+
+def causes_document(analysis: Any, *, top_prefixes: int = 0, why: bool = False,
+                    sizes: Sequence[int] = ()) -> dict:
+    """Where reuse comes from (``top_prefixes`` shared prefixes, the reuse of each request
+    category at ``sizes``) and, with ``why``, where it breaks: plain JSON for
+    :attr:`TraceResult.causes`."""
+    out: dict = {}
+    if top_prefixes:
+        out["top_prefixes"] = [p.to_dict() for p in analysis.top_prefixes(top_prefixes)]
+        out["categories"] = [
+            {"by": name, "rows": [r.to_dict()
+                                  for r in analysis.reuse_by_category(list(sizes), by=name)]}
+            for name in analysis.category_names]
+    if why:
+        breaks = analysis.turn_breaks
+        if breaks is None:
+            out["breaks"] = {"reason": analysis.breaks_reason}
+        else:
+            doc = {"turns": int(breaks.turn.shape[0]),
+                   "broken_turns": int(breaks.broken.shape[0]),
+                   "lost_tokens": breaks.lost_tokens,
+                   "fraction": defined(analysis.broken_reuse_fraction)}
+            explained = analysis.why()
+            if explained is None:
+                doc["reason"] = "no text to read the departures from (hash ids, or a pipe)"
+            else:
+                causes, doc["explained_turns"] = explained
+                counted = analysis.counted_tokens
+                doc["causes"] = [{**c.to_dict(), "fraction": c.lost_tokens / counted
+                                  if counted else None} for c in causes]
+            out["breaks"] = doc
+    return out
 
 
 def _check_shape(r: TraceResult) -> None:

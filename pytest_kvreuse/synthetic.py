@@ -187,6 +187,24 @@ class SegmentText:
         return text
 
 
+def chat_messages(r: Request, text: SegmentText, *, system_suffix: str = "",
+                  assistant_prefix: str = "") -> list[dict]:
+    """A request's messages: system prompt (plus document), then user and assistant turns
+    alternating, ending on the new user turn. ``system_suffix`` ends the system prompt
+    (a clock); ``assistant_prefix`` starts every earlier assistant turn (a template)."""
+    # segments: system, [document], then user/assistant alternating, ending on user.
+    n_prefix = len(r.segments) - (2 * r.turn - 1)
+    messages = []
+    if n_prefix > 0:
+        system = "\n\n".join(text(s, n) for s, n in r.segments[:n_prefix])
+        messages.append({"role": "system", "content": system + system_suffix})
+    for k, (s, n) in enumerate(r.segments[n_prefix:]):
+        role = "user" if k % 2 == 0 else "assistant"
+        prefix = assistant_prefix if role == "assistant" else ""
+        messages.append({"role": role, "content": prefix + text(s, n)})
+    return messages
+
+
 def aiperf_sessions(requests: list[Request], text: SegmentText) -> Iterator[dict]:
     """One aiperf ``data`` entry per session (sessions in order of their first request),
     one payload per turn: system prompt (plus document), the history, the new user turn."""
@@ -194,19 +212,44 @@ def aiperf_sessions(requests: list[Request], text: SegmentText) -> Iterator[dict
     for r in requests:
         by_session.setdefault(r.session, []).append(r)
     for session, turns in by_session.items():
-        payloads = []
-        for r in sorted(turns, key=lambda r: r.turn):
-            # segments: system, [document], then user/assistant alternating, ending on user.
-            n_prefix = len(r.segments) - (2 * r.turn - 1)
-            messages = []
-            if n_prefix > 0:
-                system = "\n\n".join(text(s, n) for s, n in r.segments[:n_prefix])
-                messages.append({"role": "system", "content": system})
-            for k, (s, n) in enumerate(r.segments[n_prefix:]):
-                messages.append({"role": "user" if k % 2 == 0 else "assistant",
-                                 "content": text(s, n)})
-            payloads.append({"messages": messages, "max_tokens": r.output_tokens})
+        payloads = [{"messages": chat_messages(r, text), "max_tokens": r.output_tokens}
+                    for r in sorted(turns, key=lambda r: r.turn)]
         yield {"session_id": f"session-{session}", "payloads": payloads}
+
+
+# The wall-clock time the clock of write_chat() starts from (2026-12-01 09:00:00 UTC).
+_CLOCK_EPOCH_S = 1796115600
+CLOCK_TEXT = "\n\nThe current time is "
+TEMPLATE_MARKER = "Assistant: "
+
+
+def write_chat(requests: list[Request], path: str | os.PathLike[str], *, seed: int = 0,
+               clock: bool = False, template_change_s: float | None = None,
+               words: list[str] | None = None) -> None:
+    """Write ``requests`` as OpenAI-style chat JSONL (``session_id``, ``timestamp`` in
+    seconds, ``messages``), in arrival order, with reuse breakers planted on demand:
+    ``clock`` ends every system prompt with the request's own time (``The current time
+    is 2026-12-01 09:00:07 UTC.``), so no turn re-sends the previous turn's prompt past
+    it; from ``template_change_s`` seconds on, a changed chat template renders every
+    earlier assistant turn as ``Assistant: ...``, so each session spanning the change
+    breaks once, at its first assistant turn."""
+    import datetime
+
+    text = SegmentText(seed, words)
+    lines = []
+    for r in requests:
+        suffix = ""
+        if clock:
+            at = datetime.datetime.fromtimestamp(_CLOCK_EPOCH_S + r.timestamp_ms // 1000,
+                                                 datetime.timezone.utc)
+            suffix = f"{CLOCK_TEXT}{at:%Y-%m-%d %H:%M:%S} UTC."
+        changed = template_change_s is not None and r.timestamp_ms >= template_change_s * 1000
+        messages = chat_messages(r, text, system_suffix=suffix,
+                                 assistant_prefix=TEMPLATE_MARKER if changed else "")
+        lines.append(orjson.dumps({"session_id": f"session-{r.session}",
+                                   "timestamp": r.timestamp_ms / 1000.0,
+                                   "messages": messages}))
+    atomic_write_bytes(path, b"\n".join(lines) + b"\n")
 
 
 def write_aiperf(requests: list[Request], path: str | os.PathLike[str], *, seed: int = 0,

@@ -13,6 +13,7 @@ from pytest_kvreuse.synthetic import (
     generate,
     weka_conversations,
     write_aiperf,
+    write_chat,
     write_mooncake,
     write_mooncake_trace,
 )
@@ -46,6 +47,12 @@ def main() -> None:
     agentic = generate(Workload(sessions=6, turns=(4, 10), seed=7))
     for doc in weka_conversations(agentic, 64, subagent_every=4):
         atomic_write_bytes(weka_dir / f"{doc['id']}.json", orjson.dumps(doc) + b"\n")
+    # Chat sessions whose system prompt ends with the time of each request: no turn
+    # re-sends its session's previous prompt past it (`kvreuse analyze --why` names it).
+    clock_chat = generate(Workload(sessions=24, system_prompts=2, system_tokens=(150, 400),
+                                   turns=(2, 5), user_tokens=(20, 80),
+                                   reply_tokens=(30, 100), document_share=0.0, seed=7))
+    write_chat(clock_chat, args.out / "clock_sessions.chat.jsonl", clock=True)
     for p in sorted(args.out.iterdir()):
         size = sum(f.stat().st_size for f in p.iterdir()) if p.is_dir() else p.stat().st_size
         print(f"{p.name}: {size:,} bytes")

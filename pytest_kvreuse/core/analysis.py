@@ -10,10 +10,23 @@ from functools import cached_property
 import numpy as np
 
 from ..errors import KvReuseError
-from ..metrics import METRICS, NO_TIMESTAMPS
+from ..metrics import METRICS, NO_SESSIONS, NO_TIMESTAMPS
 from ..models import KvGeometry
 from ..sizes import ByteSize, resolve_size
 from .blocks import BlockStream
+from .causes import (
+    BreakCause,
+    CategoryRow,
+    PromptSource,
+    SharedPrefix,
+    TurnBreaks,
+    category_breakdown,
+    explain_breaks,
+    prefix_texts,
+    previous_occurrence,
+    top_prefixes,
+    turn_breaks,
+)
 from .intervals import ReusePairs, interval_ccdf, reuse_intervals_and_pairs, tokens_beyond
 from .lru import (
     LruProfile,
@@ -108,6 +121,9 @@ class ReuseAnalysis:
         self._policy_hits: dict[tuple[str, int], int] = {}
         self._routed: dict[tuple, Routed] = {}
         self._replica_touches: dict[tuple, ReplicaTouches] = {}
+        # Recovers prompts of a text trace (set by analyze()): the text of shared prefixes
+        # and of departures. None: hash ids, or a pipe whose bytes are gone.
+        self.prompts: PromptSource | None = None
 
     @property
     def block_size(self) -> int:
@@ -502,6 +518,91 @@ class ReuseAnalysis:
                       requests=tuple(int(x) for x in requests),
                       touches=tuple(int(x) for x in touches),
                       hits=tuple(int(x) for x in hits))
+
+    # -- where reuse comes from, where it breaks (docs/causes.md) -----------------------
+
+    @cached_property
+    def _previous(self) -> np.ndarray:
+        return previous_occurrence(self.stream.keys)
+
+    def top_prefixes(self, n: int = 10, *, text: bool = True) -> list[SharedPrefix]:
+        """The ``n`` shared prefixes (trie nodes compressed along unary paths) carrying
+        the most reused tokens; on a text trace with ``text``, each with its first 80
+        characters, decoded."""
+        found = top_prefixes(self.stream, int(n), counted_from=self._counted_from,
+                             prev=self._previous)
+        if text and found and self.prompts is not None:
+            found = prefix_texts(found, self.prompts)
+        return found
+
+    @property
+    def category_names(self) -> tuple[str, ...]:
+        """What :meth:`reuse_by_category` groups requests by: the format's own categories
+        (Qwen-Bailian ``type``; Weka ``model``, ``type``, ...), else ``"session"`` when
+        requests carry session ids; empty otherwise."""
+        if self.stream.categories:
+            return tuple(self.stream.categories)
+        return ("session",) if self.stream.has_sessions else ()
+
+    def reuse_by_category(self, sizes: tuple[int, ...] | list[int] = (), *,
+                          by: str | None = None, limit: int = 10) -> list[CategoryRow] | None:
+        """Reused and offloadable (interval > size, at each of ``sizes``) shares of each
+        category's own counted tokens, by the category ``by`` (default: the first of
+        :attr:`category_names`; ``"session"`` for sessions); None when there is none."""
+        names = self.category_names
+        if by is None:
+            if not names:
+                return None
+            by = names[0]
+        if by == "session" and self.stream.has_sessions:
+            sessions = np.asarray(self.stream.sessions, dtype=np.int64)
+            # Dense ids: session s is label s, and "no session" the last.
+            top = int(sessions.max()) + 1
+            codes = np.where(sessions >= 0, sessions, top)
+            labels: tuple[str, ...] = (*(f"session {s}" for s in range(top)), "no session")
+            noun = "sessions"
+        elif by in self.stream.categories:
+            cat = self.stream.categories[by]
+            codes, labels, noun = cat.codes, cat.labels, "categories"
+        else:
+            known = ", ".join(names) or "none: the trace has no categories or sessions"
+            raise KvReuseError(f"unknown category {by!r} (known: {known})")
+        return category_breakdown(self.stream, codes, labels, sizes=list(sizes),
+                                  counted_from=self._counted_from,
+                                  warmup_requests=self.warmup_requests, limit=limit,
+                                  prev=self._previous, noun=noun)
+
+    @property
+    def breaks_reason(self) -> str | None:
+        """Why there are no turn breaks to find (None when there are)."""
+        if not self.stream.has_sessions:
+            return NO_SESSIONS
+        if self.params.get("prompt") == "per-message":
+            return "per-message prompts are messages, not turns"
+        return None
+
+    @cached_property
+    def turn_breaks(self) -> TurnBreaks | None:
+        """Every counted session turn against the previous one; None without sessions."""
+        if self.breaks_reason is not None:
+            return None
+        return turn_breaks(self.stream, warmup_requests=self.warmup_requests)
+
+    @property
+    def broken_reuse_fraction(self) -> float:
+        """Share of tokens in full blocks of the previous turn's prompt that a turn did not
+        re-send (NaN without sessions)."""
+        breaks = self.turn_breaks
+        return math.nan if breaks is None else self._share(breaks.lost_tokens)
+
+    def why(self, limit: int = 1000) -> tuple[list[BreakCause], int] | None:
+        """The broken turns' departures grouped by cause (text traces that can be read
+        again), with how many turns were explained (at most ``limit``, those losing most);
+        None when there is no text to explain them with."""
+        breaks = self.turn_breaks
+        if breaks is None or self.prompts is None:
+            return None
+        return explain_breaks(breaks, self.stream.sessions, self.prompts, limit=limit)
 
     def to_dict(self) -> dict:
         """The parameters and every figure without arguments, JSON-ready and deterministic

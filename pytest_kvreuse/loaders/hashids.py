@@ -11,12 +11,13 @@ import os
 import warnings
 from array import array
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..core.blocks import (
     BlockStream,
+    Category,
     SlotLayout,
     dense_ids,
     request_index,
@@ -53,6 +54,8 @@ class HashIdTrace:
     # A shard set's files, and the file (index into them) each request's line is in.
     files: tuple[str, ...] = ()
     file_of: np.ndarray | None = None
+    # Per-request labels by name (Qwen-Bailian's ``type``); empty when the format has none.
+    categories: dict[str, Category] = field(default_factory=dict)
 
     @property
     def num_requests(self) -> int:
@@ -121,6 +124,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     file_of = array("i")
     chat_ids: list[int] = []
     parent_ids: list[int] = []
+    types: list[str] = []
     # Bound once: this loop runs per record, and a big trace has millions.
     add_ids, add_count, add_length = all_ids.extend, counts.append, lengths.append
     add_line, add_stamp, add_file = lines.append, stamps.append, file_of.append
@@ -200,6 +204,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
                                        path=spath, line=lineno)
             chat_ids.append(chat)
             parent_ids.append(parent)
+            types.append(rec.get("type", ""))
         if on_chunk is not None and len(counts) - flushed >= chunk_requests:
             flush()
     if on_chunk is not None and len(counts) > flushed:
@@ -245,6 +250,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         native_block_size=native_block_size,
         files=tuple(files) if len(files) > 1 else (),
         file_of=np.frombuffer(file_of, dtype=np.int32).copy() if len(files) > 1 else None,
+        categories={"type": _labels(types)} if bailian else {},
     )
     return _by_time(trace) if timed else trace
 
@@ -350,6 +356,11 @@ def _piece(path: str, ids: array, counts: array, lengths: array, stamps: array,
         native_block_size=native)
 
 
+def _labels(values: list[str]) -> Category:
+    labels, codes = np.unique(np.asarray(values, dtype=str), return_inverse=True)
+    return Category(codes.astype(np.int32), tuple(labels.tolist()))
+
+
 def _check_chat_ids(record: dict, path: str, lineno: int) -> None:
     """The error for a record whose ``chat_id`` or ``parent_chat_id`` is not usable."""
     chat = _chat_field(record, "chat_id", None, path, lineno)
@@ -448,6 +459,7 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         timestamps=trace.timestamps,
         sessions=trace.sessions,
         layout=layout,
+        categories=dict(trace.categories),
     )
 
 

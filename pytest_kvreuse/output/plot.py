@@ -341,3 +341,29 @@ def svg_data_uri(fig: Figure) -> str:
     results give byte-identical plots (see :func:`figure_bytes`)."""
     return "data:image/svg+xml;base64," + base64.b64encode(figure_bytes(fig, "svg")).decode(
         "ascii")
+
+
+def bar_figure(labels: Sequence[str], shares: Sequence[float], *, x_label: str,
+               color: str = "C0") -> Figure:
+    """Horizontal bars, the first on top: ``shares`` (in [0, 1]) drawn as percents, each
+    bar labelled with its percent. For the report's top shared prefixes and break causes."""
+    height = 0.9 + 0.32 * max(len(labels), 1)
+    fig = Figure(figsize=(_WIDTH, height), dpi=_DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    y = np.arange(len(labels))[::-1]
+    values = np.asarray(shares, dtype=np.float64) * 100.0
+    ax.barh(y, values, color=color, height=0.7)
+    ax.set_yticks(y, [str(t) for t in labels], fontsize=_FONT)
+    for t in ax.get_yticklabels():
+        t.set_parse_math(False)
+    top = float(values.max()) if values.size else 1.0
+    for yi, v in zip(y, values, strict=True):
+        ax.text(v + top * 0.01, yi, f"{v:.1f} %", va="center", fontsize=_FONT)
+    ax.set_xlim(0, top * 1.15 or 1.0)
+    ax.set_xlabel(x_label, fontsize=_FONT)
+    ax.tick_params(axis="x", labelsize=_FONT)
+    ax.grid(True, axis="x", alpha=0.25)
+    fig.subplots_adjust(left=0.3, right=1 - _MARGIN_RIGHT / _WIDTH,
+                        top=1 - 0.15 / height, bottom=0.55 / height)
+    return fig

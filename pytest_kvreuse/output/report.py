@@ -68,6 +68,7 @@ from ..result import (
     item_outcomes,
 )
 from .baseline_view import baseline_view
+from .causes import causes_view
 from .plot import GpuLine, ReplicaLine, Series, ccdf_figure, replicas_figure, svg_data_uri
 
 __all__ = ["UNDEFINED", "render_report", "results_json", "run_info", "write_json", "write_report"]
@@ -301,7 +302,7 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
         "time_plot_alt": "", "replica_plot": None, "replica_plot_alt": "",
         "timings": "", "headline": None,
         "baseline": baseline_view(result), "engine_notes": [],
-        "sample": sample_note(result),
+        "sample": sample_note(result), "causes": None,
     }
     if result.error is not None:
         return view
@@ -315,6 +316,7 @@ def _trace_view(index: int, result: TraceResult, run_timings: dict | None = None
     view["timings"] = _timings_text(timings if isinstance(timings, dict) else {})
     view["headline"] = _headline(result)
     view["engine_notes"] = _engine_notes(result)
+    view["causes"] = causes_view(result.causes)
     return view
 
 
