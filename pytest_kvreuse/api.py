@@ -76,6 +76,11 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
     # The hash of the bytes analysed when it was computed (always for a pipe, whose
     # bytes cannot be read again); None for a regular file nobody hashed.
     analysis.content_sha256 = sha
+    from .text.prompts import trace_prompts
+
+    # Lazily loads nothing: the tokenizer is loaded (cached per process) on first use.
+    analysis.prompts = trace_prompts(path, stream.meta.get("format"), params.tokenizer_name,
+                                     params.prompt, stream.prompt_tokens)
     return analysis
 
 
@@ -115,11 +120,6 @@ def _analyze_sampled(path: str | os.PathLike[str], params: AnalysisParams,
                                timings={"load_s": time.perf_counter() - start},
                                warmup=params.warmup, kv=geometry)
     analysis.content_sha256 = source.known_sha256
-    from .text.prompts import trace_prompts
-
-    # Lazily loads nothing: the tokenizer is loaded (cached per process) on first use.
-    analysis.prompts = trace_prompts(path, stream.meta.get("format"), params.tokenizer,
-                                     params.prompt, stream.prompt_tokens)
     return analysis
 
 
