@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import time
 
-from .core.analysis import ReuseAnalysis
+from . import cluster
+from .core.analysis import ReuseAnalysis, warmup_requests
+from .core.lru import counted_from_block
+from .loaders.partitions import check_jobs
 from .loaders.registry import HASH_ID_FORMATS
 from .loaders.source import open_source
 from .loaders.stream import load_block_stream
@@ -15,7 +18,7 @@ from .params import PARAMS, AnalysisParams, ParamError
 def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, *,
             cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True,
             progress: bool | None = None, known_sha256: str | None = None,
-            **values: object) -> ReuseAnalysis:
+            jobs: int = 1, dask: object = None, **values: object) -> ReuseAnalysis:
     """Load the trace at ``path`` and compute its reuse figures.
 
     The analysis parameters are an :class:`~pytest_kvreuse.AnalysisParams`, or its fields
@@ -33,6 +36,12 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
     ``warmup``: fraction of the requests (the first ``floor(warmup * n)``) that fill the
     cache but are not counted; fractions are then shares of the counted requests' tokens
     (see :class:`ReuseAnalysis`). Default 0: the whole trace.
+
+    ``jobs``: tokenize a text trace in that many processes (the same figures).
+    ``dask``: a Dask scheduler address (``"tcp://scheduler:8786"``) or a
+    ``distributed.Client``; None reads ``$KVREUSE_DASK`` (unset: no cluster). The trace
+    is then tokenized and its reuse intervals sorted on the cluster, with the same figures
+    (docs/dask.md; the extra ``[dask]``).
     """
     # Every parameter is checked before a pipe is drained into a spool.
     try:
@@ -43,18 +52,40 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
                                                  where="analyze()")
     except ParamError as exc:
         raise ParamError(exc.message, path=path) from None
+    check_jobs(jobs)
+    dask = cluster.resolve(dask)
+    if dask is not None:
+        with cluster.session(dask) as client:
+            return _analyze(path, params, client, cache_dir=cache_dir, use_cache=use_cache,
+                            progress=progress, known_sha256=known_sha256, jobs=jobs)
+    return _analyze(path, params, None, cache_dir=cache_dir, use_cache=use_cache,
+                    progress=progress, known_sha256=known_sha256, jobs=jobs)
+
+
+def _analyze(path: str | os.PathLike[str], params: AnalysisParams, client: object, *,
+             jobs: int, known_sha256: str | None, **options: object) -> ReuseAnalysis:
     start = time.perf_counter()
+    mapper = cluster.ClusterMapper(client) if client is not None else None
     # One source for detection, parse and hash: a pipe is read once, into a temporary file.
     with open_source(path, known_sha256=known_sha256) as source:
         stream = load_block_stream(source, block_size=params.block_size,
                                    format=params.format,
                                    hash_block_size=params.hash_block_size,
                                    tokenizer=params.tokenizer, prompt=params.prompt,
-                                   cache_dir=cache_dir, use_cache=use_cache,
-                                   progress=progress)
-    load_s = time.perf_counter() - start
+                                   jobs=jobs, mapper=mapper, **options)
+    timings = {"load_s": time.perf_counter() - start}
+    reuse = None
+    if client is not None:
+        start = time.perf_counter()
+        counted_from = counted_from_block(
+            stream, warmup_requests(params.warmup, stream.num_requests))
+        keys, sizes = cluster.keys_on_cluster(client, stream, mapper)
+        reuse = cluster.distributed_reuse(client, stream, keys, sizes, counted_from)
+        timings["cluster_intervals_s"] = time.perf_counter() - start
     analysis = ReuseAnalysis(stream, params=resolved_params(params, stream.meta, path),
-                             timings={"load_s": load_s}, warmup=params.warmup)
+                             timings=timings, warmup=params.warmup, reuse=reuse)
+    if client is not None:
+        analysis.cluster = cluster.cluster_info(client)
     # The hash of the bytes analysed when it was computed (always for a pipe, whose
     # bytes cannot be read again); None for a regular file nobody hashed.
     analysis.content_sha256 = source.known_sha256
