@@ -14,6 +14,7 @@ small share of tokenizing, and every error is the one a single pass reports firs
 from __future__ import annotations
 
 import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 
@@ -115,9 +116,17 @@ def process_mapper(jobs: int) -> PartMapper:
     def run(path: str, fmt: str, ranges: Sequence[tuple[int, int]], options: dict
             ) -> list[StreamPart]:
         context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(min(jobs, len(ranges)), mp_context=context) as pool:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        with ProcessPoolExecutor(min(jobs, len(ranges)), mp_context=context,
+                                 initializer=_share_the_cores, initargs=(threads,)) as pool:
             futures = [pool.submit(load_part, path, fmt, r, options) for r in ranges]
             # In order: the first partition that fails names the error a single pass
             # would name first.
             return [f.result() for f in futures]
     return run
+
+
+def _share_the_cores(threads: int) -> None:
+    # The tokenizer's thread pool takes every core by default: N processes would run N
+    # times as many threads as cores. Read once, at the pool's first use.
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
