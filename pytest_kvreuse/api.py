@@ -65,7 +65,10 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
 def _analyze(path: str | os.PathLike[str], params: AnalysisParams, client: object, *,
              jobs: int, known_sha256: str | None, **options: object) -> ReuseAnalysis:
     start = time.perf_counter()
-    mapper = cluster.ClusterMapper(client) if client is not None else None
+    mapper = None
+    if client is not None:
+        # A few partitions for every worker thread, tokenized there.
+        mapper, jobs = cluster.ClusterMapper(client), cluster.worker_count(client)
     # One source for detection, parse and hash: a pipe is read once, into a temporary file.
     with open_source(path, known_sha256=known_sha256) as source:
         stream = load_block_stream(source, block_size=params.block_size,

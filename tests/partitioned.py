@@ -28,6 +28,14 @@ def write_chat_trace(path: Path, sessions: int = 6, turns: int = 4) -> Path:
     return path
 
 
+def with_bad_record(path: Path, index: int, text: str) -> Path:
+    """``path`` with its record ``index`` replaced by ``text`` (line ``index + 1``)."""
+    lines = path.read_text().splitlines()
+    lines[index] = text
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def assert_same_analysis(a, b) -> None:
     """Every figure of ``b`` equals ``a``'s, to the last digit (the stream equal array for
     array, so the figures made from it alone, OPT and the policies, too)."""

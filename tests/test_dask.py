@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from partitioned import assert_same_analysis, write_chat_trace
+from partitioned import assert_same_analysis, with_bad_record, write_chat_trace
 
 from pytest_kvreuse import analyze, cluster
 from pytest_kvreuse.cli import main
@@ -78,10 +78,7 @@ def test_cli_dask_prints_the_serial_summary_and_says_where(shared_traces, client
 
 
 def test_a_bad_record_on_a_worker_is_the_serial_error(tmp_path, client):
-    trace = write_chat_trace(tmp_path / "chat.jsonl")
-    lines = trace.read_text().splitlines()
-    lines[20] = "{not json"
-    trace.write_text("\n".join(lines) + "\n")
+    trace = with_bad_record(write_chat_trace(tmp_path / "chat.jsonl"), 20, "{not json")
     with pytest.raises(TraceFormatError) as serial:
         analyze(trace, use_cache=False)
     with pytest.raises(TraceFormatError) as on_cluster:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from partitioned import assert_same_analysis, write_chat_trace
+from partitioned import assert_same_analysis, with_bad_record, write_chat_trace
 
 import pytest_kvreuse.text.blocks as textblocks
 from pytest_kvreuse import analyze
@@ -92,10 +92,8 @@ def test_jobs_in_processes_equal_serial_and_share_the_cache(tmp_path, monkeypatc
 
 
 def test_a_bad_record_is_the_error_a_single_pass_names(tmp_path, capsys):
-    trace = write_chat_trace(tmp_path / "chat.jsonl")
-    lines = trace.read_text().splitlines()
-    lines[17] = '{"messages": 3}'
-    trace.write_text("\n".join(lines) + "\n")
+    trace = with_bad_record(write_chat_trace(tmp_path / "chat.jsonl"), 17,
+                            '{"messages": 3}')
     with pytest.raises(TraceFormatError) as serial:
         analyze(trace, use_cache=False)
     assert serial.value.line == 18
