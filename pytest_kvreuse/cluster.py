@@ -2,9 +2,10 @@
 
 The work is spread in two stages, each one task per partition:
 
-1. **Blocks.** A text trace is tokenized and keyed on the workers, in partitions of whole
-   records (loaders/partitions.py: a key chains only inside its request). A hash-id trace
-   has nothing to tokenize: the client reads it as a single run does.
+1. **Blocks.** A text trace is read once by the client and tokenized and keyed on the
+   workers, in partitions of whole requests (loaders/partitions.py: a key chains only
+   inside its request). A hash-id trace has nothing to tokenize: the client reads it as a
+   single run does.
 2. **Reuse intervals.** A distributed sort of ``(key, position)``: every partition sends
    each of its blocks to the bucket ``hash(key) mod P``, so all occurrences of a key land
    in one bucket, where consecutive occurrences give the intervals and the reuse pairs.
@@ -30,7 +31,7 @@ import numpy as np
 from .core.blocks import BlockStream
 from .core.intervals import ReusePairs, interval_dtype
 from .errors import KvReuseError
-from .loaders.partitions import load_part
+from .loaders.partitions import IN_FLIGHT_PER_JOB, load_part
 
 EXTRA_HINT = 'pip install "pytest-kvreuse[dask]"'
 # An unreachable scheduler fails in this many seconds, not after Dask's own minutes.
@@ -107,10 +108,16 @@ class ClusterMapper:
         self.futures: list[Any] = []
         self.sizes: list[int] = []
 
-    def __call__(self, path: str, fmt: str, ranges: Sequence[tuple[int, int]],
-                 options: dict) -> list:
-        self.futures = [self.client.submit(load_part, path, fmt, r, options, pure=False)
-                        for r in ranges]
+    def __call__(self, path: str, fmt: str, partitions: Iterator[list], options: dict,
+                 jobs: int) -> list:
+        from distributed import wait
+
+        for part in partitions:
+            self.futures.append(self.client.submit(load_part, path, fmt, part, options,
+                                                   pure=False))
+            pending = [f for f in self.futures if not f.done()]
+            if len(pending) > IN_FLIGHT_PER_JOB * jobs:  # the text held stays bounded
+                wait(pending, return_when="FIRST_COMPLETED")
         parts = client_stream(self.client, self.futures)
         self.sizes = [p.num_blocks for p in parts]
         return parts

@@ -12,31 +12,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 from partitioned import assert_same_analysis, with_bad_record, write_chat_trace
 
+import pytest_kvreuse.loaders.partitions as partitions
 import pytest_kvreuse.text.blocks as textblocks
 from pytest_kvreuse import analyze
 from pytest_kvreuse.cli import main
 from pytest_kvreuse.errors import KvReuseError, TraceFormatError
-from pytest_kvreuse.loaders.partitions import (
-    load_part,
-    partitioned_stream,
-    record_ranges,
-    record_sizes,
-)
+from pytest_kvreuse.loaders.partitions import in_process, iter_partitions, partitioned_stream
+from pytest_kvreuse.loaders.text import iter_text_requests
 from pytest_kvreuse.text.blocks import token_block_stream
 
 
-def in_process(path, fmt, ranges, options):
-    """The mapper of --jobs without the processes: the partitioning is what is tested."""
-    return [load_part(path, fmt, r, options) for r in ranges]
-
-
-@given(st.lists(st.integers(0, 50), max_size=40), st.integers(1, 9))
-def test_record_ranges_cover_the_records_in_order(sizes, parts):
-    ranges = record_ranges(np.asarray(sizes, dtype=np.int64), parts)
-    assert 1 <= len(ranges) <= max(parts, 1)
-    assert ranges[0][0] == 0 and ranges[-1][1] == len(sizes)
-    assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
-    assert all(lo < hi for lo, hi in ranges) or sizes == []
+@pytest.mark.parametrize("parts", [1, 3, 50])
+def test_partitions_are_the_requests_in_order(tmp_path, parts):
+    trace = write_chat_trace(tmp_path / "chat.jsonl")
+    cut = list(iter_partitions(str(trace), "chat", parts))
+    assert [r for p in cut for r in p] == list(iter_text_requests(trace, "chat"))
+    assert all(cut) and (len(cut) == 1 if parts == 1 else len(cut) > 1)
 
 
 token_requests = st.lists(
@@ -54,7 +45,7 @@ def test_partitions_merge_to_the_single_pass_stream(tmp_path_factory, requests, 
                                         "timestamp": i}) + "\n"
                             for i, (ids, s) in enumerate(requests)))
     whole = token_block_stream(path, block_size=block)
-    cut = partitioned_stream(str(path), "token-ids", {"block_size": block}, parts=parts,
+    cut = partitioned_stream(str(path), "token-ids", {"block_size": block}, jobs=parts,
                              mapper=in_process, meta={})
     for name in ("keys", "request", "prompt_tokens", "timestamps", "sessions"):
         a, b = getattr(whole, name), getattr(cut, name)
@@ -67,12 +58,12 @@ def test_text_partitions_equal_the_single_pass(tmp_path, prompt):
     serial = analyze(trace, prompt=prompt, use_cache=False, warmup=0.2)
     import pytest_kvreuse.loaders.stream as stream_module
 
-    orig = stream_module.process_mapper
-    stream_module.process_mapper = lambda jobs: in_process
+    orig = stream_module.in_processes
+    stream_module.in_processes = in_process
     try:
         cut = analyze(trace, prompt=prompt, use_cache=False, warmup=0.2, jobs=3)
     finally:
-        stream_module.process_mapper = orig
+        stream_module.in_processes = orig
     assert_same_analysis(serial, cut)
 
 
@@ -87,6 +78,7 @@ def test_jobs_in_processes_equal_serial_and_share_the_cache(tmp_path, monkeypatc
 
     monkeypatch.setattr(textblocks, "text_block_stream", no_tokenizing)
     monkeypatch.setattr(textblocks, "text_stream_part", no_tokenizing)
+    monkeypatch.setattr(partitions, "text_stream_part", no_tokenizing)
     assert_same_analysis(serial, analyze(trace, cache_dir=tmp_path / "cache"))
     assert len(list((tmp_path / "cache").iterdir())) == 1
 
@@ -128,11 +120,3 @@ def test_cli_refuses_a_bad_job_count(bad, capsys):
 def test_api_refuses_a_bad_job_count(tmp_path):
     with pytest.raises(KvReuseError, match="jobs must be a positive integer"):
         analyze(tmp_path / "t.jsonl", jobs=0)
-
-
-def test_record_sizes_of_an_aiperf_trace(tmp_path):
-    path = tmp_path / "i.json"
-    path.write_text(json.dumps({"data": [
-        {"payloads": [{"messages": [{"role": "user", "content": "abc"}]}]},
-        {"payloads": "not a list"}, 7]}))
-    assert record_sizes(str(path), "aiperf").tolist() == [4, 1, 1]

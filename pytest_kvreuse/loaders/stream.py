@@ -12,7 +12,7 @@ from ..text import blocks as text_blocks
 from ..text.cache import cache_file, cache_key, read_cached, write_cached
 from ..text.tokenizer import DEFAULT_TOKENIZER, check_alias_for_prompt, tokenizer_identity
 from .hashids import hash_id_block_stream, read_hash_id_trace
-from .partitions import PARTS_PER_JOB, PartMapper, check_jobs, partitioned_stream, process_mapper
+from .partitions import PartMapper, check_jobs, in_processes, partitioned_stream
 from .registry import FORMAT_NAMES, HASH_ID_FORMATS, TEXT_FORMATS, TOKEN_FORMATS, detect_format
 from .source import TraceSource, open_source
 
@@ -104,8 +104,7 @@ def _cached_token_stream(source: TraceSource, fmt: str, block_size: int, *,
     if jobs > 1 or mapper is not None:
         options = {"block_size": block_size, "tokenizer": tokenizer, "prompt": prompt}
         stream = partitioned_stream(
-            path, fmt, options, parts=jobs * PARTS_PER_JOB,
-            mapper=mapper or process_mapper(jobs),
+            path, fmt, options, jobs=jobs, mapper=mapper or in_processes,
             meta={"tokenizer": tokenizer, "prompt": prompt} if text else {})
     elif text:
         stream = text_blocks.text_block_stream(path, fmt, block_size=block_size,

@@ -105,23 +105,13 @@ def _session(record: dict, path: str, line: int) -> object:
 
 
 def iter_text_requests(path: str | os.PathLike[str], fmt: str,
-                       on_bytes: Callable[[int], None] | None = None,
-                       records: tuple[int, int] | None = None
+                       on_bytes: Callable[[int], None] | None = None
                        ) -> Iterator[TextRequest]:
-    """Every request of a text trace in file order (file order is arrival order).
-
-    ``records=(lo, hi)``: only the requests of records ``lo`` to ``hi - 1`` (aiperf
-    entries, JSONL records), one partition of the trace (loaders/partitions.py); earlier
-    records are parsed but not checked further, and an empty partition is no error."""
+    """Every request of a text trace in file order (file order is arrival order)."""
     spath = os.fspath(path)
     count = 0
-    lo, hi = records if records is not None else (0, None)
     if fmt == "aiperf":
         for i, line, entry in iter_aiperf_entries(spath, on_bytes):
-            if i < lo:
-                continue
-            if hi is not None and i >= hi:
-                return
             if not isinstance(entry, dict):
                 raise TraceFormatError(f"data[{i}] must be an object, got "
                                        f"{type(entry).__name__}", path=spath, line=line)
@@ -139,11 +129,7 @@ def iter_text_requests(path: str | os.PathLike[str], fmt: str,
                                   _timestamp(payload, spath, line,
                                              _AIPERF_UNITS_PER_SECOND), line)
     else:
-        for i, (line, rec) in enumerate(iter_records(spath, on_bytes)):
-            if i < lo:
-                continue
-            if hi is not None and i >= hi:
-                return
+        for line, rec in iter_records(spath, on_bytes):
             if fmt == "chat":
                 msgs = _messages(rec, spath, line, "record")
             else:
@@ -157,24 +143,17 @@ def iter_text_requests(path: str | os.PathLike[str], fmt: str,
             count += 1
             yield TextRequest(msgs, _session(rec, spath, line), _timestamp(rec, spath, line),
                               line)
-    if count == 0 and records is None:
+    if count == 0:
         raise EmptyTraceError("trace holds no requests", path=spath)
 
 
 def iter_token_requests(path: str | os.PathLike[str],
-                        on_bytes: Callable[[int], None] | None = None,
-                        records: tuple[int, int] | None = None
+                        on_bytes: Callable[[int], None] | None = None
                         ) -> Iterator[tuple[np.ndarray, object, float]]:
-    """``(token ids, session, timestamp)`` of every record of a token-id JSONL trace
-    (``records``: one partition, as :func:`iter_text_requests`)."""
+    """``(token ids, session, timestamp)`` of every record of a token-id JSONL trace."""
     spath = os.fspath(path)
     count = 0
-    lo, hi = records if records is not None else (0, None)
-    for i, (line, raw, rec) in enumerate(iter_raw_records(spath, on_bytes)):
-        if i < lo:
-            continue
-        if hi is not None and i >= hi:
-            return
+    for line, raw, rec in iter_raw_records(spath, on_bytes):
         ids = rec.get("token_ids", rec.get("input_ids"))
         if not isinstance(ids, list):
             raise TraceFormatError("record needs a 'token_ids' (or 'input_ids') list",
@@ -192,5 +171,5 @@ def iter_token_requests(path: str | os.PathLike[str],
         arr = arr.astype(np.int64, copy=False)
         count += 1
         yield arr, _session(rec, spath, line), _timestamp(rec, spath, line)
-    if count == 0 and records is None:
+    if count == 0:
         raise EmptyTraceError("trace holds no requests", path=spath)

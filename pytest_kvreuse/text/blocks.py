@@ -222,18 +222,20 @@ def text_block_stream(path: str | os.PathLike[str], fmt: str, *, block_size: int
                       tokenizer: str, prompt: str, progress: bool | None = None
                       ) -> BlockStream:
     """Tokenize a text trace and cut it into prefix-keyed full blocks."""
-    part = text_stream_part(path, fmt, block_size=block_size, tokenizer=tokenizer,
-                            prompt=prompt, progress=progress)
+    spath = os.fspath(path)
+    tok = load_tokenizer(tokenizer)
+    with _progress_bar(spath, progress_enabled(progress), "tokenizing") as bar:
+        part = text_stream_part(iter_text_requests(spath, fmt, bar.update), spath,
+                                block_size=block_size, tokenizer=tok, prompt=prompt)
     return merge_parts([part], block_size, {"tokenizer": tokenizer, "prompt": prompt})
 
 
-def text_stream_part(path: str | os.PathLike[str], fmt: str, *, block_size: int,
-                     tokenizer: str, prompt: str, progress: bool | None = None,
-                     records: tuple[int, int] | None = None) -> StreamPart:
-    """:func:`text_block_stream` of records ``lo`` to ``hi - 1`` only (``records``), before
-    its keys are made dense: one partition, for :func:`merge_parts`."""
-    spath = os.fspath(path)
-    tok = load_tokenizer(tokenizer)
+def text_stream_part(requests: Iterable[TextRequest], path: str, *, block_size: int,
+                     tokenizer: object, prompt: str) -> StreamPart:
+    """The blocks of consecutive ``requests`` of the trace at ``path`` (which errors
+    name), before their keys are made dense: the whole trace, or one partition for
+    :func:`merge_parts`. ``tokenizer``: a name or a loaded tokenizer."""
+    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     builder = _StreamBuilder(block_size)
 
     def add(batch: list[tuple[str, object, float, int]], ids: list[np.ndarray]) -> None:
@@ -242,12 +244,10 @@ def text_stream_part(path: str | os.PathLike[str], fmt: str, *, block_size: int,
 
     # Two batches in flight: one tokenized in the background while the next is read and
     # cut, and the previous one's keys are hashed.
-    with ChunkedEncoder(tok) as encoder, \
-            _progress_bar(spath, progress_enabled(progress), "tokenizing") as bar:
+    with ChunkedEncoder(tok) as encoder:
         waiting = None
         try:
-            for batch in _batches(iter_text_requests(spath, fmt, bar.update, records),
-                                  prompt, tok, spath):
+            for batch in _batches(requests, prompt, tok, path):
                 handle = encoder.submit([text for text, _, _, _ in batch],
                                         previous=waiting[1] if waiting else None)
                 if waiting:
@@ -258,7 +258,7 @@ def text_stream_part(path: str | os.PathLike[str], fmt: str, *, block_size: int,
         except UnicodeEncodeError:
             # The readers refuse lone surrogates; a prompt built from other text (a chat
             # template) could still hold one: name its request rather than a traceback.
-            raise _unencodable(spath, batch if waiting is None else waiting[0] + batch
+            raise _unencodable(path, batch if waiting is None else waiting[0] + batch
                                ) from None
     return builder.part()
 
@@ -277,17 +277,17 @@ def _unencodable(path: str, batch: list[tuple[str, object, float, int]]) -> KvRe
 def token_block_stream(path: str | os.PathLike[str], *, block_size: int,
                        progress: bool | None = None) -> BlockStream:
     """Cut a token-id trace into prefix-keyed full blocks."""
-    return merge_parts([token_stream_part(path, block_size=block_size, progress=progress)],
-                       block_size, {})
-
-
-def token_stream_part(path: str | os.PathLike[str], *, block_size: int,
-                      progress: bool | None = None,
-                      records: tuple[int, int] | None = None) -> StreamPart:
-    """:func:`token_block_stream` of one partition, as :func:`text_stream_part`."""
     spath = os.fspath(path)
-    builder = _StreamBuilder(block_size)
     with _progress_bar(spath, progress_enabled(progress), "reading") as bar:
-        for ids, session, ts in iter_token_requests(spath, bar.update, records):
-            builder.add(ids, session, ts)
+        part = token_stream_part(iter_token_requests(spath, bar.update),
+                                 block_size=block_size)
+    return merge_parts([part], block_size, {})
+
+
+def token_stream_part(requests: Iterable[tuple[np.ndarray, object, float]], *,
+                      block_size: int) -> StreamPart:
+    """The blocks of consecutive token-id requests, as :func:`text_stream_part`."""
+    builder = _StreamBuilder(block_size)
+    for ids, session, ts in requests:
+        builder.add(ids, session, ts)
     return builder.part()
