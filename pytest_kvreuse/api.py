@@ -6,7 +6,10 @@ import copy
 import os
 import time
 
-from .core.analysis import ReuseAnalysis
+from . import cluster
+from .core.analysis import ReuseAnalysis, warmup_requests
+from .core.lru import counted_from_block
+from .loaders.partitions import check_jobs
 from .loaders.registry import HASH_ID_FORMATS
 from .loaders.source import open_source
 from .loaders.stream import load_block_stream
@@ -17,7 +20,7 @@ from .params import MODEL_PARAMS, PARAMS, AnalysisParams, ParamError
 def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, *,
             cache_dir: str | os.PathLike[str] | None = None, use_cache: bool = True,
             progress: bool | None = None, known_sha256: str | None = None,
-            **values: object) -> ReuseAnalysis:
+            jobs: int = 1, dask: object = None, **values: object) -> ReuseAnalysis:
     """Load the trace at ``path`` and compute its reuse figures.
 
     The analysis parameters are an :class:`~pytest_kvreuse.AnalysisParams`, or its fields
@@ -39,6 +42,11 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
     ``engine``: ``"ideal"`` (default) or ``"vllm"``, the LRU figures as vLLM v1's prefix
     cache produces them (docs/vllm.md). ``denominator``: what the LRU fractions divide,
     ``"blocks"`` (default), ``"prompt"`` or ``"per-request"`` (docs/definitions.md).
+    ``jobs``: tokenize a text trace in that many processes (the same figures).
+    ``dask``: a Dask scheduler address (``"tcp://scheduler:8786"``) or a
+    ``distributed.Client``; None reads ``$KVREUSE_DASK`` (unset: no cluster). The trace
+    is then tokenized and its reuse intervals sorted on the cluster, with the same figures
+    (docs/dask.md; the extra ``[dask]``).
     """
     # Every parameter is checked before a pipe is drained into a spool.
     try:
@@ -52,27 +60,56 @@ def analyze(path: str | os.PathLike[str], params: AnalysisParams | None = None, 
     # The model's geometry before a pipe is drained too: a config lacking a field is said
     # before the trace is read.
     geometry = params.kv_geometry()
+    check_jobs(jobs)
     if params.sampled:
+        if dask not in (None, ""):
+            raise ParamError("a sampled analysis runs in one process: it takes no Dask "
+                             "cluster (the cluster's own analysis is exact)", path=path)
         return _analyze_sampled(path, params, geometry, cache_dir=cache_dir,
                                 use_cache=use_cache, progress=progress,
                                 known_sha256=known_sha256)
+    dask = cluster.resolve(dask)
+    if dask is not None:
+        with cluster.session(dask) as client:
+            return _analyze(path, params, geometry, client, cache_dir=cache_dir,
+                            use_cache=use_cache, progress=progress,
+                            known_sha256=known_sha256, jobs=jobs)
+    return _analyze(path, params, geometry, None, cache_dir=cache_dir, use_cache=use_cache,
+                    progress=progress, known_sha256=known_sha256, jobs=jobs)
+
+
+def _analyze(path: str | os.PathLike[str], params: AnalysisParams,
+             geometry: KvGeometry | None, client: object, *, jobs: int,
+             known_sha256: str | None, **options: object) -> ReuseAnalysis:
     start = time.perf_counter()
+    mapper = None
+    if client is not None:
+        # A few partitions for every worker thread, tokenized there.
+        mapper, jobs = cluster.ClusterMapper(client), cluster.worker_count(client)
     # One source for detection, parse and hash: a pipe is read once, into a temporary file.
     with open_source(path, known_sha256=known_sha256) as source:
         stream = load_block_stream(source, block_size=params.block_size,
                                    format=params.format,
                                    hash_block_size=params.hash_block_size,
                                    tokenizer=params.tokenizer_name, prompt=params.prompt,
-                                   cache_dir=cache_dir, use_cache=use_cache,
-                                   progress=progress)
+                                   jobs=jobs, mapper=mapper, **options)
         # A compressed pipe's content hash is over its decompressed bytes: taken from the
         # spool now, while it exists.
         sha = source.sha256() if source.spooled else source.known_sha256
-    load_s = time.perf_counter() - start
+    timings = {"load_s": time.perf_counter() - start}
+    reuse = None
+    if client is not None:
+        start = time.perf_counter()
+        counted_from = counted_from_block(
+            stream, warmup_requests(params.warmup, stream.num_requests))
+        keys, sizes = cluster.keys_on_cluster(client, stream, mapper)
+        reuse = cluster.distributed_reuse(client, stream, keys, sizes, counted_from)
+        timings["cluster_intervals_s"] = time.perf_counter() - start
     analysis = ReuseAnalysis(stream, params=resolved_params(params, stream.meta, path, geometry),
-                             timings={"load_s": load_s}, warmup=params.warmup,
-                             engine=params.engine, denominator=params.denominator,
-                             kv=geometry)
+                             timings=timings, warmup=params.warmup, engine=params.engine,
+                             denominator=params.denominator, kv=geometry, reuse=reuse)
+    if client is not None:
+        analysis.cluster = cluster.cluster_info(client)
     # The hash of the bytes analysed when it was computed (always for a pipe, whose
     # bytes cannot be read again); None for a regular file nobody hashed.
     analysis.content_sha256 = sha

@@ -99,6 +99,16 @@ def _listed(parse: Callable[[str, object], object], what: str
 _names = _listed(parse_name, "policy")
 
 
+def _jobs(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"a positive number of processes, got {text!r}")
+    return jobs
+
+
 def _param_type(param: Param) -> Callable[[str], object] | None:
     """Reads a flag's text as the parameter's type and checks it where it is written."""
     if param.choices is not None:
@@ -177,6 +187,12 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                    help="where tokenized traces are cached (default: the user cache directory)")
     p.add_argument("--no-cache", dest="use_cache", action="store_false",
                    help="neither read nor write the tokenized-trace cache")
+    p.add_argument("--jobs", "-j", type=_jobs, default=1, metavar="N",
+                   help="tokenize a text trace in N processes (the same figures; default 1)")
+    p.add_argument("--dask", metavar="ADDRESS", default=None,
+                   help="run on a Dask cluster (tcp://scheduler:8786; default: "
+                        "$KVREUSE_DASK): text tokenized and intervals sorted on its workers, "
+                        'the same figures (needs pip install "pytest-kvreuse[dask]")')
     p.add_argument("--output", "-o", metavar="PLOT", help="write the CCDF plot (.png or .svg)")
     p.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     p.add_argument("--html", metavar="PATH",
@@ -264,6 +280,9 @@ def _summary(a: ReuseAnalysis, gpu: int | None, lower: int | None = None, *,
         lines.append(f"warm-up:          first {a.warmup_requests:,} requests not counted; "
                      f"figures over {a.counted_requests:,} requests, "
                      f"{a.counted_tokens:,} tokens")
+    if a.cluster:
+        lines.append(f"ran on:           Dask, {a.cluster['workers']} workers at "
+                     f"{a.cluster['scheduler']}; LRU/OPT {a.cluster['lru']}")
     if a.reuse_count:
         lines.append(f"interval, tokens: min {count(a.interval_min, 'not sampled')}, median "
                      f"{a.interval_median:,}, max {count(a.interval_max, 'not sampled')}")
@@ -519,7 +538,7 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
     if args.lower_tier_size is not None:
         lower = params.size_tokens("--lower-tier-size", args.lower_tier_size)
     a = analyze(trace, params, cache_dir=args.cache_dir, use_cache=args.use_cache,
-                progress=False if args.quiet else None)
+                progress=False if args.quiet else None, jobs=args.jobs, dask=args.dask)
     # No full block to count: the fractions are undefined (null in JSON, "undefined" in
     # the summary), which is a result, not an input error; say why on stderr.
     if a.num_blocks == 0:

@@ -22,6 +22,15 @@ class KvReuseError(Exception):
             where += ": "
         return (where + self.message).replace("\n", " ")
 
+    def __reduce__(self) -> tuple:
+        # Raised in a worker process (--jobs, Dask), it must arrive with its file and line.
+        return _rebuild, (type(self), self.message, self.path, self.line)
+
+
+def _rebuild(cls: type[KvReuseError], message: str, path: str | None,
+             line: int | None) -> KvReuseError:
+    return cls(message, path=path, line=line)
+
 
 class TraceReadError(KvReuseError):
     """The trace file cannot be opened or read."""

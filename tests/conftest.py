@@ -40,6 +40,8 @@ def _private_kvreuse_cache(tmp_path_factory):
     """Tests never read or fill the user's cache of tokenized traces."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("KVREUSE_CACHE_DIR", str(tmp_path_factory.mktemp("kvreuse-cache")))
+        # A cluster named for the user's own runs (docs/dask.md) is not the tests' to use.
+        mp.delenv("KVREUSE_DASK", raising=False)
         yield
 
 

@@ -98,7 +98,10 @@ class ReuseAnalysis:
 
     def __init__(self, stream: BlockStream, *, params: dict | None = None,
                  timings: dict | None = None, warmup: float = 0.0, engine: str = "ideal",
-                 denominator: str = "blocks", kv: KvGeometry | None = None) -> None:
+                 denominator: str = "blocks", kv: KvGeometry | None = None,
+                 reuse: tuple[np.ndarray, int, ReusePairs] | None = None) -> None:
+        """``reuse``: what :func:`reuse_intervals_and_pairs` returns for this stream and
+        warm-up, when that pass ran elsewhere (a Dask cluster, pytest_kvreuse/cluster.py)."""
         self.stream = stream
         self.engine = engine
         self.denominator = denominator
@@ -107,6 +110,8 @@ class ReuseAnalysis:
         self.params = dict(params or {})
         # The sha256 of the bytes analysed, when the loader took it (a pipe's always).
         self.content_sha256: str | None = None
+        # Where the analysis ran when not in this process (analyze(dask=...)).
+        self.cluster: dict | None = None
         self.timings = dict(timings or {})
         self.warmup_requests = warmup_requests(warmup, stream.num_requests)
         self.warmup = float(warmup)
@@ -115,7 +120,7 @@ class ReuseAnalysis:
         # The pairs are gathers the interval pass makes anyway: keeping them costs no
         # measurable time (bench/bench_intervals.py) and spares the times a second sort.
         self.pairs: ReusePairs
-        self.intervals, self.unique_blocks, self.pairs = reuse_intervals_and_pairs(
+        self.intervals, self.unique_blocks, self.pairs = reuse or reuse_intervals_and_pairs(
             stream, counted_from=self._counted_from)
         self.timings["intervals_s"] = time.perf_counter() - start
         self._policy_hits: dict[tuple[str, int], int] = {}

@@ -14,12 +14,13 @@ from ..text import blocks as text_blocks
 from ..text.cache import cache_file, cache_key, read_cached, write_cached
 from ..text.tokenizer import DEFAULT_TOKENIZER, check_alias_for_prompt, tokenizer_identity
 from .hashids import hash_id_block_stream, read_hash_id_trace
+from .partitions import PartMapper, check_jobs, in_processes, partitioned_stream
 from .registry import FORMAT_NAMES, HASH_ID_FORMATS, TEXT_FORMATS, TOKEN_FORMATS, detect_format
 from .source import TraceSource, open_source
 from .weka import read_weka_trace
 
 _TEXT_OPTIONS = frozenset({"tokenizer", "prompt", "cache_dir", "use_cache", "progress",
-                           "known_sha256"})
+                           "known_sha256", "jobs", "mapper"})
 
 
 def check_positive(name: str, value: object) -> int:
@@ -38,7 +39,9 @@ def load_block_stream(path: str | os.PathLike[str], *, block_size: int = 64,
     Text options: ``tokenizer`` (default 'deepseek-v3'), ``prompt`` ('raw', 'chat' or
     'per-message'), ``cache_dir``, ``use_cache`` (default True), ``progress`` (None: on
     for a terminal outside CI), ``known_sha256`` (the file's content hash when the caller
-    has just computed it: the cache key then costs no second read of the file).
+    has just computed it: the cache key then costs no second read of the file), ``jobs``
+    (tokenize in that many processes, same stream; default 1), ``mapper`` (tokenize the
+    partitions elsewhere: a Dask cluster's, see loaders/partitions.py).
 
     ``path`` may be a pipe (``/dev/stdin``, ``-`` for standard input, a FIFO): it is read
     once, into a temporary file (see :func:`~pytest_kvreuse.loaders.source.open_source`),
@@ -85,8 +88,8 @@ def _load(source: TraceSource, block_size: int, format: str, hash_block_size: in
 def _cached_token_stream(source: TraceSource, fmt: str, block_size: int, *,
                          tokenizer: str | None = None, prompt: str = "raw",
                          cache_dir: str | os.PathLike[str] | None = None,
-                         use_cache: bool = True, progress: bool | None = None
-                         ) -> BlockStream:
+                         use_cache: bool = True, progress: bool | None = None,
+                         jobs: int = 1, mapper: PartMapper | None = None) -> BlockStream:
     """Text and token-id traces: tokenizing dominates, so the stream is cached on disk."""
     path = source.path
     tokenizer = DEFAULT_TOKENIZER if tokenizer is None else tokenizer
@@ -94,6 +97,7 @@ def _cached_token_stream(source: TraceSource, fmt: str, block_size: int, *,
         raise TokenizerError(f"tokenizer must be a non-empty name, got {tokenizer!r}")
     text_blocks.check_prompt_mode(prompt)
     check_alias_for_prompt(tokenizer, prompt)
+    check_jobs(jobs)
     text = fmt in TEXT_FORMATS
     if not text and fmt not in TOKEN_FORMATS:  # pragma: no cover - FORMATS is checked
         raise KvReuseError(f"format {fmt!r} is not readable", path=path)
@@ -107,7 +111,12 @@ def _cached_token_stream(source: TraceSource, fmt: str, block_size: int, *,
         stream = read_cached(entry)
         if stream is not None:
             return stream
-    if text:
+    if jobs > 1 or mapper is not None:
+        options = {"block_size": block_size, "tokenizer": tokenizer, "prompt": prompt}
+        stream = partitioned_stream(
+            path, fmt, options, jobs=jobs, mapper=mapper or in_processes,
+            meta={"tokenizer": tokenizer, "prompt": prompt} if text else {})
+    elif text:
         stream = text_blocks.text_block_stream(path, fmt, block_size=block_size,
                                                tokenizer=tokenizer, prompt=prompt,
                                                progress=progress)

@@ -7,7 +7,8 @@ import hashlib
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -130,13 +131,54 @@ class _StreamBuilder:
                              self._session_ids.setdefault(session, len(self._session_ids)))
 
     def stream(self, meta: dict) -> BlockStream:
-        keys, _ = dense_digest_keys(bytes(self.digests))
-        tokens = np.asarray(self.tokens, dtype=np.int64)
-        return BlockStream(
-            keys=keys, request=request_index(tokens // self.block_size),
-            block_size=self.block_size, prompt_tokens=tokens,
-            timestamps=np.asarray(self.timestamps, dtype=np.float64),
-            sessions=np.asarray(self.sessions, dtype=np.int64), meta=meta)
+        return merge_parts([self.part()], self.block_size, meta)
+
+    def part(self) -> StreamPart:
+        return StreamPart(bytes(self.digests), np.asarray(self.tokens, dtype=np.int64),
+                          np.asarray(self.timestamps, dtype=np.float64),
+                          np.asarray(self.sessions, dtype=np.int64),
+                          tuple(self._session_ids))
+
+
+@dataclass(frozen=True, eq=False)
+class StreamPart:
+    """The requests of one partition of a trace, before keys are made dense: block
+    ``digests`` (16 bytes each; a prefix chain never leaves its request, so they do not
+    depend on the other partitions), per-request ``tokens``, ``timestamps`` and
+    ``sessions`` (ids local to the partition, naming ``session_names[id]``)."""
+
+    digests: bytes
+    tokens: np.ndarray
+    timestamps: np.ndarray
+    sessions: np.ndarray
+    session_names: tuple
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.digests) // _DIGEST
+
+    def digest_words(self) -> np.ndarray:
+        """The digests as ``(num_blocks, 2)`` uint64: what a distributed sort compares."""
+        return np.frombuffer(self.digests, dtype="<u8").reshape(-1, 2)
+
+
+def merge_parts(parts: Sequence[StreamPart], block_size: int, meta: dict) -> BlockStream:
+    """The stream of consecutive partitions, equal to the one a single pass makes: dense
+    keys over all digests, sessions numbered in first-seen order across partitions."""
+    keys, _ = dense_digest_keys(b"".join(p.digests for p in parts))
+    tokens = np.concatenate([p.tokens for p in parts]) if parts else np.zeros(0, np.int64)
+    names: dict[object, int] = {}
+    sessions = []
+    for p in parts:  # a loop per partition; numbering per distinct session
+        table = np.array([names.setdefault(n, len(names)) for n in p.session_names] + [-1],
+                         dtype=np.int64)
+        sessions.append(table[p.sessions])  # local -1 picks the table's last entry, -1
+    return BlockStream(
+        keys=keys, request=request_index(tokens // block_size), block_size=block_size,
+        prompt_tokens=tokens,
+        timestamps=np.concatenate([p.timestamps for p in parts]) if parts
+        else np.zeros(0, np.float64),
+        sessions=np.concatenate(sessions) if sessions else np.zeros(0, np.int64), meta=meta)
 
 
 def _batches(requests: Iterable[TextRequest], prompt: str, tokenizer, path: str
@@ -193,6 +235,18 @@ def text_block_stream(path: str | os.PathLike[str], fmt: str, *, block_size: int
     """Tokenize a text trace and cut it into prefix-keyed full blocks."""
     spath = os.fspath(path)
     tok = load_tokenizer(tokenizer)
+    with _progress_bar(spath, progress_enabled(progress), "tokenizing") as bar:
+        part = text_stream_part(iter_text_requests(spath, fmt, bar.update), spath,
+                                block_size=block_size, tokenizer=tok, prompt=prompt)
+    return merge_parts([part], block_size, {"tokenizer": tokenizer, "prompt": prompt})
+
+
+def text_stream_part(requests: Iterable[TextRequest], path: str, *, block_size: int,
+                     tokenizer: object, prompt: str) -> StreamPart:
+    """The blocks of consecutive ``requests`` of the trace at ``path`` (which errors
+    name), before their keys are made dense: the whole trace, or one partition for
+    :func:`merge_parts`. ``tokenizer``: a name or a loaded tokenizer."""
+    tok = load_tokenizer(tokenizer) if isinstance(tokenizer, str) else tokenizer
     builder = _StreamBuilder(block_size)
 
     def add(batch: list[tuple[str, object, float, int]], ids: list[np.ndarray]) -> None:
@@ -201,12 +255,10 @@ def text_block_stream(path: str | os.PathLike[str], fmt: str, *, block_size: int
 
     # Two batches in flight: one tokenized in the background while the next is read and
     # cut, and the previous one's keys are hashed.
-    with ChunkedEncoder(tok) as encoder, \
-            _progress_bar(spath, progress_enabled(progress), "tokenizing") as bar:
+    with ChunkedEncoder(tok) as encoder:
         waiting = None
         try:
-            for batch in _batches(iter_text_requests(spath, fmt, bar.update), prompt, tok,
-                                  spath):
+            for batch in _batches(requests, prompt, tok, path):
                 handle = encoder.submit([text for text, _, _, _ in batch],
                                         previous=waiting[1] if waiting else None)
                 if waiting:
@@ -217,9 +269,9 @@ def text_block_stream(path: str | os.PathLike[str], fmt: str, *, block_size: int
         except UnicodeEncodeError:
             # The readers refuse lone surrogates; a prompt built from other text (a chat
             # template) could still hold one: name its request rather than a traceback.
-            raise _unencodable(spath, batch if waiting is None else waiting[0] + batch
+            raise _unencodable(path, batch if waiting is None else waiting[0] + batch
                                ) from None
-    return builder.stream({"tokenizer": tokenizer, "prompt": prompt})
+    return builder.part()
 
 
 def _unencodable(path: str, batch: list[tuple[str, object, float, int]]) -> KvReuseError:
@@ -237,8 +289,16 @@ def token_block_stream(path: str | os.PathLike[str], *, block_size: int,
                        progress: bool | None = None) -> BlockStream:
     """Cut a token-id trace into prefix-keyed full blocks."""
     spath = os.fspath(path)
-    builder = _StreamBuilder(block_size)
     with _progress_bar(spath, progress_enabled(progress), "reading") as bar:
-        for ids, session, ts in iter_token_requests(spath, bar.update):
-            builder.add(ids, session, ts)
-    return builder.stream({})
+        part = token_stream_part(iter_token_requests(spath, bar.update),
+                                 block_size=block_size)
+    return merge_parts([part], block_size, {})
+
+
+def token_stream_part(requests: Iterable[tuple[np.ndarray, object, float]], *,
+                      block_size: int) -> StreamPart:
+    """The blocks of consecutive token-id requests, as :func:`text_stream_part`."""
+    builder = _StreamBuilder(block_size)
+    for ids, session, ts in requests:
+        builder.add(ids, session, ts)
+    return builder.part()
