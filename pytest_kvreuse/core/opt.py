@@ -76,10 +76,10 @@ def _runs(t: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first, length
 
 
-def _few_greater_in_front(vals: np.ndarray, r: int) -> np.ndarray:
-    """Mask of the elements of ``vals`` (distinct, not increasing throughout) with fewer
-    than ``r`` greater in front."""
-    desc = np.flatnonzero(vals[1:] < vals[:-1])
+def _few_greater_in_front(vals: np.ndarray, rising: np.ndarray, r: int) -> np.ndarray:
+    """Mask of the elements of ``vals`` (distinct, not increasing throughout: ``rising`` is
+    ``vals[1:] > vals[:-1]``) with fewer than ``r`` greater in front."""
+    desc = np.flatnonzero(~rising)
     if desc.size > _MAX_PIECES:
         rank = np.empty(vals.size, dtype=np.int64)
         rank[np.argsort(vals)] = np.arange(vals.size)
@@ -94,7 +94,8 @@ def _few_greater_in_front(vals: np.ndarray, r: int) -> np.ndarray:
         piece = vals[a:b]
         cut = a + int(piece.searchsorted(largest[-r], "right")) if len(largest) >= r else a
         mask[cut:b] = True
-        largest = sorted(largest + piece[-r:].tolist())[-r:]
+        if len(largest) < r or piece[-1] > largest[-r]:
+            largest = sorted(largest + piece[-r:].tolist())[-r:]
         a = b
     return mask
 
@@ -142,7 +143,10 @@ def sequence_opt_distances(keys: np.ndarray) -> np.ndarray:
         hi = p0 + r  # the run's free ends are those < hi
         i = bisect_left(ends, hi)
         j = max(0, i - r)
-        top = np.array(ends[j:i], dtype=np.int64)
+        if i > j and ends[i - 1] - ends[j] == i - 1 - j:
+            top = np.arange(ends[j], ends[i - 1] + 1)  # consecutive ends, as runs leave them
+        else:
+            top = np.array(ends[j:i], dtype=np.int64)
         arrivals = i - bisect_right(ends, p0, j, i)
         del ends[j:i]
         ends.extend(range(t0 - 1, t0 - 1 + r))
@@ -155,14 +159,15 @@ def sequence_opt_distances(keys: np.ndarray) -> np.ndarray:
             seg = x[:int(qpos.max())]
             free = np.flatnonzero(seg < hi)
             vals = seg[free]
-            if (vals[1:] > vals[:-1]).all():
+            rising = vals[1:] > vals[:-1]
+            if rising.all():
                 # Increasing (the usual shape): every free end below the leaving ones moves,
                 # the largest first.
                 c = int(vals.searchsorted(top[0]))
                 movers = vals[c - 1::-1] if c else vals[:0]
                 pool = np.sort(np.concatenate([qpos, free[:c]]))
             else:
-                moving = _few_greater_in_front(vals, r)
+                moving = _few_greater_in_front(vals, rising, r)
                 moving &= vals < top[0]
                 packed = (vals[moving] << 32) | free[moving]
                 packed[::-1].sort()  # descending ends; the positions ride in the low bits
