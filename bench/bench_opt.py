@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pytest_kvreuse.core.lru import previous_touch, touch_order
 from pytest_kvreuse.core.opt import opt_profile
 from pytest_kvreuse.core.policies import policy_hits
 from pytest_kvreuse.loaders.stream import load_block_stream
@@ -40,6 +41,14 @@ def main() -> int:
         write_mooncake(generate(Workload(sessions=args.sessions, seed=4)), path)
         stream = load_block_stream(path, block_size=args.block_size)
     print(f"blocks: {stream.num_blocks:,} in {stream.num_requests:,} requests")
+    # The engine steps once per run of re-touched prefix (core/opt.py): how many there are.
+    keys = stream.keys[touch_order(stream)]
+    prev = previous_touch(keys)
+    t = np.flatnonzero((prev >= 0) & (prev != np.arange(keys.size) - 1))
+    p = prev[t]
+    runs = 1 + int(((t[1:] != t[:-1] + 1) | (p[1:] != p[:-1] + 1)).sum()) if t.size else 0
+    print(f"reuse touches: {t.size:,} in {runs:,} runs (before cutting runs longer than "
+          "their gap)")
 
     start = time.perf_counter()
     prof = opt_profile(stream)
