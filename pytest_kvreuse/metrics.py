@@ -358,7 +358,8 @@ _METRICS: tuple[Metric, ...] = (
     Metric("broken_reuse_fraction", "broken reuse (turns)", FRACTION,
            "share of tokens in full blocks of a session's previous prompt that its next "
            "turn did not re-send: reuse a prompt change broke (docs/causes.md)",
-           lambda a: a.broken_reuse_fraction, optional=True, needs=NO_SESSIONS),
+           lambda a: a.broken_reuse_fraction, short="broken %", optional=True,
+           needs=NO_SESSIONS),
     Metric("offloadable_fraction", "offloadable (interval)", FRACTION,
            "share of tokens reused more than `at` tokens apart: seen before, but not "
            "within the last `at` tokens",
