@@ -501,6 +501,12 @@ COUNTED_WHEN_SAMPLED = frozenset({"num_requests", "num_blocks", "total_tokens",
 NOT_SAMPLED: dict[str, str] = {
     "interval_min": "an extreme of the kept keys says nothing of the whole trace's",
     "interval_max": "an extreme of the kept keys says nothing of the whole trace's",
+    "routed_hit_fraction": "a router's choice depends on every block of a request, and a "
+                           "sample keeps only some (run without sampling)",
+    "routed_load_imbalance": "a router's choice depends on every block of a request, and a "
+                             "sample keeps only some (run without sampling)",
+    "broken_reuse_fraction": "a turn's prompt is every block of it, and a sample keeps only "
+                             "some (run without sampling)",
 }
 
 

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle_lru import naive_stack_distances
 
-from pytest_kvreuse import analyze
+from pytest_kvreuse import KvReuseError, analyze
 from pytest_kvreuse.checks import Check, evaluate
 from pytest_kvreuse.cli import main
 from pytest_kvreuse.core.analysis import ReuseAnalysis
@@ -296,3 +296,17 @@ max = 0.01
     out = result.stdout.str()
     assert "sampled at rate 0.01" in out and "standard error" in out
     assert "~" in out  # the summary marks the estimates
+
+
+def test_figures_a_sample_cannot_give_say_why(shared_traces):
+    trace = shared_traces / "mooncake_synthetic_trace.jsonl"
+    exact = analyze(trace)
+    a = analyze(trace, sample=0.5)
+    # Hit tokens are an estimate of the exact count, scaled as every count is.
+    assert abs(a.lru_hit_tokens(345_792) - exact.lru_hit_tokens(345_792)) \
+        < 0.2 * exact.lru_hit_tokens(345_792)
+    with pytest.raises(KvReuseError, match="router's choice"):
+        a.routed(1_000_000, replicas=4, routing="prefix")
+    assert a.turn_breaks is None and "sample keeps only some" in a.breaks_reason
+    with pytest.raises(KvReuseError, match="top prefixes"):
+        a.top_prefixes(3)

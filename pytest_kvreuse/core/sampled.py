@@ -24,7 +24,8 @@ from functools import cached_property
 
 import numpy as np
 
-from ..metrics import METRICS, sampling_of
+from ..errors import KvReuseError
+from ..metrics import METRICS, NOT_SAMPLED, sampling_of
 from ..models import KvGeometry
 from .analysis import ReuseAnalysis
 from .blocks import BlockStream
@@ -134,6 +135,27 @@ class SampledAnalysis(ReuseAnalysis):
     def ttl_peak_tokens(self, ttl_seconds: float) -> int | None:
         peak = super().ttl_peak_tokens(ttl_seconds)
         return None if peak is None else round(peak / self.rate)
+
+    def lru_hit_tokens(self, cache_tokens: float) -> int:
+        return round(self.lru.hit_blocks(self.tokens(cache_tokens)) / self.rate) \
+            * self.block_size
+
+    # A router's choices and a turn's prompt depend on every key of a request, which a
+    # spatial sample does not keep: these figures are not estimated (NOT_SAMPLED says why).
+
+    def routed(self, *args: object, **kwargs: object):  # type: ignore[override]
+        raise KvReuseError(f"replicas: {NOT_SAMPLED['routed_hit_fraction']}")
+
+    def routed_tier_fractions(self, *args: object, **kwargs: object):  # type: ignore[override]
+        raise KvReuseError(f"replicas: {NOT_SAMPLED['routed_hit_fraction']}")
+
+    @property
+    def breaks_reason(self) -> str | None:
+        return NOT_SAMPLED["broken_reuse_fraction"]
+
+    def top_prefixes(self, *args: object, **kwargs: object):  # type: ignore[override]
+        raise KvReuseError("top prefixes: a shared prefix is every block of it, and a sample "
+                           "keeps only some (run without sampling)")
 
     def policy_hit_fraction(self, policy: str, cache_tokens: float) -> float:
         # Mini-simulation (Waldspurger et al., ATC'17): the policy on the sample with a
