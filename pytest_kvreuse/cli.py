@@ -40,7 +40,7 @@ from .metrics import (
     parse_seconds,
 )
 from .params import PARAMS, AnalysisParams, Param
-from .result import TraceResult, trace_timings
+from .result import TraceResult, causes_document, trace_timings
 from .sizes import ByteSize, parse_size
 
 EXIT_USAGE = 2
@@ -550,8 +550,6 @@ def _run_analyze(args: argparse.Namespace, parser: argparse.ArgumentParser) -> i
               "are undefined", file=sys.stderr)
     causes: dict = {}
     if args.top_prefixes or args.why:
-        from .result import causes_document
-
         causes = causes_document(a, top_prefixes=args.top_prefixes, why=args.why,
                                  sizes=[gpu] if gpu else [])
     if args.json or args.html:
