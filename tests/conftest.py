@@ -9,6 +9,13 @@ pytest_plugins = ["pytester"]
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "traces"
 
+# The hash-id scanner (loaders/scan_kernel.py) runs without bounds checks: under test it is
+# compiled with them, so a write past its outputs fails a test instead of corrupting the
+# heap. Its own cache directory keeps that build out of the one users load.
+os.environ.setdefault("NUMBA_BOUNDSCHECK", "1")
+os.environ.setdefault("NUMBA_CACHE_DIR", os.path.join(
+    os.environ.get("TMPDIR", "/tmp"), f"kvreuse-test-numba-{os.getuid()}"))
+
 
 @pytest.fixture(scope="session")
 def shared_traces() -> Path:

@@ -116,6 +116,24 @@ def dense_ids(values: np.ndarray) -> tuple[np.ndarray, int]:
     return ids, int(uniq.shape[0])
 
 
+def packed_positions(keys: np.ndarray, shift: int) -> np.ndarray:
+    """``(key << shift) | position`` of every block, built a chunk at a time: no int64
+    copy of the keys and no position array of the stream's length. Sorted, these values
+    put equal keys side by side in stream order: a value sort, several times faster than
+    a stable argsort (the reuse passes sort them)."""
+    n = keys.shape[0]
+    packed = np.empty(n, dtype=np.int64)
+    step = np.arange(min(n, _CHUNK), dtype=np.int64)
+    at = np.empty_like(step)
+    for lo in range(0, n, _CHUNK):
+        hi = min(lo + _CHUNK, n)
+        out = packed[lo:hi]
+        np.left_shift(keys[lo:hi], shift, out=out, dtype=np.int64)
+        np.add(step[:hi - lo], lo, out=at[:hi - lo])
+        out += at[:hi - lo]
+    return packed
+
+
 def smallest_index_dtype(a: np.ndarray, bound: int) -> np.ndarray:
     # int32 halves memory and sort time for every trace that fits (all but absurd ones).
     return a.astype(np.int32 if bound < 2**31 else np.int64, copy=False)

@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from .blocks import BlockStream
+from .blocks import BlockStream, packed_positions
 
 
 class PromptSource(Protocol):
@@ -39,8 +39,7 @@ def previous_occurrence(keys: np.ndarray) -> np.ndarray:
     if int(keys.max()).bit_length() + shift <= 62:
         # (key, position) packed in one int64: a value sort, several times faster than a
         # stable argsort, and equal keys stay in stream order.
-        packed = keys.astype(np.int64) << shift
-        packed += np.arange(n, dtype=np.int64)
+        packed = packed_positions(keys, shift)
         packed.sort()
         order = packed & ((1 << shift) - 1)
         same = (packed[1:] >> shift) == (packed[:-1] >> shift)

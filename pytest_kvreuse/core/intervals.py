@@ -7,7 +7,7 @@ from typing import cast
 
 import numpy as np
 
-from .blocks import BlockStream, SlotLayout
+from .blocks import BlockStream, SlotLayout, packed_positions
 
 # Block positions fit int32 below this many blocks: half the memory of the index arrays.
 _INT32_POSITIONS = 2**31 - 1
@@ -22,23 +22,20 @@ def _neighbours(packed: np.ndarray, shift: int) -> tuple[int, np.ndarray, np.nda
     n = packed.shape[0]
     index_dtype = np.int32 if n <= _INT32_POSITIONS else np.int64
     pos_mask = (1 << shift) - 1
-    equal = np.empty(max(n - 1, 0), dtype=bool)
-    for lo in range(0, n - 1, _CHUNK):
-        hi = min(lo + _CHUNK, n - 1)
-        np.equal(packed[lo:hi] >> shift, packed[lo + 1:hi + 1] >> shift, out=equal[lo:hi])
-    pairs = int(np.count_nonzero(equal))
-    prev = np.empty(pairs, dtype=index_dtype)
+    # Room for n - 1 pairs; only the pages written are ever touched.
+    prev = np.empty(max(n - 1, 0), dtype=index_dtype)
     nxt = np.empty_like(prev)
-    at = 0
+    pairs = 0
     for lo in range(0, n - 1, _CHUNK):
-        hits = np.flatnonzero(equal[lo:lo + _CHUNK])
-        hits += lo
-        end = at + hits.shape[0]
-        prev[at:end] = packed[hits] & pos_mask
-        hits += 1
-        nxt[at:end] = packed[hits] & pos_mask
-        at = end
-    return pairs, prev, nxt
+        part = packed[lo:min(lo + _CHUNK, n - 1) + 1]
+        key = part >> shift
+        equal = key[1:] == key[:-1]
+        positions = (part & pos_mask).astype(index_dtype)
+        end = pairs + int(np.count_nonzero(equal))
+        np.compress(equal, positions[:-1], out=prev[pairs:end])
+        np.compress(equal, positions[1:], out=nxt[pairs:end])
+        pairs = end
+    return pairs, prev[:pairs], nxt[:pairs]
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,9 +106,7 @@ def _reuse_pass(stream: BlockStream, counted_from: int, want_pairs: bool
     if int(keys.max()).bit_length() + shift <= 62:
         # Pack (key, position) into one int64 and sort values, not indices: several times
         # faster than a stable argsort, and equal keys stay in stream order.
-        packed = keys.astype(np.int64)
-        packed <<= shift
-        packed += np.arange(n, dtype=np.int64)
+        packed = packed_positions(keys, shift)
         packed.sort()
         pairs, prev, nxt = _neighbours(packed, shift)
         del packed
@@ -142,11 +137,15 @@ def _reuse_pass(stream: BlockStream, counted_from: int, want_pairs: bool
     else:
         nxt -= prev
     del prev
-    # int64 from here: an interval in tokens may exceed int32 even when positions do not.
-    intervals = nxt[cross].astype(interval_dtype(stream), copy=False)
-    intervals -= 1
+    # Sorted as block gaps, in the positions' dtype (half the bytes to sort while they fit
+    # int32), then made tokens: (gap - 1) * B keeps the order. The tokens may need int64
+    # even when positions do not.
+    gaps = nxt[cross]
+    del nxt, cross
+    gaps.sort()
+    intervals = np.empty(gaps.shape[0], dtype=interval_dtype(stream))
+    np.subtract(gaps, 1, out=intervals, dtype=intervals.dtype)
     intervals *= stream.block_size
-    intervals.sort()
     return intervals, unique, found
 
 
@@ -170,9 +169,7 @@ def _slot_intervals(stream: BlockStream, layout: SlotLayout, counted_from: int,
         empty = np.zeros(0, dtype=np.int64)
         return empty, 0, (ReusePairs(empty, empty) if want_pairs else None)
     shift = n.bit_length()
-    packed = layout.key.astype(np.int64)
-    packed <<= shift
-    packed += np.arange(n, dtype=np.int64)
+    packed = packed_positions(layout.key, shift)
     packed.sort()
     slot_keys = packed >> shift
     order = packed & ((1 << shift) - 1)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import KvReuseError
 from ..params import DENOMINATORS, ENGINES
-from .blocks import BlockStream
+from .blocks import BlockStream, packed_positions
 
 #: Stack distance of a first touch (the key was never seen: no cache can hold it).
 COLD = np.iinfo(np.int64).max
@@ -63,7 +63,7 @@ def previous_touch(keys: np.ndarray) -> np.ndarray:
             and int(keys.max()) < 2**31:
         # One plain sort of (key, time) packed in an int64 is several times faster than a
         # stable argsort and gives the same order.
-        packed = (keys.astype(np.int64) << 32) | np.arange(n, dtype=np.int64)
+        packed = packed_positions(keys, 32)
         packed.sort()
         order = (packed & 0xFFFFFFFF).astype(np.intp, copy=False)
         sorted_keys = packed >> 32

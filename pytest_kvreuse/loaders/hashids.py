@@ -10,7 +10,7 @@ import math
 import os
 import warnings
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -25,6 +25,7 @@ from ..core.blocks import (
     smallest_index_dtype,
 )
 from ..errors import BlockSizeError, EmptyTraceError, TraceFormatError
+from .hashid_scan import ScannedRecords, scan_records, use_scanner
 from .jsonl import INT64_END, bad_integer_list, field_number, iter_raw_records, not_an_integer
 
 MOONCAKE_HASH_BLOCK = 512
@@ -121,13 +122,17 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     stamps = array("d")
     lines = array("q")
     files: list[str] = []
-    file_of = array("i")
+    file_starts: list[int] = []  # the first request of each file
     chat_ids: list[int] = []
     parent_ids: list[int] = []
     types: list[str] = []
     # Bound once: this loop runs per record, and a big trace has millions.
-    add_ids, add_count, add_length = all_ids.extend, counts.append, lengths.append
-    add_line, add_stamp, add_file = lines.append, stamps.append, file_of.append
+    add_count, add_length = counts.append, lengths.append
+    add_line, add_stamp = lines.append, stamps.append
+
+    def start_file(name: str) -> None:
+        files.append(name)
+        file_starts.append(len(counts))
     bailian = flavour == "bailian"
     aiperf = flavour == "mooncake-trace"
     if on_chunk is not None and aiperf:
@@ -139,16 +144,15 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     flushed = 0
 
     def flush() -> None:
-        nonlocal all_ids, add_ids, flushed
+        nonlocal all_ids, flushed
         end = len(counts)
-        piece = _piece(spath, all_ids, counts, lengths, stamps, lines, flushed, end,
+        piece = _piece(files[-1], all_ids, counts, lengths, stamps, lines, flushed, end,
                        native_block_size, bailian)
         all_ids = array("q")
-        add_ids = all_ids.extend
         on_chunk(piece, flushed)  # type: ignore[misc]
         flushed = end
 
-    for lineno, raw, rec in iter_raw_records(spath, on_file=files.append):
+    def one(lineno: int, raw: bytes, rec: dict) -> None:
         # Errors name the shard at fault (the trace's own path for one file).
         spath = files[-1]
         ids = rec.get("hash_ids")
@@ -179,13 +183,12 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
                 bool in set(map(type, ids))):
             raise bad_integer_list(ids, "hash_ids", "hash id", spath, lineno)
         try:
-            add_ids(ids)
+            all_ids.extend(ids)
         except (TypeError, OverflowError):
             raise bad_integer_list(ids, "hash_ids", "hash id", spath, lineno) from None
         add_count(len(ids))
         add_length(length)
         add_line(lineno)
-        add_file(len(files) - 1)
         add_stamp(stamp)
         if bailian:
             chat = rec.get("chat_id")
@@ -205,6 +208,29 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
             chat_ids.append(chat)
             parent_ids.append(parent)
             types.append(rec.get("type", ""))
+
+    def many(run: ScannedRecords) -> None:
+        # The scanner's records: what `one` does, for arrays (every check already held).
+        all_ids.frombytes(_raw(run.hash_ids))
+        counts.frombytes(_raw(run.counts))
+        lengths.frombytes(_raw(np.where(run.lengths < 0, run.counts * native_block_size,
+                                        run.lengths)))
+        lines.frombytes(_raw(run.lines))
+        stamps.frombytes(_raw(run.stamps))
+        if bailian:
+            chat_ids.extend(run.chat_ids.tolist())
+            parent_ids.extend(run.parent_ids.tolist())
+            types.extend(run.types)
+
+    if not aiperf and use_scanner(spath):
+        records: Iterator = scan_records(spath, flavour, on_file=start_file)
+    else:
+        records = iter_raw_records(spath, on_file=start_file)
+    for item in records:
+        if type(item) is ScannedRecords:
+            many(item)
+        else:
+            one(*item)
         if on_chunk is not None and len(counts) - flushed >= chunk_requests:
             flush()
     if on_chunk is not None and len(counts) > flushed:
@@ -217,7 +243,8 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     num = len(counts)
     offsets = np.zeros(num + 1, dtype=np.int64)
     np.cumsum(np.frombuffer(counts, dtype=np.int64), out=offsets[1:])
-    line_array = np.frombuffer(lines, dtype=np.int64).copy()
+    # Views of the typed arrays, no copies: nothing is appended to them from here.
+    line_array = np.frombuffer(lines, dtype=np.int64)
     if bailian:
         _check_parents(chat_ids, parent_ids, line_array, spath)
         sessions = _bailian_sessions(chat_ids, parent_ids)
@@ -225,7 +252,7 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         sessions = _aiperf_sessions(session_ids)
     else:
         sessions = np.full(num, -1, dtype=np.int64)
-    timestamps = np.frombuffer(stamps, dtype=np.float64).copy()
+    timestamps = np.frombuffer(stamps, dtype=np.float64)
     delay = np.frombuffer(delays, dtype=np.float64)
     timed = aiperf and not np.isnan(delay).all()
     if timed:  # in milliseconds, as written: sums of integers stay exact
@@ -243,16 +270,27 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
         path=spath,
         hash_ids=hash_ids,
         offsets=offsets,
-        input_lengths=np.frombuffer(lengths, dtype=np.int64).copy(),
+        input_lengths=np.frombuffer(lengths, dtype=np.int64),
         timestamps=timestamps,
         sessions=sessions,
         lines=line_array,
         native_block_size=native_block_size,
         files=tuple(files) if len(files) > 1 else (),
-        file_of=np.frombuffer(file_of, dtype=np.int32).copy() if len(files) > 1 else None,
+        file_of=_file_of(file_starts, num) if len(files) > 1 else None,
         categories={"type": _labels(types)} if bailian else {},
     )
     return _by_time(trace) if timed else trace
+
+
+def _file_of(starts: list[int], num: int) -> np.ndarray:
+    """The file each of ``num`` requests is in, given each file's first request."""
+    bounds = np.asarray([*starts, num], dtype=np.int64)
+    return np.repeat(np.arange(len(starts), dtype=np.int32), np.diff(bounds))
+
+
+def _raw(values: np.ndarray) -> memoryview:
+    """An array's bytes for ``array.frombytes`` (which takes only byte buffers): no copy."""
+    return memoryview(np.ascontiguousarray(values)).cast("B")
 
 
 def _aiperf_record(rec: dict, ids: object, native: int, path: str, lineno: int,
@@ -434,9 +472,14 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         # this builds (fresh memory costs page faults; an index array would double it).
         layout = slot_layout(trace, native_ids, nblocks, first_block, per_native)
         keys = _keys_of_slots(layout, total, n_native)
+    elif block_size == native:
+        # Request r's blocks are its first nblocks[r] ids: the ids, less the ones past a
+        # request's full blocks (its partial last block, mostly), in one compress.
+        layout = None
+        keys = native_ids[_full_block_ids(trace.offsets, nblocks)]
     else:
         layout = None
-        step = block_size // native  # 1 when the blocks are the native ones
+        step = block_size // native
         start = trace.offsets[:-1] + step - 1 - first_block * step
         # Gathered a run of requests at a time: the int64 index costs a chunk, not the
         # stream.
@@ -461,6 +504,22 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
         layout=layout,
         categories=dict(trace.categories),
     )
+
+
+def _full_block_ids(offsets: np.ndarray, nblocks: np.ndarray) -> np.ndarray:
+    """Which ids (one per native block, ``offsets`` by request) are full blocks: request r's
+    first ``nblocks[r]`` (at most all of them, as :func:`blocks_per_request` checked)."""
+    keep = np.ones(int(offsets[-1]), dtype=bool)
+    extra = np.diff(offsets) - nblocks
+    one = np.flatnonzero(extra == 1)
+    keep[offsets[one + 1] - 1] = False
+    more = np.flatnonzero(extra > 1)  # requests whose length stops short of its ids
+    if more.size:
+        drop = np.repeat(offsets[more] + nblocks[more], extra[more])
+        drop += np.arange(drop.shape[0]) - np.repeat(np.cumsum(extra[more]) - extra[more],
+                                                     extra[more])
+        keep[drop] = False
+    return keep
 
 
 def blocks_per_request(trace: HashIdTrace, block_size: int) -> tuple[np.ndarray, int | None]:

@@ -15,7 +15,7 @@ from ..errors import TraceFormatError, TraceReadError
 from .compression import decompressed
 from .shards import trace_files
 
-_BOM = b"\xef\xbb\xbf"
+BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
 _NON_FINITE = re.compile(rb"-?(?:NaN|Infinity)")
 
@@ -69,20 +69,34 @@ def _file_records(path: str, on_bytes: Callable[[int], None] | None
                     on_bytes(len(raw))
                 if raw.isspace():
                     continue
-                if lineno == 1 and raw.startswith(_BOM):  # files saved by Windows editors
-                    raw = raw[len(_BOM):]
+                if lineno == 1 and raw.startswith(BOM):  # files saved by Windows editors
+                    raw = raw[len(BOM):]
                 try:
                     record = loads(raw)
-                except orjson.JSONDecodeError as exc:
-                    raise TraceFormatError(f"not valid JSON ({json_reason(exc, raw)})",
-                                           path=path, line=lineno) from None
+                except orjson.JSONDecodeError:
+                    record = parse_line(raw, path, lineno)  # raises, naming the line
                 if not isinstance(record, dict):
-                    raise TraceFormatError(
-                        f"expected a JSON object per line, got {type(record).__name__}",
-                        path=path, line=lineno)
+                    raise not_an_object(record, path, lineno)
                 yield lineno, raw, record
         except OSError as exc:  # a read failing after the open (EIO, a lost mount)
             raise read_error(exc, path) from None
+
+
+def not_an_object(record: object, path: str, lineno: int) -> TraceFormatError:
+    return TraceFormatError(f"expected a JSON object per line, got {type(record).__name__}",
+                            path=path, line=lineno)
+
+
+def parse_line(raw: bytes, path: str, lineno: int) -> dict:
+    """One line as :func:`iter_raw_records` reads it (BOM already gone), or its error."""
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise TraceFormatError(f"not valid JSON ({json_reason(exc, raw)})",
+                               path=path, line=lineno) from None
+    if not isinstance(record, dict):
+        raise not_an_object(record, path, lineno)
+    return record
 
 
 def iter_records(path: str | os.PathLike[str], on_bytes: Callable[[int], None] | None = None
@@ -128,8 +142,8 @@ def first_line(fh: BinaryIO, head: bytes, path: str | os.PathLike[str]
 
 def parse_first_line(lineno: int, raw: bytes) -> tuple[object | None, str | None]:
     """``(value, None)``, or ``(None, reason)`` when the line is not one JSON value."""
-    if lineno == 1 and raw.startswith(_BOM):
-        raw = raw[len(_BOM):]
+    if lineno == 1 and raw.startswith(BOM):
+        raw = raw[len(BOM):]
     try:
         return orjson.loads(raw), None
     except orjson.JSONDecodeError as exc:
