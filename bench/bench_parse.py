@@ -15,6 +15,9 @@ scanner's times include importing numba and loading its compiled code. Rows:
   bench checks a digest of them).
 - ``analysis, ...``: ``analyze(trace, block_size=512)`` cold (empty stream cache), with the
   phases it reports.
+- with ``--peer-python PY`` (a bench-only virtualenv holding pyarrow and polars, never a
+  dependency): ``pyarrow.json.read_json`` and ``polars.read_ndjson`` with the schema given,
+  down to the int64 array of the ids: the compiled JSON readers a user would reach for.
 
 Goal (issue 16): the whole B = 512 analysis of the 1 GB trace under a third of 16.9 s.
 """
@@ -40,7 +43,22 @@ GOAL_S = 16.9 / 3
 def child(kind: str, trace: str, cache_dir: str) -> dict:
     start = time.perf_counter()
     out: dict = {}
-    if kind == "orjson":
+    if kind == "pyarrow":
+        import pyarrow as pa
+        import pyarrow.json as pj
+
+        schema = pa.schema([("timestamp", pa.int64()), ("input_length", pa.int64()),
+                            ("output_length", pa.int64()), ("hash_ids", pa.list_(pa.int64()))])
+        table = pj.read_json(trace, parse_options=pj.ParseOptions(explicit_schema=schema))
+        table.column("hash_ids").combine_chunks().values.to_numpy()
+    elif kind == "polars":
+        import polars as pl
+
+        frame = pl.read_ndjson(trace, schema={
+            "timestamp": pl.Int64, "input_length": pl.Int64, "output_length": pl.Int64,
+            "hash_ids": pl.List(pl.Int64)})
+        frame["hash_ids"].explode().to_numpy()
+    elif kind == "orjson":
         import orjson
 
         loads = orjson.loads
@@ -66,10 +84,10 @@ def child(kind: str, trace: str, cache_dir: str) -> dict:
     return out
 
 
-def run_child(kind: str, trace: Path, scan: bool) -> dict:
+def run_child(kind: str, trace: Path, scan: bool, python: str = sys.executable) -> dict:
     env = dict(os.environ, KVREUSE_SCAN="1" if scan else "0")
     with tempfile.TemporaryDirectory(prefix="kvreuse-cache-") as cache:
-        args = [sys.executable, __file__, "--child", kind, "--trace", str(trace),
+        args = [python, __file__, "--child", kind, "--trace", str(trace),
                 "--cache-dir", cache]
         out = subprocess.run(args, check=True, capture_output=True, text=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -83,7 +101,9 @@ def main() -> None:
                    help="also time the whole analysis with the per-line reader (1, default)")
     p.add_argument("--out", type=Path, default=Path(tempfile.gettempdir()) / "kvreuse-big",
                    help="directory for the generated trace (kept, reused when present)")
-    p.add_argument("--child", choices=("orjson", "reader", "analysis"), help=argparse.SUPPRESS)
+    p.add_argument("--peer-python", help="an interpreter with pyarrow and polars: time them")
+    p.add_argument("--child", choices=("orjson", "reader", "analysis", "pyarrow", "polars"),
+                   help=argparse.SUPPRESS)
     p.add_argument("--trace", help=argparse.SUPPRESS)
     p.add_argument("--cache-dir", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -111,6 +131,9 @@ def main() -> None:
     rows = [("orjson floor", run_child("orjson", trace, False)),
             ("per-line reader", run_child("reader", trace, False)),
             ("scanner", run_child("reader", trace, True))]
+    if args.peer_python:
+        rows += [(f"{peer} (schema given)", run_child(peer, trace, False, args.peer_python))
+                 for peer in ("pyarrow", "polars")]
     floor = rows[0][1]["seconds"]
     for name, r in rows:
         extra = f", digest {r['digest']}" if "digest" in r else ""

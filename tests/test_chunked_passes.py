@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import pytest_kvreuse.core.blocks as blocks
 import pytest_kvreuse.core.intervals as intervals
@@ -38,3 +40,20 @@ def test_dense_ids_match_np_unique():
     uniq, inverse = np.unique(values, return_inverse=True)
     assert n == len(uniq) and np.array_equal(ids, inverse.reshape(-1))
     assert ids.dtype == np.int32
+
+
+@given(values=st.one_of(
+    st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=300),
+    st.lists(st.sampled_from([0, 1, 2**62, -(2**63), 2**63 - 1, 7 * 10**17]), min_size=1,
+             max_size=300),
+    st.lists(st.integers(0, 2**40).map(lambda x: x * 2**20), min_size=1, max_size=300)),
+    repeat=st.integers(1, 4), unsigned=st.booleans())
+def test_dense_ids_renumber_any_spread_of_values_as_np_unique(values, repeat, unsigned):
+    # Spread-out values take the bucket table and its few steps (_Ranks); clustered ones
+    # overflow the steps into the binary search: both must give np.unique's ranks.
+    array = np.array(values * repeat, dtype=np.int64)
+    if unsigned:
+        array = array.view(np.uint64)
+    ids, n = blocks.dense_ids(array)
+    uniq, inverse = np.unique(array, return_inverse=True)
+    assert n == len(uniq) and np.array_equal(ids, inverse.reshape(-1))

@@ -111,9 +111,49 @@ def dense_ids(values: np.ndarray) -> tuple[np.ndarray, int]:
     uniq = uniq[keep]
     del keep
     ids = np.empty(values.shape[0], dtype=np.int32 if uniq.shape[0] < 2**31 else np.int64)
+    ranks = _Ranks(uniq)
     for lo in range(0, values.shape[0], _CHUNK):
-        ids[lo:lo + _CHUNK] = np.searchsorted(uniq, values[lo:lo + _CHUNK])
+        ids[lo:lo + _CHUNK] = ranks.of(values[lo:lo + _CHUNK])
     return ids, int(uniq.shape[0])
+
+
+class _Ranks:
+    """Each value's index in the sorted distinct ``uniq``, found from a bucket table over
+    the values' range, then a few steps: a binary search (np.searchsorted) of unsorted
+    values jumps through memory at every level, and on spread-out keys (hashes, digests)
+    it is the slow part of renumbering. Values far from uniform fall back to it."""
+
+    _STEPS = 4
+
+    def __init__(self, uniq: np.ndarray) -> None:
+        self.uniq = uniq
+        self.low = uniq[0]
+        span = float(int(uniq[-1]) - int(uniq[0])) if uniq.dtype.kind in "iu" else 0.0
+        self.scale = uniq.shape[0] / span if span > 0 else 0.0
+        if self.scale:
+            # first[b]: the first distinct value in bucket b (the bucket map is monotone).
+            self.first = np.searchsorted(self._bucket(uniq), np.arange(uniq.shape[0] + 1))
+
+    def _bucket(self, values: np.ndarray) -> np.ndarray:
+        with np.errstate(over="ignore"):
+            offset = (values - self.low).astype(np.uint64, copy=False)
+        return np.minimum((offset.astype(np.float64) * self.scale).astype(np.int64),
+                          self.uniq.shape[0])
+
+    def of(self, values: np.ndarray) -> np.ndarray:
+        if not self.scale:
+            return np.searchsorted(self.uniq, values)
+        rank = self.first[self._bucket(values)]
+        last = self.uniq.shape[0] - 1
+        todo = np.flatnonzero(self.uniq[np.minimum(rank, last)] != values)
+        for _ in range(self._STEPS):
+            if not todo.size:
+                return rank
+            rank[todo] += 1
+            todo = todo[self.uniq[np.minimum(rank[todo], last)] != values[todo]]
+        if todo.size:
+            rank[todo] = np.searchsorted(self.uniq, values[todo])
+        return rank
 
 
 def packed_positions(keys: np.ndarray, shift: int) -> np.ndarray:

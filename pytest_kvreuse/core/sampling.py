@@ -32,13 +32,18 @@ GROUPS = 10
 def mix64(x: np.ndarray) -> np.ndarray:
     """splitmix64's finalizer over uint64 (wrapping): a bijection, so distinct inputs never
     share a hash, and nearby inputs (ids 0, 1, 2, ...) land far apart."""
-    z = np.asarray(x).astype(np.uint64, copy=True)
+    return _mix64_in_place(np.asarray(x).astype(np.uint64, copy=True))
+
+
+def _mix64_in_place(z: np.ndarray) -> np.ndarray:
+    # One temporary for the shifts, reused: the hash runs over every kept chunk's keys.
+    shifted = np.empty_like(z)
     with np.errstate(over="ignore"):
-        z ^= z >> np.uint64(30)
-        z *= _M1
-        z ^= z >> np.uint64(27)
-        z *= _M2
-        z ^= z >> np.uint64(31)
+        for shift, factor in ((30, _M1), (27, _M2), (31, None)):
+            np.right_shift(z, np.uint64(shift), out=shifted)
+            z ^= shifted
+            if factor is not None:
+                z *= factor
     return z
 
 
@@ -50,6 +55,15 @@ def key_hash(ids: np.ndarray, sub: np.ndarray | int = 0) -> np.ndarray:
     sub = np.asarray(sub).astype(np.uint64)
     with np.errstate(over="ignore"):
         return mix64(mix64(ids) + (sub + np.uint64(1)) * _GAMMA)
+
+
+def key_hash_table(ids: np.ndarray, per: int) -> np.ndarray:
+    """``key_hash(ids[i], s)`` for every id and sub-block ``s < per``, as rows: the id's own
+    mix made once per id, not once per sub-block."""
+    inner = mix64(np.asarray(ids).astype(np.int64, copy=False).view(np.uint64))
+    with np.errstate(over="ignore"):
+        steps = (np.arange(per, dtype=np.uint64) + np.uint64(1)) * _GAMMA
+        return _mix64_in_place(inner[:, None] + steps[None, :])
 
 
 def rate_threshold(rate: float) -> np.uint64:

@@ -507,8 +507,9 @@ def hash_id_block_stream(trace: HashIdTrace, block_size: int) -> BlockStream:
 
 
 def _full_block_ids(offsets: np.ndarray, nblocks: np.ndarray) -> np.ndarray:
-    """Which ids (one per native block, ``offsets`` by request) are full blocks: request r's
-    first ``nblocks[r]`` (at most all of them, as :func:`blocks_per_request` checked)."""
+    """Mask of the ids (``offsets`` by request) a stream uses: request r's first
+    ``nblocks[r]`` (at most all of them, as :func:`blocks_per_request` checked); the full
+    blocks' ids at the native block size, the slots' ids below it."""
     keep = np.ones(int(offsets[-1]), dtype=bool)
     extra = np.diff(offsets) - nblocks
     one = np.flatnonzero(extra == 1)
@@ -568,19 +569,27 @@ def _keys_of_slots(layout: SlotLayout, total: int, n_native: int) -> np.ndarray:
 
 
 def slot_layout(trace: HashIdTrace, native_ids: np.ndarray, nblocks: np.ndarray,
-                 first_block: np.ndarray, per_native: int) -> SlotLayout:
-    """The hash ids each request's full blocks use, one slot per (request, hash id)."""
+                first_block: np.ndarray, per_native: int) -> SlotLayout:
+    """The hash ids each request's full blocks use, one slot per (request, hash id).
+
+    Request r uses its first ``ceil(nblocks[r] / per)`` ids, every slot full but the
+    last; the slots tile the stream in order, so their starts are the running sum of
+    their counts: one compress of the ids and no index arithmetic per slot."""
+    del first_block  # the running sum of the counts gives the starts
     slots = -(-nblocks // per_native)
-    slot_request = np.repeat(np.arange(nblocks.shape[0], dtype=np.int64), slots)
-    within = np.arange(slot_request.shape[0], dtype=np.int64) - np.repeat(
-        np.cumsum(slots) - slots, slots)
+    n_slots = int(slots.sum())
+    count = np.full(n_slots, per_native, dtype=np.int32)
+    ends = np.cumsum(slots)
+    used = np.flatnonzero(slots)
+    count[ends[used] - 1] = (nblocks[used] - (slots[used] - 1) * per_native).astype(np.int32)
+    start = np.zeros(n_slots, dtype=np.int64)
+    np.cumsum(count[:-1], out=start[1:])
     total = int(nblocks.sum())
     return SlotLayout(
-        key=native_ids[trace.offsets[:-1][slot_request] + within],
+        key=native_ids[_full_block_ids(trace.offsets, slots)],
         # Small dtypes: a slot costs ~10 bytes, a few per cent of its blocks' arrays.
-        start=smallest_index_dtype(first_block[slot_request] + within * per_native, total),
-        count=np.minimum(per_native, nblocks[slot_request] - within * per_native
-                         ).astype(np.int32),
-        request=smallest_index_dtype(slot_request, nblocks.shape[0]),
+        start=smallest_index_dtype(start, total),
+        count=count,
+        request=request_index(slots),
         per_slot=per_native,
     )

@@ -9,10 +9,19 @@ tokenizing dominates there, and the cached stream is what is read.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 
 from ..core.blocks import BlockStream, request_index
-from ..core.sampling import Sample, SampleBuilder, keep_below, key_hash, sample_stream
+from ..core.sampling import (
+    Sample,
+    SampleBuilder,
+    keep_below,
+    key_hash,
+    key_hash_table,
+    sample_stream,
+)
 from .hashids import HashIdTrace, blocks_per_request, read_hash_id_trace, slot_layout
 from .registry import detect_format
 from .source import TraceSource
@@ -24,6 +33,20 @@ from .stream import load_block_stream
 _CHUNKED = ("mooncake", "bailian")
 # Requests read per chunk: a chunk's blocks are built and dropped (a few MB at B = 64).
 CHUNK_REQUESTS = 1 << 14
+
+
+def _distinct(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct ids of a chunk and where each id is among them (np.unique's
+    ``return_inverse``). Ids spanning a range not much wider than the chunk (Mooncake
+    numbers its hash ids 0, 1, 2, ...) take a lookup table, no sort."""
+    if ids.size:
+        low, high = int(ids.min()), int(ids.max())
+        if high - low < 4 * ids.size:
+            used = np.zeros(high - low + 1, dtype=bool)
+            used[ids - low] = True
+            rank = np.cumsum(used, dtype=np.int64) - 1
+            return np.flatnonzero(used) + low, rank[ids - low]
+    return np.unique(ids, return_inverse=True)
 
 
 def _add_chunk(builder: SampleBuilder, piece: HashIdTrace, block_size: int) -> None:
@@ -42,10 +65,9 @@ def _add_chunk(builder: SampleBuilder, piece: HashIdTrace, block_size: int) -> N
         builder.add_kept(hashes[keep], keep, request_index(nblocks)[keep], nblocks)
         return
     layout = slot_layout(piece, piece.hash_ids, nblocks, first_block, per)
-    distinct, which = np.unique(layout.key, return_inverse=True)
+    distinct, which = _distinct(layout.key)
     # Every (distinct id, sub-block) of the chunk hashed once: a table, not a pass per block.
-    table = key_hash(np.repeat(distinct, per), np.tile(np.arange(per, dtype=np.uint64),
-                                                       distinct.shape[0])).reshape(-1, per)
+    table = key_hash_table(distinct, per)
     kept = keep_below(table, threshold)
     slots = np.flatnonzero(kept.any(axis=1)[which])
     rows = which[slots]
@@ -69,12 +91,27 @@ def load_sampled_stream(source: TraceSource, *, block_size: int, format: str = "
         # digest order: the same ids for the same trace and parameters on every machine.
         return sample_stream(full, key_hash(full.keys), rate, max_keys)
     builder = SampleBuilder(rate, max_keys)
+    # A chunk's sampling (numpy, mostly without the GIL) runs in a second thread while the
+    # next chunk is read; one at a time and in order, so the sample is the serial one.
+    pending: list[Future] = []
+
+    def settle() -> None:
+        if pending:
+            pending.pop().result()  # a chunk's error, raised in the order of the chunks
 
     def add(piece: HashIdTrace, first_request: int) -> None:
-        _add_chunk(builder, piece, block_size)
+        settle()
+        pending.append(worker.submit(_add_chunk, builder, piece, block_size))
 
-    trace = read_hash_id_trace(source.path, flavour=fmt, native_block_size=hash_block_size,
-                               on_chunk=add, chunk_requests=CHUNK_REQUESTS)
+    with ThreadPoolExecutor(1) as worker:
+        try:
+            trace = read_hash_id_trace(source.path, flavour=fmt,
+                                       native_block_size=hash_block_size, on_chunk=add,
+                                       chunk_requests=CHUNK_REQUESTS)
+        except BaseException:
+            settle()  # an earlier chunk's error comes first, as it would read serially
+            raise
+        settle()
     meta = {"format": fmt, "hash_block_size": trace.native_block_size,
             "path": str(source.name)}
     return builder.stream(block_size, trace.input_lengths, trace.timestamps,
