@@ -44,11 +44,16 @@ def touch_order(stream: BlockStream) -> np.ndarray:
     Inside a request the map ``i -> start + end - 1 - i`` reverses the blocks; it is its own
     inverse, so the same array also gives the touch time of every block.
     """
-    if stream.num_blocks == 0:
+    n = stream.num_blocks
+    if n == 0:
         return np.zeros(0, dtype=np.intp)
-    starts = stream.request_starts.astype(np.intp)
-    order = np.repeat(starts[:-1] + starts[1:] - 1, np.diff(starts))
-    order -= np.arange(order.size, dtype=np.intp)
+    # The runs of equal request numbers, from the blocks: memory per block, not per
+    # request (a sample keeps every request of a trace and a few of its blocks).
+    cuts = np.flatnonzero(stream.request[1:] != stream.request[:-1]) + 1
+    starts = np.concatenate([[0], cuts]).astype(np.intp)
+    ends = np.concatenate([cuts, [n]]).astype(np.intp)
+    order = np.repeat(starts + ends - 1, ends - starts)
+    order -= np.arange(n, dtype=np.intp)
     return order
 
 

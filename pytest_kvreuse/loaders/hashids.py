@@ -144,13 +144,24 @@ def read_hash_id_trace(path: str | os.PathLike[str], *, flavour: str,
     flushed = 0
 
     def flush() -> None:
+        # Pieces of chunk_requests records at most: the scanner hands over many more at
+        # once, and a piece's blocks are what a chunked reader holds.
         nonlocal all_ids, flushed
-        end = len(counts)
-        piece = _piece(files[-1], all_ids, counts, lengths, stamps, lines, flushed, end,
-                       native_block_size, bailian)
+        ids = np.frombuffer(all_ids, dtype=np.int64) if all_ids else np.zeros(0, np.int64)
+        per_record = np.frombuffer(counts, dtype=np.int64)
+        at = 0
+        pieces = []
+        while flushed < len(counts):
+            end = min(flushed + chunk_requests, len(counts))
+            used = int(per_record[flushed:end].sum())
+            pieces.append((_piece(files[-1], ids[at:at + used], counts, lengths, stamps,
+                                  lines, flushed, end, native_block_size, bailian), flushed))
+            at += used
+            flushed = end
+        del ids, per_record  # views: none may outlive the arrays they read
         all_ids = array("q")
-        on_chunk(piece, flushed)  # type: ignore[misc]
-        flushed = end
+        for piece, first in pieces:
+            on_chunk(piece, first)  # type: ignore[misc]
 
     def one(lineno: int, raw: bytes, rec: dict) -> None:
         # Errors name the shard at fault (the trace's own path for one file).
@@ -375,7 +386,7 @@ def _by_time(trace: HashIdTrace) -> HashIdTrace:
         file_of=None if trace.file_of is None else trace.file_of[order])
 
 
-def _piece(path: str, ids: array, counts: array, lengths: array, stamps: array,
+def _piece(path: str, ids: np.ndarray, counts: array, lengths: array, stamps: array,
            lines: array, lo: int, hi: int, native: int, bailian: bool) -> HashIdTrace:
     """Records ``lo`` to ``hi`` of a trace being read, as a HashIdTrace of their own."""
     def part(values: array, dtype: type) -> np.ndarray:
@@ -388,7 +399,7 @@ def _piece(path: str, ids: array, counts: array, lengths: array, stamps: array,
         stamps_s /= 1000.0
     return HashIdTrace(
         path=path,
-        hash_ids=np.frombuffer(ids, dtype=np.int64).copy() if ids else np.zeros(0, np.int64),
+        hash_ids=ids.copy(),
         offsets=offsets, input_lengths=part(lengths, np.int64), timestamps=stamps_s,
         sessions=np.full(hi - lo, -1, dtype=np.int64), lines=part(lines, np.int64),
         native_block_size=native)
