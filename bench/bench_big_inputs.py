@@ -21,6 +21,9 @@ Measured (2 cores, 2026-11-30, `python bench/bench_big_inputs.py --aiperf-scale 
 B=512: 60.5M blocks, 16.9 s, peak 1,819 MB (31.5 bytes per block); B=64: 505M blocks,
 48.8 s, peak 10,612 MB (22.0 bytes per block). 393 MB inputs.json, cold
 (`--mooncake-mb 0 --aiperf-scale 1`): 10.5 s, peak 340 MB.
+Again 2026-12-02, with the `[fast]` extra (the scanner of docs/formats.md): B=512 11.2 s,
+peak 1,820 MB; B=64 40.8 s, peak 11,413 MB. The same B=512 run with the per-line reader
+took 42 to 47 s that day (`bench/bench_parse.py`).
 The 600 MB engine target holds up to ~25M blocks at B=64 (it was set for 2.2M blocks).
 """
 

@@ -35,6 +35,19 @@ def _plain_string(buf: np.ndarray, p: int) -> int:
         p += 1
 
 
+@numba.njit(cache=True, inline="always")
+def _digits(buf: np.ndarray, p: int) -> tuple[int, int, bool]:
+    """The run of digits from ``p``: where it ends, its value, and whether it is a JSON
+    integer the scanner takes (1 to 18 digits, no leading zero: int64, no overflow)."""
+    d0 = p
+    v = 0
+    while 48 <= buf[p] <= 57:
+        v = v * 10 + (buf[p] - 48)
+        p += 1
+    nd = p - d0
+    return p, v, 0 < nd <= 18 and (nd == 1 or buf[d0] != 48)
+
+
 @numba.njit(cache=True, nogil=True)
 def scan(buf, pos, end, lineno, keys, key_lengths, ids, counts, lengths, stamps, lines,
          chats, parents, type_lo, type_hi):
@@ -100,14 +113,8 @@ def scan(buf, pos, end, lineno, keys, key_lengths, ids, counts, lengths, stamps,
                     p += 1
                 else:
                     while True:
-                        d0 = p
-                        v = 0
-                        while 48 <= buf[p] <= 57:
-                            v = v * 10 + (buf[p] - 48)
-                            p += 1
-                        nd = p - d0
-                        if nd == 0 or nd > 18 or (nd > 1 and buf[d0] == 48):
-                            good = False
+                        p, v, good = _digits(buf, p)
+                        if not good:
                             break
                         ids[n_ids] = v
                         n_ids += 1
@@ -146,13 +153,10 @@ def scan(buf, pos, end, lineno, keys, key_lengths, ids, counts, lengths, stamps,
                 if negative:
                     p += 1
                 d0 = p
-                v = 0
-                while 48 <= buf[p] <= 57:
-                    v = v * 10 + (buf[p] - 48)
-                    p += 1
-                nd = p - d0
-                if nd == 0 or nd > 18 or (nd > 1 and buf[d0] == 48):
+                p, v, taken = _digits(buf, p)
+                if not taken:
                     break
+                nd = p - d0
                 frac = 0
                 if buf[p] == 46:
                     p += 1
